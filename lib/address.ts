@@ -1,0 +1,42 @@
+/**
+ * `host:port` addresses as servers are named on the wire and in etcd.
+ *
+ * @module
+ */
+
+/** Result of {@linkcode parseAddress}: the normalised address, or why it was refused. */
+export type ParsedAddress =
+  | { ok: true; address: string; host: string; port: number }
+  | { ok: false; reason: string };
+
+const HOST_PATTERN =
+  /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+/** Longest address accepted, so a report cannot make the balancer hold arbitrary text. */
+export const MAX_ADDRESS_LENGTH = 261;
+
+/**
+ * Checks that `text` is `host:port` (host a DNS name, an IPv4 address, or `[IPv6]`) with a port
+ * from 1 to 65535.
+ */
+export function parseAddress(text: string): ParsedAddress {
+  if (typeof text !== "string" || text.length === 0) return { ok: false, reason: "it is empty" };
+  if (text.length > MAX_ADDRESS_LENGTH) {
+    return { ok: false, reason: `it is longer than ${MAX_ADDRESS_LENGTH} characters` };
+  }
+  const colon = text.lastIndexOf(":");
+  if (colon <= 0) return { ok: false, reason: "it has no ':port'" };
+  const host = text.slice(0, colon);
+  const portText = text.slice(colon + 1);
+  if (!/^\d{1,5}$/.test(portText)) return { ok: false, reason: "the port is not a number" };
+  const port = Number(portText);
+  if (port < 1 || port > 65535) return { ok: false, reason: "the port is out of range" };
+  if (host.startsWith("[")) {
+    if (!host.endsWith("]") || !/^\[[0-9A-Fa-f:.]+\]$/.test(host)) {
+      return { ok: false, reason: "the IPv6 host is malformed" };
+    }
+  } else if (!HOST_PATTERN.test(host)) {
+    return { ok: false, reason: "the host is not a valid name or IPv4 address" };
+  }
+  return { ok: true, address: `${host}:${port}`, host, port };
+}

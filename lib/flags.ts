@@ -1,0 +1,120 @@
+/**
+ * Flag parsing shared by the entry scripts: `node:util`'s `parseArgs` (JSR's `@std/cli` cannot
+ * be reached from our machines) plus validators that fail with one line naming the flag and
+ * what it accepts.
+ *
+ * @module
+ */
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { parseAddress } from "./address.ts";
+
+/** Thrown for a bad flag; entries print `message` alone and exit with status 2. */
+export class UsageError extends Error {
+  /** Creates a usage error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "UsageError";
+  }
+}
+
+/** Parses `args` strictly: unknown flags and stray positionals are usage errors. */
+export function parseFlags<T extends NonNullable<ParseArgsConfig["options"]>>(
+  program: string,
+  args: string[],
+  options: T,
+) {
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
+  } catch (error) {
+    throw new UsageError(`Cannot start ${program}: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+}
+
+/** Reads an integer flag within `[min, max]`, or `fallback` when absent. */
+export function intFlag(
+  program: string,
+  flag: string,
+  value: string | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!/^-?\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
+    throw new UsageError(
+      `Cannot start ${program} as '--${flag}' must be an integer from ${min} to ${max}: current value is '${value}'`,
+    );
+  }
+  return n;
+}
+
+/** Reads a number flag within `[min, max]`, or `fallback` when absent. */
+export function numberFlag(
+  program: string,
+  flag: string,
+  value: string | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isFinite(n) || n < min || n > max) {
+    throw new UsageError(
+      `Cannot start ${program} as '--${flag}' must be a number from ${min} to ${max}: current value is '${value}'`,
+    );
+  }
+  return n;
+}
+
+/** Reads a flag that must be one of `choices`, or `fallback` when absent. */
+export function choiceFlag<C extends string>(
+  program: string,
+  flag: string,
+  value: string | undefined,
+  fallback: C,
+  choices: readonly C[],
+): C {
+  if (value === undefined) return fallback;
+  if (!(choices as readonly string[]).includes(value)) {
+    throw new UsageError(
+      `Cannot start ${program} as '--${flag}' must be one of ${
+        choices.join(", ")
+      }: current value is '${value}'`,
+    );
+  }
+  return value as C;
+}
+
+/** Reads a `host:port` flag, or `fallback` when absent. */
+export function addressFlag(
+  program: string,
+  flag: string,
+  value: string | undefined,
+  fallback?: string,
+): string | undefined {
+  if (value === undefined) return fallback;
+  const parsed = parseAddress(value);
+  if (!parsed.ok) {
+    throw new UsageError(
+      `Cannot start ${program} as '--${flag}' must be host:port with a port from 1 to 65535: current value is '${value}' (${parsed.reason})`,
+    );
+  }
+  return parsed.address;
+}
+
+/** Runs an entry's `main`, turning a {@linkcode UsageError} into one line and exit status 2. */
+export async function runMain(main: () => Promise<void>): Promise<void> {
+  try {
+    await main();
+  } catch (error) {
+    if (error instanceof UsageError || error instanceof TypeError || error instanceof RangeError) {
+      console.error(`error: ${(error as Error).message}`);
+      Deno.exit(2);
+    }
+    throw error;
+  }
+}

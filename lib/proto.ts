@@ -1,0 +1,115 @@
+/**
+ * The wire contract, loaded once from `proto/load_balancer.proto` and typed for TypeScript.
+ *
+ * The `.proto` text is imported as a module (not read from disk at run time), so the entries
+ * need no read permission for it and `deno bundle` embeds it in each bundle.
+ *
+ * @module
+ */
+import * as grpc from "@grpc/grpc-js";
+import { fromJSON } from "@grpc/proto-loader";
+import protobuf from "protobufjs";
+import protoText from "../proto/load_balancer.proto" with { type: "text" };
+
+/** Options shared by every place that turns `.proto` text into a package definition. */
+const LOADER_OPTIONS = {
+  keepCase: true,
+  longs: Number,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+} as const;
+
+/** Builds grpc-js service constructors from `.proto` source text (package `load_balancer`). */
+export function loadContract(source: string): LoadBalancerPackage {
+  const root = protobuf.parse(source, { keepCase: true }).root;
+  const definition = fromJSON(root.toJSON(), LOADER_OPTIONS);
+  const loaded = grpc.loadPackageDefinition(definition) as unknown as {
+    load_balancer: LoadBalancerPackage;
+  };
+  return loaded.load_balancer;
+}
+
+/** Service constructors of package `load_balancer`. */
+export interface LoadBalancerPackage {
+  LoadBalancer: grpc.ServiceClientConstructor;
+  Backend: grpc.ServiceClientConstructor;
+}
+
+/** Our contract, with the fields and RPCs we added to the original. */
+export const contract: LoadBalancerPackage = loadContract(protoText);
+
+// Message shapes, as grpc-js delivers them with LOADER_OPTIONS (defaults filled in).
+
+/** `GetServer` request. */
+export interface ClientRequest {
+  client_id: string;
+}
+/** `GetServer` response. */
+export interface ServerResponse {
+  server_address: string;
+}
+/** `RegisterServer` request. */
+export interface ServerRegistration {
+  server_address: string;
+}
+/** `RegisterServer` response. */
+export interface RegistrationResponse {
+  success: boolean;
+}
+/** `ReportLoad` request. Fields 3 to 5 are ours; an original backend leaves them at zero. */
+export interface LoadReport {
+  server_address: string;
+  cpu_load: number;
+  in_flight?: number;
+  queue_length?: number;
+  loadavg_percent?: number;
+}
+/** `ReportLoad` response. */
+export interface LoadReportResponse {
+  success: boolean;
+}
+/** `ProcessTask` request. */
+export interface TaskRequest {
+  task_id: string;
+  task_type: string;
+}
+/** `ProcessTask` response. */
+export interface TaskResponse {
+  result: string;
+}
+
+/** A unary call made with a callback, as grpc-js client stubs expose them. */
+type Unary<Req, Res> = (
+  request: Req,
+  metadata: grpc.Metadata,
+  options: grpc.CallOptions,
+  callback: (error: grpc.ServiceError | null, response?: Res) => void,
+) => grpc.ClientUnaryCall;
+
+/** Client stub of the `LoadBalancer` service. */
+export interface LoadBalancerClient extends grpc.Client {
+  GetServer: Unary<ClientRequest, ServerResponse>;
+  RegisterServer: Unary<ServerRegistration, RegistrationResponse>;
+  ReportLoad: Unary<LoadReport, LoadReportResponse>;
+}
+
+/** Client stub of the `Backend` service. */
+export interface BackendClient extends grpc.Client {
+  ProcessTask: Unary<TaskRequest, TaskResponse>;
+}
+
+/** Calls a unary method and resolves with its response; rejects with the `ServiceError`. */
+export function unary<Req, Res>(
+  method: Unary<Req, Res>,
+  client: grpc.Client,
+  request: Req,
+  options: grpc.CallOptions = {},
+): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    method.call(client, request, new grpc.Metadata(), options, (error, response) => {
+      if (error) reject(error);
+      else resolve(response as Res);
+    });
+  });
+}

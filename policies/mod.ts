@@ -1,0 +1,34 @@
+/**
+ * The policy registry: every policy selectable with `--policy`, by name, in one place.
+ *
+ * Registration is explicit (no import side effects). To add a policy, write it in its own file
+ * as a pure `prepare`/`pick` pair (see `types.ts`), add it to {@linkcode POLICIES}, and it joins
+ * the conformance suite in `tests/policies_conformance_test.ts` automatically.
+ *
+ * @module
+ */
+import { leastLoad } from "./least_load.ts";
+import { pickFirst } from "./pick_first.ts";
+import { roundRobin } from "./round_robin.ts";
+import type { Policy } from "./types.ts";
+
+export * from "./types.ts";
+export { leastLoad, pickFirst, roundRobin };
+
+/** Factories of every policy, by `--policy` name. */
+export const POLICIES = {
+  round_robin: roundRobin,
+  pick_first: pickFirst,
+  least_load: leastLoad,
+};
+
+/** A name accepted by `--policy`. */
+export type PolicyName = keyof typeof POLICIES;
+
+/** Every policy name, in the order they are documented. */
+export const POLICY_NAMES = Object.keys(POLICIES) as PolicyName[];
+
+/** Creates the policy called `name` with its default options. */
+export function createPolicy(name: PolicyName): Policy<unknown> {
+  return POLICIES[name]() as Policy<unknown>;
+}

@@ -1,0 +1,113 @@
+/**
+ * The types every policy shares: the immutable snapshot it reads, the context of one pick, and
+ * the result it returns.
+ *
+ * A policy is a pair of functions. `prepare` runs on the slow path each time the balancer swaps
+ * in a new snapshot (a server joined or left, a load report arrived) and builds the policy's
+ * state for it, carrying over what it kept from the previous state. `pick` is the hot path:
+ * synchronous, no I/O, no logging, never throws, and it allocates nothing: results are read from
+ * `snapshot.picks`, and the only thing it may change is the cursor or counters inside its own
+ * `state` (the way grpc-js pickers keep their index). Clock and randomness come in through
+ * {@linkcode PickContext}, so every policy is deterministic given its inputs and needs no fakes
+ * in tests.
+ *
+ * @module
+ */
+
+/** The latest load report of a server. */
+export interface LoadView {
+  /** CPU use in percent of the backend's machine, 0 to 100. */
+  readonly cpuLoad: number;
+  /** Tasks running or queued on the backend when it reported (0 from original backends). */
+  readonly inFlight: number;
+  /** Clock reading (ms) of the balancer when the report arrived. */
+  readonly reportedAtMs: number;
+  /** Counts this server's reports, so a policy can tell a new report from the one it saw. */
+  readonly seq: number;
+}
+
+/** One live server as policies see it. */
+export interface ServerView {
+  /** Position in the order servers became known: strictly increasing, never reused. */
+  readonly id: number;
+  /** `host:port` that clients should dial. */
+  readonly address: string;
+  /** Latest load report, or `undefined` before the first one. */
+  readonly load: LoadView | undefined;
+}
+
+/** A successful pick. Built once per snapshot, so picking allocates nothing. */
+export interface Picked {
+  readonly kind: "pick";
+  readonly server: ServerView;
+  /** Index of `server` in `snapshot.servers`. */
+  readonly index: number;
+}
+
+/** No server can be named. */
+export interface NoPick {
+  readonly kind: "none";
+  readonly reason: string;
+}
+
+/** What a pick returns. */
+export type PickResult = Picked | NoPick;
+
+/** The live server set at one moment. Never mutated; a change builds a new one. */
+export interface Snapshot {
+  /** Increases with every new snapshot. */
+  readonly version: number;
+  /** Live servers in the order they became known (ascending `id`). */
+  readonly servers: readonly ServerView[];
+  /** `picks[i]` is the result naming `servers[i]`. */
+  readonly picks: readonly Picked[];
+}
+
+/** Per-pick inputs besides the snapshot. Callers may reuse one object across picks. */
+export interface PickContext {
+  /** The asking client's id (may be empty). */
+  clientId: string;
+  /** Current clock reading in milliseconds. */
+  nowMs: number;
+  /** Uniform random number in [0, 1). */
+  rng: () => number;
+}
+
+/** A load-balancing policy. `S` is its state, owned by whoever holds the snapshot. */
+export interface Policy<S = unknown> {
+  /** The name used by `--policy`. */
+  readonly name: string;
+  /** Slow path: state for `snapshot`, carrying over from `previous` (for `previousSnapshot`). */
+  prepare(snapshot: Snapshot, previous?: S, previousSnapshot?: Snapshot): S;
+  /** Hot path: names a server. */
+  pick(snapshot: Snapshot, state: S, context: PickContext): PickResult;
+}
+
+/** The result returned when the snapshot has no server. */
+export const NO_SERVERS: NoPick = Object.freeze({ kind: "none", reason: "no server is known" });
+
+/** Builds a snapshot from servers sorted by ascending `id` (throws otherwise: a caller bug). */
+export function createSnapshot(version: number, servers: readonly ServerView[]): Snapshot {
+  for (let i = 1; i < servers.length; i++) {
+    if (servers[i - 1].id >= servers[i].id) {
+      throw new RangeError("Cannot build snapshot as servers must be in ascending id order");
+    }
+  }
+  const frozen = Object.freeze(servers.slice());
+  const picks = Object.freeze(
+    frozen.map((server, index) => Object.freeze({ kind: "pick" as const, server, index })),
+  );
+  return Object.freeze({ version, servers: frozen, picks });
+}
+
+/** Index of the first server whose id is greater than `id`, or `servers.length`. */
+export function indexAfterId(servers: readonly ServerView[], id: number): number {
+  let lo = 0;
+  let hi = servers.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (servers[mid].id <= id) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
