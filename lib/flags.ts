@@ -118,3 +118,35 @@ export async function runMain(main: () => Promise<void>): Promise<void> {
     throw error;
   }
 }
+
+/** Reads `--etcd url[,url]`: each an `http://` or `https://` URL with a host and port. */
+export function etcdFlag(program: string, value: string | undefined): string[] | undefined {
+  if (value === undefined) return undefined;
+  const urls = value.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  const bad = urls.find((url) => {
+    try {
+      const u = new URL(url);
+      return !(u.protocol === "http:" || u.protocol === "https:") || u.hostname === "";
+    } catch {
+      return true;
+    }
+  });
+  if (urls.length === 0 || bad !== undefined) {
+    throw new UsageError(
+      `Cannot start ${program} as '--etcd' must be a comma-separated list of http(s)://host:port URLs: current value is '${value}'`,
+    );
+  }
+  return urls;
+}
+
+/** Stops `stop` on the first SIGINT or SIGTERM, then exits with status 0. */
+export function onShutdownSignal(stop: () => Promise<void>): void {
+  let stopping = false;
+  const handler = () => {
+    if (stopping) return;
+    stopping = true;
+    stop().finally(() => Deno.exit(0));
+  };
+  Deno.addSignalListener("SIGINT", handler);
+  Deno.addSignalListener("SIGTERM", handler);
+}

@@ -69,6 +69,22 @@ export interface LoadReport {
 export interface LoadReportResponse {
   success: boolean;
 }
+/** `ListServers` request. */
+export type ListServersRequest = Record<string, never>;
+/** One server in a `ListServers` response. */
+export interface ServerStatus {
+  server_address: string;
+  has_load: boolean;
+  cpu_load: number;
+  in_flight: number;
+  report_age_ms: number;
+}
+/** `ListServers` response. */
+export interface ListServersResponse {
+  policy: string;
+  servers: ServerStatus[];
+  discovery: string;
+}
 /** `ProcessTask` request. */
 export interface TaskRequest {
   task_id: string;
@@ -92,6 +108,7 @@ export interface LoadBalancerClient extends grpc.Client {
   GetServer: Unary<ClientRequest, ServerResponse>;
   RegisterServer: Unary<ServerRegistration, RegistrationResponse>;
   ReportLoad: Unary<LoadReport, LoadReportResponse>;
+  ListServers: Unary<ListServersRequest, ListServersResponse>;
 }
 
 /** Client stub of the `Backend` service. */
@@ -112,4 +129,22 @@ export function unary<Req, Res>(
       else resolve(response as Res);
     });
   });
+}
+
+/** Opens a `LoadBalancer` client to `address` (`host:port`). */
+export function createLoadBalancerClient(
+  address: string,
+  credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
+  pkg: LoadBalancerPackage = contract,
+): LoadBalancerClient {
+  return new pkg.LoadBalancer(address, credentials) as unknown as LoadBalancerClient;
+}
+
+/** Opens a `Backend` client to `address` (`host:port`). */
+export function createBackendClient(
+  address: string,
+  credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
+  pkg: LoadBalancerPackage = contract,
+): BackendClient {
+  return new pkg.Backend(address, credentials) as unknown as BackendClient;
 }

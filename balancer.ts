@@ -1,0 +1,80 @@
+/**
+ * The load balancer: `deno task balancer [--policy least_load] [--etcd http://127.0.0.1:2379]`.
+ *
+ * Flags in, objects built, started. The logic lives in `lib/balancer.ts`.
+ *
+ * @module
+ */
+import type { LogLevel } from "@logtape/logtape";
+import { POLICY_NAMES } from "./policies/mod.ts";
+import { Balancer, type DiscoveryConfig } from "./lib/balancer.ts";
+import { DEFAULT_BUILTIN_TTL_MS } from "./lib/builtin_registry.ts";
+import { DEFAULT_ETCD_PREFIX } from "./lib/etcd.ts";
+import {
+  choiceFlag,
+  etcdFlag,
+  intFlag,
+  onShutdownSignal,
+  parseFlags,
+  runMain,
+  UsageError,
+} from "./lib/flags.ts";
+import { LOG_LEVELS, setupLogging } from "./lib/log.ts";
+
+const PROGRAM = "balancer";
+const USAGE = `Usage: deno task balancer [flags]
+
+  --host HOST             address to listen on (default 127.0.0.1)
+  --port PORT             port to listen on, 0 for any free port (default 50051)
+  --policy NAME           ${POLICY_NAMES.join(" | ")} (default round_robin)
+  --discovery KIND        builtin | etcd (default: etcd when --etcd is given, else builtin)
+  --etcd URL[,URL]        etcd endpoints, e.g. http://127.0.0.1:2379
+  --etcd-prefix PREFIX    key prefix servers register under (default ${DEFAULT_ETCD_PREFIX})
+  --builtin-ttl-ms MS     builtin discovery: drop a server silent for this long (default ${DEFAULT_BUILTIN_TTL_MS})
+  --log-level LEVEL       ${LOG_LEVELS.join(" | ")} (default info)
+  --help                  show this text`;
+
+async function main(): Promise<void> {
+  const flags = parseFlags(PROGRAM, Deno.args, {
+    host: { type: "string" },
+    port: { type: "string" },
+    policy: { type: "string" },
+    discovery: { type: "string" },
+    etcd: { type: "string" },
+    "etcd-prefix": { type: "string" },
+    "builtin-ttl-ms": { type: "string" },
+    "log-level": { type: "string" },
+    help: { type: "boolean" },
+  });
+  if (flags.help) return console.log(USAGE);
+  const etcd = etcdFlag(PROGRAM, flags.etcd);
+  const kind = choiceFlag(PROGRAM, "discovery", flags.discovery, etcd ? "etcd" : "builtin", [
+    "builtin",
+    "etcd",
+  ]);
+  if (kind === "etcd" && !etcd) {
+    throw new UsageError(`Cannot start ${PROGRAM} as '--discovery etcd' needs '--etcd URL'`);
+  }
+  const prefix = flags["etcd-prefix"] ?? DEFAULT_ETCD_PREFIX;
+  if (prefix === "") {
+    throw new UsageError(`Cannot start ${PROGRAM} as '--etcd-prefix' must not be empty`);
+  }
+  const discovery: DiscoveryConfig = kind === "etcd"
+    ? { kind, endpoints: etcd!, prefix }
+    : {
+      kind,
+      ttlMs: intFlag(PROGRAM, "builtin-ttl-ms", flags["builtin-ttl-ms"], DEFAULT_BUILTIN_TTL_MS, 100, 3_600_000),
+    };
+  const options = {
+    host: flags.host ?? "127.0.0.1",
+    port: intFlag(PROGRAM, "port", flags.port, 50051, 0, 65535),
+    policy: choiceFlag(PROGRAM, "policy", flags.policy, "round_robin", POLICY_NAMES),
+    discovery,
+  };
+  await setupLogging(choiceFlag(PROGRAM, "log-level", flags["log-level"], "info", LOG_LEVELS) as LogLevel);
+  const balancer = new Balancer(options);
+  onShutdownSignal(() => balancer.stop());
+  await balancer.start();
+}
+
+if (import.meta.main) await runMain(main);

@@ -1,0 +1,91 @@
+/**
+ * The client: `deno task client --balancer 127.0.0.1:50051 --task cpu_heavy --requests 100`.
+ *
+ * Asks the balancer for a server, sends the task there, and prints a summary (`--json` for one
+ * JSON object on stdout). Logic lives in `lib/task_client.ts` and `lib/load_run.ts`.
+ *
+ * @module
+ */
+import type { LogLevel } from "@logtape/logtape";
+import {
+  addressFlag,
+  choiceFlag,
+  intFlag,
+  numberFlag,
+  parseFlags,
+  runMain,
+  UsageError,
+} from "./lib/flags.ts";
+import { runLoad } from "./lib/load_run.ts";
+import { LOG_LEVELS, setupLogging } from "./lib/log.ts";
+import { ProgressBar } from "./lib/progress.ts";
+import { formatSummary } from "./lib/summary_text.ts";
+import { DEFAULT_MAX_ATTEMPTS, TaskClient } from "./lib/task_client.ts";
+
+const PROGRAM = "client";
+const USAGE = `Usage: deno task client [flags]
+
+  --balancer HOST:PORT   balancer to ask (default 127.0.0.1:50051)
+  --task TYPE            simple | cpu_heavy (default simple)
+  --requests N           send N tasks (default 10, unless --duration is given)
+  --duration S           send tasks for S seconds instead
+  --concurrency C        tasks in flight at once (default 1)
+  --client-id ID         sent with every GetServer (default client-<pid>)
+  --max-attempts N       attempts per task when servers answer UNAVAILABLE (default ${DEFAULT_MAX_ATTEMPTS})
+  --json                 print the summary as one JSON object on stdout
+  --log-level LEVEL      ${LOG_LEVELS.join(" | ")} (default warning)
+  --help                 show this text`;
+
+async function main(): Promise<void> {
+  const flags = parseFlags(PROGRAM, Deno.args, {
+    balancer: { type: "string" },
+    task: { type: "string" },
+    requests: { type: "string" },
+    duration: { type: "string" },
+    concurrency: { type: "string" },
+    "client-id": { type: "string" },
+    "max-attempts": { type: "string" },
+    json: { type: "boolean" },
+    "log-level": { type: "string" },
+    help: { type: "boolean" },
+  });
+  if (flags.help) return console.log(USAGE);
+  if (flags.requests !== undefined && flags.duration !== undefined) {
+    throw new UsageError(`Cannot start ${PROGRAM} as '--requests' and '--duration' exclude each other`);
+  }
+  const task = choiceFlag(PROGRAM, "task", flags.task, "simple", ["simple", "cpu_heavy"]);
+  const durationS = flags.duration === undefined
+    ? undefined
+    : numberFlag(PROGRAM, "duration", flags.duration, 0, 0.001, 86_400);
+  const requests = durationS === undefined
+    ? intFlag(PROGRAM, "requests", flags.requests, 10, 1, 1_000_000_000)
+    : undefined;
+  const concurrency = intFlag(PROGRAM, "concurrency", flags.concurrency, 1, 1, 10_000);
+  const clientId = flags["client-id"] ?? `client-${Deno.pid}`;
+  const client = new TaskClient({
+    balancer: addressFlag(PROGRAM, "balancer", flags.balancer, "127.0.0.1:50051")!,
+    clientId,
+    maxAttempts: intFlag(PROGRAM, "max-attempts", flags["max-attempts"], DEFAULT_MAX_ATTEMPTS, 1, 100),
+  });
+  await setupLogging(choiceFlag(PROGRAM, "log-level", flags["log-level"], "warning", LOG_LEVELS) as LogLevel);
+  const bar = flags.json ? undefined : new ProgressBar();
+  try {
+    const summary = await runLoad({
+      client,
+      taskType: task.toUpperCase(),
+      requests,
+      durationMs: durationS === undefined ? undefined : durationS * 1_000,
+      concurrency,
+      idPrefix: clientId,
+      onProgress: bar &&
+        ((p) => bar.update(task, p.fraction, `${p.completed} ok, ${p.failed} failed`)),
+    });
+    bar?.done();
+    console.log(flags.json ? JSON.stringify({ clientId, task, concurrency, ...summary }) : formatSummary(summary));
+    if (summary.succeeded === 0) Deno.exitCode = 1;
+  } finally {
+    client.close();
+  }
+}
+
+if (import.meta.main) await runMain(main);

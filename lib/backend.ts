@@ -1,0 +1,117 @@
+/**
+ * The backend process: serves `Backend.ProcessTask`, runs CPU-heavy tasks on a worker pool,
+ * registers in etcd (or with the balancer, in built-in discovery) and reports its load.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import type { Etcd3 } from "etcd3";
+import { createBackendHandlers } from "./backend_service.ts";
+import type { LoadSource } from "./cpu_meter.ts";
+import { createEtcdClient } from "./etcd.ts";
+import { EtcdRegistration } from "./etcd_registration.ts";
+import { LoadReporter } from "./load_reporter.ts";
+import { contract } from "./proto.ts";
+import { bindServer, createServer, shutdownServer } from "./server.ts";
+import { WorkerPool } from "./worker_pool.ts";
+
+const log = getLogger(["lb", "backend"]);
+
+/** Options of {@linkcode Backend}. */
+export interface BackendOptions {
+  host: string;
+  port: number;
+  /** Balancer `host:port` to report load to (and register with, without etcd). */
+  balancer?: string;
+  /** etcd registration; without it the backend registers with the balancer. */
+  etcd?: { endpoints: string[]; prefix: string; ttlS: number };
+  workers: number;
+  /** Work units per CPU-heavy task, before the slowdown. */
+  workUnits: number;
+  /** Multiplies the heavy work, to run slower servers on one machine. */
+  slowdown: number;
+  reportIntervalMs: number;
+  loadSource: LoadSource;
+}
+
+/** A running backend. */
+export class Backend {
+  #options: BackendOptions;
+  #server = createServer();
+  #pool: WorkerPool;
+  #etcd: Etcd3 | undefined;
+  #registration: EtcdRegistration | undefined;
+  #reporter: LoadReporter | undefined;
+  #draining = false;
+  #address = "";
+
+  /** Builds the backend; {@linkcode start} serves it. */
+  constructor(options: BackendOptions) {
+    this.#options = options;
+    this.#pool = new WorkerPool(options.workers);
+  }
+
+  /** The advertised `host:port` (after {@linkcode start}). */
+  get address(): string {
+    return this.#address;
+  }
+
+  /** Serves, then registers and starts reporting. Resolves with the advertised address. */
+  async start(): Promise<string> {
+    const o = this.#options;
+    const port = await bindServer(this.#server, o.host, o.port);
+    this.#address = `${o.host.includes(":") ? `[${o.host}]` : o.host}:${port}`;
+    this.#server.addService(
+      contract.Backend.service,
+      createBackendHandlers({
+        address: this.#address,
+        pool: this.#pool,
+        workUnits: o.workUnits * o.slowdown,
+        draining: () => this.#draining,
+      }),
+    );
+    if (o.etcd) {
+      this.#etcd = createEtcdClient(o.etcd.endpoints);
+      this.#registration = new EtcdRegistration({
+        client: this.#etcd,
+        prefix: o.etcd.prefix,
+        address: this.#address,
+        ttlS: o.etcd.ttlS,
+        value: JSON.stringify({ address: this.#address, workers: o.workers }),
+      });
+      await this.#registration.start();
+    }
+    if (o.balancer) {
+      this.#reporter = new LoadReporter({
+        balancer: o.balancer,
+        address: this.#address,
+        intervalMs: o.reportIntervalMs,
+        source: o.loadSource,
+        register: !o.etcd,
+        tasks: () => ({ inFlight: this.#pool.inFlight, queueLength: this.#pool.queueLength }),
+      });
+      this.#reporter.start();
+    }
+    log.info("Backend {address} serving with {workers} worker(s), slowdown {slowdown}", {
+      address: this.#address,
+      workers: o.workers,
+      slowdown: o.slowdown,
+    });
+    return this.#address;
+  }
+
+  /**
+   * Drains: deregisters from etcd first (so the balancer stops naming it), stops reporting,
+   * finishes in-flight tasks (up to `graceMs`), then closes everything.
+   */
+  async stop(graceMs = 10_000): Promise<void> {
+    log.info("Backend {address} draining", { address: this.#address });
+    await this.#registration?.stop();
+    this.#reporter?.stop();
+    this.#draining = true;
+    await shutdownServer(this.#server, graceMs);
+    this.#pool.close();
+    this.#etcd?.close();
+    log.info("Backend {address} stopped", { address: this.#address });
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * The balancer process: a gRPC server for the `LoadBalancer` service, a server set fed by
+ * discovery (etcd or built-in), and a picker under the configured policy.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import type { Etcd3 } from "etcd3";
+import { createPolicy, type PolicyName } from "../policies/mod.ts";
+import { createBalancerHandlers } from "./balancer_service.ts";
+import { BuiltinRegistry } from "./builtin_registry.ts";
+import { createEtcdClient } from "./etcd.ts";
+import { EtcdDiscovery } from "./etcd_discovery.ts";
+import { Picker } from "./picker.ts";
+import { contract } from "./proto.ts";
+import { bindServer, createServer, shutdownServer } from "./server.ts";
+import { ServerSet } from "./server_set.ts";
+
+const log = getLogger(["lb", "balancer"]);
+
+/** Where the balancer learns which servers are live. */
+export type DiscoveryConfig =
+  | { kind: "builtin"; ttlMs: number }
+  | { kind: "etcd"; endpoints: string[]; prefix: string };
+
+/** Options of {@linkcode Balancer}. */
+export interface BalancerOptions {
+  host: string;
+  /** 0 binds a free port. */
+  port: number;
+  policy: PolicyName;
+  discovery: DiscoveryConfig;
+}
+
+/** A running balancer. */
+export class Balancer {
+  readonly set: ServerSet = new ServerSet();
+  readonly picker: Picker;
+  #options: BalancerOptions;
+  #server = createServer();
+  #registry: BuiltinRegistry | undefined;
+  #etcd: Etcd3 | undefined;
+  #discovery: EtcdDiscovery | undefined;
+  #port = 0;
+
+  /** Builds the balancer; {@linkcode start} serves it. */
+  constructor(options: BalancerOptions) {
+    this.#options = options;
+    this.picker = new Picker(createPolicy(options.policy), this.set);
+    const clock = () => performance.now();
+    if (options.discovery.kind === "builtin") {
+      this.#registry = new BuiltinRegistry(this.set, options.discovery.ttlMs, clock);
+    }
+    this.#server.addService(
+      contract.LoadBalancer.service,
+      createBalancerHandlers({
+        set: this.set,
+        picker: this.picker,
+        registry: this.#registry,
+        etcdPrefix: options.discovery.kind === "etcd" ? options.discovery.prefix : "",
+        clock,
+      }),
+    );
+  }
+
+  /** The port it listens on (after {@linkcode start}). */
+  get port(): number {
+    return this.#port;
+  }
+
+  /** Starts discovery and serving; resolves with the bound port. */
+  async start(): Promise<number> {
+    const { discovery } = this.#options;
+    if (discovery.kind === "etcd") {
+      this.#etcd = createEtcdClient(discovery.endpoints);
+      this.#discovery = new EtcdDiscovery({
+        client: this.#etcd,
+        prefix: discovery.prefix,
+        set: this.set,
+      });
+      // Serving starts without waiting for etcd: until the first list answers, GetServer says
+      // no server is known, and the discovery retries in the background.
+      this.#discovery.start().catch((error) => {
+        log.error("etcd discovery stopped: {error}", { error });
+      });
+    } else {
+      this.#registry!.start();
+    }
+    this.#port = await bindServer(this.#server, this.#options.host, this.#options.port);
+    log.info("Balancer listening on {host}:{port} with policy {policy} and {discovery} discovery", {
+      host: this.#options.host,
+      port: this.#port,
+      policy: this.#options.policy,
+      discovery: discovery.kind,
+    });
+    return this.#port;
+  }
+
+  /** Stops accepting, lets in-flight calls finish (up to `graceMs`), closes discovery. */
+  async stop(graceMs = 5_000): Promise<void> {
+    await shutdownServer(this.#server, graceMs);
+    this.#registry?.stop();
+    await this.#discovery?.stop();
+    this.#etcd?.close();
+    this.picker.close();
+    log.info("Balancer stopped");
+  }
+}

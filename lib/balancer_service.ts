@@ -1,0 +1,141 @@
+/**
+ * The `LoadBalancer` service handlers: input checks, then the set, registry and picker.
+ *
+ * Every bad input answers a status with a message and changes nothing.
+ *
+ * @module
+ */
+import * as grpc from "@grpc/grpc-js";
+import { parseAddress } from "./address.ts";
+import type { BuiltinRegistry } from "./builtin_registry.ts";
+import type { Picker } from "./picker.ts";
+import type {
+  ClientRequest,
+  ListServersRequest,
+  ListServersResponse,
+  LoadReport,
+  LoadReportResponse,
+  RegistrationResponse,
+  ServerRegistration,
+  ServerResponse,
+} from "./proto.ts";
+import type { ServerSet } from "./server_set.ts";
+import { statusError } from "./status.ts";
+
+/** Longest `client_id` accepted by `GetServer`. */
+export const MAX_CLIENT_ID_LENGTH = 1_024;
+
+/** What the handlers work on. */
+export interface BalancerServiceDeps {
+  set: ServerSet;
+  picker: Picker;
+  /** Present in builtin discovery; `undefined` when etcd is the source of membership. */
+  registry: BuiltinRegistry | undefined;
+  /** Where servers register in etcd mode, for error messages. */
+  etcdPrefix: string;
+  clock: () => number;
+}
+
+/** Creates the handlers of the `LoadBalancer` service. */
+export function createBalancerHandlers(deps: BalancerServiceDeps): grpc.UntypedServiceImplementation {
+  const { set, picker, registry } = deps;
+  const howToRegister = registry
+    ? "backends register with RegisterServer"
+    : `backends register in etcd under ${deps.etcdPrefix}<host:port>`;
+
+  const GetServer: grpc.handleUnaryCall<ClientRequest, ServerResponse> = (call, callback) => {
+    const clientId = call.request.client_id;
+    if (clientId.length > MAX_CLIENT_ID_LENGTH) {
+      return callback(
+        statusError(
+          grpc.status.INVALID_ARGUMENT,
+          `client_id must be at most ${MAX_CLIENT_ID_LENGTH} characters: got ${clientId.length}`,
+        ),
+      );
+    }
+    const result = picker.pick(clientId);
+    if (result.kind === "none") {
+      return callback(
+        statusError(grpc.status.UNAVAILABLE, `No server available: ${result.reason} (${howToRegister})`),
+      );
+    }
+    callback(null, { server_address: result.server.address });
+  };
+
+  const RegisterServer: grpc.handleUnaryCall<ServerRegistration, RegistrationResponse> = (
+    call,
+    callback,
+  ) => {
+    const parsed = parseAddress(call.request.server_address);
+    if (!parsed.ok) {
+      return callback(
+        statusError(
+          grpc.status.INVALID_ARGUMENT,
+          `server_address must be host:port with a port from 1 to 65535: ${parsed.reason}`,
+        ),
+      );
+    }
+    if (!registry) {
+      return callback(
+        statusError(
+          grpc.status.FAILED_PRECONDITION,
+          `This balancer discovers servers in etcd: register under ${deps.etcdPrefix}${parsed.address}`,
+        ),
+      );
+    }
+    registry.register(parsed.address);
+    callback(null, { success: true });
+  };
+
+  const ReportLoad: grpc.handleUnaryCall<LoadReport, LoadReportResponse> = (call, callback) => {
+    const { server_address, cpu_load, in_flight } = call.request;
+    const parsed = parseAddress(server_address);
+    if (!parsed.ok) {
+      return callback(
+        statusError(
+          grpc.status.INVALID_ARGUMENT,
+          `server_address must be host:port with a port from 1 to 65535: ${parsed.reason}`,
+        ),
+      );
+    }
+    if (!Number.isFinite(cpu_load) || cpu_load < 0 || cpu_load > 100) {
+      return callback(
+        statusError(
+          grpc.status.INVALID_ARGUMENT,
+          `cpu_load must be a percentage from 0 to 100: got ${cpu_load}`,
+        ),
+      );
+    }
+    const known = set.report(parsed.address, { cpuLoad: cpu_load, inFlight: in_flight ?? 0 });
+    if (!known) {
+      return callback(
+        statusError(
+          grpc.status.NOT_FOUND,
+          `Server ${parsed.address} is not registered (${howToRegister})`,
+        ),
+      );
+    }
+    registry?.heartbeat(parsed.address);
+    callback(null, { success: true });
+  };
+
+  const ListServers: grpc.handleUnaryCall<ListServersRequest, ListServersResponse> = (
+    _call,
+    callback,
+  ) => {
+    const now = deps.clock();
+    callback(null, {
+      policy: picker.policyName,
+      discovery: registry ? "builtin" : "etcd",
+      servers: set.snapshot.servers.map((server) => ({
+        server_address: server.address,
+        has_load: server.load !== undefined,
+        cpu_load: server.load?.cpuLoad ?? 0,
+        in_flight: server.load?.inFlight ?? 0,
+        report_age_ms: server.load ? Math.max(0, Math.round(now - server.load.reportedAtMs)) : 0,
+      })),
+    });
+  };
+
+  return { GetServer, RegisterServer, ReportLoad, ListServers } as grpc.UntypedServiceImplementation;
+}

@@ -1,0 +1,127 @@
+/**
+ * Runs our entries (`balancer.ts`, `backend.ts`, `client.ts`) as child processes with the same
+ * permission flags as their `deno task`, for the demo, the benchmark and the integration tests.
+ *
+ * The flags live here once; `tests/deno_json_test.ts` checks that deno.json's tasks use the
+ * same ones, so the two cannot drift.
+ *
+ * @module
+ */
+
+/** Environment variables grpc-js and our entries read. */
+export const ENV_ALLOW = "GRPC_*,grpc_proxy,http_proxy,https_proxy,no_proxy,no_grpc_proxy";
+
+/** `deno run` permission flags of each entry (as in deno.json's tasks). */
+export const ENTRY_PERMISSIONS = {
+  balancer: ["--allow-net=127.0.0.1", "--allow-read=node_modules", `--allow-env=${ENV_ALLOW}`],
+  backend: [
+    "--allow-net=127.0.0.1",
+    "--allow-read=node_modules",
+    "--allow-sys=loadavg",
+    `--allow-env=${ENV_ALLOW}`,
+  ],
+  client: ["--allow-net=127.0.0.1", `--allow-env=${ENV_ALLOW}`],
+} as const;
+
+/** An entry that can be started. */
+export type EntryName = keyof typeof ENTRY_PERMISSIONS;
+
+/** Project root (where deno.json is). */
+export const PROJECT_ROOT = new URL("../", import.meta.url);
+
+/** A started entry. */
+export interface EntryProcess {
+  readonly name: string;
+  readonly pid: number;
+  /** Resolves when the process exits. */
+  readonly status: Promise<Deno.CommandStatus>;
+  /** Whether the process has exited. */
+  readonly exited: boolean;
+  /** Sends a signal (ignored once exited). */
+  signal(signal: Deno.Signal): void;
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves when it has exited. */
+  stop(graceMs?: number): Promise<Deno.CommandStatus>;
+  /** The last lines it wrote to stderr (its log), for error messages. */
+  log(): string;
+  /** Everything it wrote to stdout so far (only with `stdout: "piped"`). */
+  stdout(): string;
+}
+
+/** Options of {@linkcode spawnEntry}. */
+export interface SpawnEntryOptions {
+  /** A label for logs and errors. @default {entry} */
+  name?: string;
+  /** Run a different script (e.g. a bundle) with the entry's permissions. */
+  script?: string;
+  /** Keep stdout (for `client --json`). @default {false} */
+  captureStdout?: boolean;
+  /** Lines of stderr kept for {@linkcode EntryProcess.log}. @default {200} */
+  keepLines?: number;
+  /** Extra environment variables. */
+  env?: Record<string, string>;
+}
+
+/** Starts `deno run <permissions> <entry>.ts <args>` in the project root. */
+export function spawnEntry(
+  entry: EntryName,
+  args: string[],
+  options: SpawnEntryOptions = {},
+): EntryProcess {
+  const script = options.script ?? `${entry}.ts`;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", ...ENTRY_PERMISSIONS[entry], script, ...args],
+    cwd: PROJECT_ROOT,
+    stdin: "null",
+    stdout: options.captureStdout ? "piped" : "null",
+    stderr: "piped",
+    env: { NO_COLOR: "1", ...options.env },
+  }).spawn();
+  const keep = options.keepLines ?? 200;
+  const lines: string[] = [];
+  let out = "";
+  const drain = async (stream: ReadableStream<Uint8Array>, onText: (text: string) => void) => {
+    const decoder = new TextDecoderStream();
+    for await (const text of stream.pipeThrough(decoder)) onText(text);
+  };
+  const stderrDone = drain(child.stderr, (text) => {
+    lines.push(...text.split("\n").filter((l) => l !== ""));
+    if (lines.length > keep) lines.splice(0, lines.length - keep);
+  });
+  const stdoutDone = options.captureStdout
+    ? drain(child.stdout, (text) => out += text)
+    : Promise.resolve();
+  let exited = false;
+  const status = child.status.then(async (s) => {
+    exited = true;
+    await Promise.allSettled([stderrDone, stdoutDone]);
+    return s;
+  });
+  const signal = (sig: Deno.Signal) => {
+    if (exited) return;
+    try {
+      child.kill(sig);
+    } catch {
+      // It exited between the check and the kill.
+    }
+  };
+  return {
+    name: options.name ?? entry,
+    pid: child.pid,
+    status,
+    get exited() {
+      return exited;
+    },
+    signal,
+    async stop(graceMs = 10_000) {
+      signal("SIGTERM");
+      const timer = setTimeout(() => signal("SIGKILL"), graceMs);
+      try {
+        return await status;
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    log: () => lines.join("\n"),
+    stdout: () => out,
+  };
+}

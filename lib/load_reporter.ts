@@ -1,0 +1,130 @@
+/**
+ * A backend's load reports to the balancer, every interval. In built-in discovery the backend
+ * first registers with `RegisterServer`, and registers again whenever the balancer answers a
+ * report with NOT_FOUND (the balancer restarted, or dropped it after a pause), so it heals by
+ * itself.
+ *
+ * @module
+ */
+import * as grpc from "@grpc/grpc-js";
+import { getLogger } from "@logtape/logtape";
+import { Backoff } from "./backoff.ts";
+import { CpuMeter, type LoadSource, loadavgPercent } from "./cpu_meter.ts";
+import { createLoadBalancerClient, type LoadBalancerClient, unary } from "./proto.ts";
+import { statusName } from "./status.ts";
+
+const log = getLogger(["lb", "reporter"]);
+
+/** Default time between two load reports. */
+export const DEFAULT_REPORT_INTERVAL_MS = 1_000;
+
+/** Options of {@linkcode LoadReporter}. */
+export interface LoadReporterOptions {
+  /** Balancer `host:port`. */
+  balancer: string;
+  /** This backend's advertised `host:port`. */
+  address: string;
+  /** @default {DEFAULT_REPORT_INTERVAL_MS} */
+  intervalMs?: number;
+  /** What `cpu_load` carries. @default {"process"} */
+  source?: LoadSource;
+  /** Call `RegisterServer` first and after NOT_FOUND (built-in discovery). */
+  register: boolean;
+  /** Current in-flight and queued task counts. */
+  tasks: () => { inFlight: number; queueLength: number };
+}
+
+/** Reports load on a timer until stopped. */
+export class LoadReporter {
+  #options: LoadReporterOptions;
+  #client: LoadBalancerClient;
+  #meter = new CpuMeter();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #stopped = false;
+  #registered = false;
+  #failing = false;
+  #backoff = new Backoff({ initialMs: 250, maxMs: 5_000 });
+  #intervalMs: number;
+
+  /** Creates a reporter; {@linkcode start} begins reporting. */
+  constructor(options: LoadReporterOptions) {
+    this.#options = options;
+    this.#intervalMs = options.intervalMs ?? DEFAULT_REPORT_INTERVAL_MS;
+    this.#client = createLoadBalancerClient(options.balancer);
+  }
+
+  /** Whether the last report was accepted. */
+  get healthy(): boolean {
+    return !this.#failing && (this.#registered || !this.#options.register);
+  }
+
+  /** Starts reporting (registering first in built-in discovery). */
+  start(): void {
+    this.#schedule(0);
+  }
+
+  /** Stops reporting and closes the channel. */
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    this.#client.close();
+  }
+
+  #schedule(delayMs: number): void {
+    if (this.#stopped) return;
+    this.#timer = setTimeout(() => this.#tick(), delayMs);
+  }
+
+  async #tick(): Promise<void> {
+    const deadline = Date.now() + Math.max(500, this.#intervalMs);
+    let justRegistered = false;
+    try {
+      if (this.#options.register && !this.#registered) {
+        await unary(this.#client.RegisterServer, this.#client, {
+          server_address: this.#options.address,
+        }, { deadline });
+        this.#registered = true;
+        justRegistered = true;
+        log.info("Registered {address} with balancer {balancer}", {
+          address: this.#options.address,
+          balancer: this.#options.balancer,
+        });
+      }
+      const { inFlight, queueLength } = this.#options.tasks();
+      const loadavg = loadavgPercent();
+      const processLoad = this.#meter.sample();
+      await unary(this.#client.ReportLoad, this.#client, {
+        server_address: this.#options.address,
+        cpu_load: this.#options.source === "loadavg" ? loadavg : processLoad,
+        in_flight: inFlight,
+        queue_length: queueLength,
+        loadavg_percent: loadavg,
+      }, { deadline });
+      if (this.#failing) log.info("Load reports accepted again by {balancer}", { balancer: this.#options.balancer });
+      this.#failing = false;
+      this.#backoff.reset();
+      this.#schedule(this.#intervalMs);
+    } catch (error) {
+      if (this.#stopped) return;
+      const code = (error as grpc.ServiceError).code;
+      if (code === grpc.status.NOT_FOUND && this.#options.register) {
+        // The balancer forgot us (restart, or a pause past its TTL): register again at once.
+        this.#registered = false;
+        log.warn("Balancer does not know {address}; registering again", {
+          address: this.#options.address,
+        });
+        this.#schedule(justRegistered ? this.#backoff.next() : 0);
+        return;
+      }
+      if (!this.#failing) {
+        log.warn("Load report to {balancer} failed ({code}): {message}", {
+          balancer: this.#options.balancer,
+          code: statusName(code),
+          message: (error as Error).message,
+        });
+      }
+      this.#failing = true;
+      this.#schedule(Math.min(this.#intervalMs, this.#backoff.next()));
+    }
+  }
+}

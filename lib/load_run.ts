@@ -1,0 +1,131 @@
+/**
+ * Drives a {@linkcode TaskClient} with `concurrency` loops for a number of requests or a
+ * duration, and summarises what it saw: throughput, latency percentiles, failures by status,
+ * and the count per server.
+ *
+ * @module
+ */
+import { LatencyRecorder, type LatencySummary } from "./latency.ts";
+import { statusName } from "./status.ts";
+import type { TaskClient } from "./task_client.ts";
+
+/** Options of {@linkcode runLoad}. */
+export interface LoadRunOptions {
+  client: TaskClient;
+  taskType: string;
+  /** Stop after this many requests in all... */
+  requests?: number;
+  /** ...or after this long (whichever is given; requests wins if both). */
+  durationMs?: number;
+  concurrency: number;
+  /** Prefix of task ids. */
+  idPrefix?: string;
+  /** Called about every `progressEveryMs` while running. */
+  onProgress?: (progress: LoadProgress) => void;
+  /** @default {250} */
+  progressEveryMs?: number;
+}
+
+/** A progress sample. */
+export interface LoadProgress {
+  completed: number;
+  failed: number;
+  elapsedMs: number;
+  /** Fraction done, 0 to 1. */
+  fraction: number;
+}
+
+/** What one load run measured. */
+export interface LoadRunSummary {
+  requests: number;
+  succeeded: number;
+  failed: number;
+  /** Failures by gRPC status name. */
+  failuresByCode: Record<string, number>;
+  /** Tasks that needed more than one attempt. */
+  retried: number;
+  durationS: number;
+  /** Successful requests per second. */
+  throughput: number;
+  /** Latency of successful requests (lookup, task and retries), in ms. */
+  latencyMs: LatencySummary;
+  /** Successful requests per server address. */
+  perServer: Record<string, number>;
+}
+
+/** Runs the load and resolves with its summary. */
+export async function runLoad(options: LoadRunOptions): Promise<LoadRunSummary> {
+  const { client, taskType, concurrency } = options;
+  if (options.requests === undefined && options.durationMs === undefined) {
+    throw new TypeError("Cannot run load as neither 'requests' nor 'durationMs' is given");
+  }
+  const latency = new LatencyRecorder();
+  const perServer: Record<string, number> = {};
+  const failuresByCode: Record<string, number> = {};
+  let started = 0;
+  let succeeded = 0;
+  let failed = 0;
+  let retried = 0;
+  const t0 = performance.now();
+  const endAt = options.durationMs === undefined ? Infinity : t0 + options.durationMs;
+  const limit = options.requests ?? Infinity;
+  const prefix = options.idPrefix ?? "task";
+
+  const fraction = () =>
+    Math.min(
+      1,
+      options.requests !== undefined
+        ? (succeeded + failed) / options.requests
+        : (performance.now() - t0) / options.durationMs!,
+    );
+  const timer = options.onProgress
+    ? setInterval(() =>
+      options.onProgress!({
+        completed: succeeded,
+        failed,
+        elapsedMs: performance.now() - t0,
+        fraction: fraction(),
+      }), options.progressEveryMs ?? 250)
+    : undefined;
+
+  const loop = async () => {
+    while (started < limit && performance.now() < endAt) {
+      const id = `${prefix}-${started++}`;
+      const begin = performance.now();
+      const outcome = await client.run(id, taskType);
+      if (outcome.attempts > 1) retried++;
+      if (outcome.ok) {
+        succeeded++;
+        latency.record(performance.now() - begin);
+        perServer[outcome.server] = (perServer[outcome.server] ?? 0) + 1;
+      } else {
+        failed++;
+        const name = statusName(outcome.code);
+        failuresByCode[name] = (failuresByCode[name] ?? 0) + 1;
+      }
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: concurrency }, loop));
+  } finally {
+    clearInterval(timer);
+  }
+  const durationS = (performance.now() - t0) / 1_000;
+  options.onProgress?.({ completed: succeeded, failed, elapsedMs: durationS * 1_000, fraction: 1 });
+  return {
+    requests: succeeded + failed,
+    succeeded,
+    failed,
+    failuresByCode,
+    retried,
+    durationS: round(durationS, 3),
+    throughput: round(durationS > 0 ? succeeded / durationS : 0, 2),
+    latencyMs: latency.summary(),
+    perServer,
+  };
+}
+
+function round(value: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}

@@ -1,0 +1,45 @@
+/**
+ * Binding and stopping grpc-js servers, as promises.
+ *
+ * @module
+ */
+import * as grpc from "@grpc/grpc-js";
+
+/** Default bound on the messages a server accepts: small, since no RPC here carries much. */
+export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024;
+
+/** Creates a grpc-js server with our limits. */
+export function createServer(maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES): grpc.Server {
+  return new grpc.Server({
+    "grpc.max_receive_message_length": maxMessageBytes,
+  });
+}
+
+/** Binds `server` to `host:port` without TLS; resolves with the port (useful with port 0). */
+export function bindServer(server: grpc.Server, host: string, port: number): Promise<number> {
+  const target = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+  return new Promise((resolve, reject) => {
+    server.bindAsync(target, grpc.ServerCredentials.createInsecure(), (error, bound) => {
+      if (error) {
+        reject(new Error(`Cannot listen on ${target}: ${error.message}`, { cause: error }));
+      } else resolve(bound);
+    });
+  });
+}
+
+/**
+ * Stops accepting new calls and waits for in-flight ones to finish, for at most `graceMs`;
+ * then cancels what is left.
+ */
+export function shutdownServer(server: grpc.Server, graceMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, graceMs);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}

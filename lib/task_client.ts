@@ -1,0 +1,133 @@
+/**
+ * The client side of the original protocol: ask the balancer for a server, then send the task
+ * to it, reusing one channel per server (the original opened two new channels per request).
+ *
+ * When the named server answers UNAVAILABLE (it died, or is draining), the client asks the
+ * balancer again and retries, up to `maxAttempts` in all; every other failure is returned as
+ * is, not retried, because retrying a bad request only repeats it.
+ *
+ * @module
+ */
+import * as grpc from "@grpc/grpc-js";
+import {
+  type BackendClient,
+  createBackendClient,
+  createLoadBalancerClient,
+  type LoadBalancerClient,
+  unary,
+} from "./proto.ts";
+
+/** Attempts per task, the first included, when servers answer UNAVAILABLE. */
+export const DEFAULT_MAX_ATTEMPTS = 3;
+/** Deadline of a `GetServer` call. */
+export const DEFAULT_LOOKUP_TIMEOUT_MS = 5_000;
+/** Deadline of a `ProcessTask` call. */
+export const DEFAULT_TASK_TIMEOUT_MS = 60_000;
+
+/** Options of {@linkcode TaskClient}. */
+export interface TaskClientOptions {
+  /** Balancer `host:port`. */
+  balancer: string;
+  clientId: string;
+  /** @default {DEFAULT_MAX_ATTEMPTS} */
+  maxAttempts?: number;
+  /** @default {DEFAULT_LOOKUP_TIMEOUT_MS} */
+  lookupTimeoutMs?: number;
+  /** @default {DEFAULT_TASK_TIMEOUT_MS} */
+  taskTimeoutMs?: number;
+}
+
+/** Outcome of one task. */
+export type TaskOutcome =
+  | { ok: true; server: string; result: string; attempts: number }
+  | { ok: false; server: string | undefined; code: number; message: string; attempts: number };
+
+/** Sends tasks through the balancer. */
+export class TaskClient {
+  #options: Required<TaskClientOptions>;
+  #balancer: LoadBalancerClient;
+  #backends = new Map<string, BackendClient>();
+
+  /** Creates a client; channels open lazily. */
+  constructor(options: TaskClientOptions) {
+    this.#options = {
+      maxAttempts: DEFAULT_MAX_ATTEMPTS,
+      lookupTimeoutMs: DEFAULT_LOOKUP_TIMEOUT_MS,
+      taskTimeoutMs: DEFAULT_TASK_TIMEOUT_MS,
+      ...options,
+    };
+    this.#balancer = createLoadBalancerClient(options.balancer);
+  }
+
+  /** Asks the balancer for a server. */
+  getServer(): Promise<string> {
+    return unary(this.#balancer.GetServer, this.#balancer, {
+      client_id: this.#options.clientId,
+    }, { deadline: Date.now() + this.#options.lookupTimeoutMs }).then((r) => r.server_address);
+  }
+
+  /** Runs one task: lookup, then `ProcessTask`, retrying on UNAVAILABLE from the server. */
+  async run(taskId: string, taskType: string): Promise<TaskOutcome> {
+    let server: string | undefined;
+    let last: grpc.ServiceError | undefined;
+    let attempt = 0;
+    while (attempt < this.#options.maxAttempts) {
+      attempt++;
+      try {
+        server = await this.getServer();
+      } catch (error) {
+        const e = error as grpc.ServiceError;
+        return {
+          ok: false,
+          server: undefined,
+          code: e.code,
+          message: e.details ?? e.message,
+          attempts: attempt,
+        };
+      }
+      try {
+        const backend = this.#backend(server);
+        const response = await unary(backend.ProcessTask, backend, {
+          task_id: taskId,
+          task_type: taskType,
+        }, { deadline: Date.now() + this.#options.taskTimeoutMs });
+        return { ok: true, server, result: response.result, attempts: attempt };
+      } catch (error) {
+        last = error as grpc.ServiceError;
+        if (last.code !== grpc.status.UNAVAILABLE) break;
+        this.#forget(server);
+        // The balancer may name the same dead server until it evicts it; back off a little.
+        await new Promise((r) => setTimeout(r, 50 * attempt));
+      }
+    }
+    return {
+      ok: false,
+      server,
+      code: last?.code ?? grpc.status.UNKNOWN,
+      message: last?.details ?? last?.message ?? "unknown error",
+      attempts: attempt,
+    };
+  }
+
+  /** Closes every channel. */
+  close(): void {
+    this.#balancer.close();
+    for (const client of this.#backends.values()) client.close();
+    this.#backends.clear();
+  }
+
+  /** Drops the channel to a server that failed, so a dead server's channel does not linger. */
+  #forget(address: string): void {
+    this.#backends.get(address)?.close();
+    this.#backends.delete(address);
+  }
+
+  #backend(address: string): BackendClient {
+    let client = this.#backends.get(address);
+    if (!client) {
+      client = createBackendClient(address);
+      this.#backends.set(address, client);
+    }
+    return client;
+  }
+}
