@@ -81,7 +81,14 @@ async function main(): Promise<void> {
       }
       : undefined,
     workers: intFlag(PROGRAM, "workers", flags.workers, 1, 1, 256),
-    workUnits: numberFlag(PROGRAM, "work-units", flags["work-units"], DEFAULT_WORK_UNITS, 0.001, 100_000),
+    workUnits: numberFlag(
+      PROGRAM,
+      "work-units",
+      flags["work-units"],
+      DEFAULT_WORK_UNITS,
+      0.001,
+      100_000,
+    ),
     slowdown: numberFlag(PROGRAM, "slowdown", flags.slowdown, 1, 0.01, 1_000),
     reportIntervalMs: intFlag(
       PROGRAM,
@@ -93,7 +100,9 @@ async function main(): Promise<void> {
     ),
     loadSource: choiceFlag(PROGRAM, "load-source", flags["load-source"], "process", LOAD_SOURCES),
   });
-  await setupLogging(choiceFlag(PROGRAM, "log-level", flags["log-level"], "info", LOG_LEVELS) as LogLevel);
+  await setupLogging(
+    choiceFlag(PROGRAM, "log-level", flags["log-level"], "info", LOG_LEVELS) as LogLevel,
+  );
   onShutdownSignal(() => backend.stop());
   await backend.start();
 }

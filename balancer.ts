@@ -59,19 +59,26 @@ async function main(): Promise<void> {
   if (prefix === "") {
     throw new UsageError(`Cannot start ${PROGRAM} as '--etcd-prefix' must not be empty`);
   }
-  const discovery: DiscoveryConfig = kind === "etcd"
-    ? { kind, endpoints: etcd!, prefix }
-    : {
-      kind,
-      ttlMs: intFlag(PROGRAM, "builtin-ttl-ms", flags["builtin-ttl-ms"], DEFAULT_BUILTIN_TTL_MS, 100, 3_600_000),
-    };
+  const discovery: DiscoveryConfig = kind === "etcd" ? { kind, endpoints: etcd!, prefix } : {
+    kind,
+    ttlMs: intFlag(
+      PROGRAM,
+      "builtin-ttl-ms",
+      flags["builtin-ttl-ms"],
+      DEFAULT_BUILTIN_TTL_MS,
+      100,
+      3_600_000,
+    ),
+  };
   const options = {
     host: flags.host ?? "127.0.0.1",
     port: intFlag(PROGRAM, "port", flags.port, 50051, 0, 65535),
     policy: choiceFlag(PROGRAM, "policy", flags.policy, "round_robin", POLICY_NAMES),
     discovery,
   };
-  await setupLogging(choiceFlag(PROGRAM, "log-level", flags["log-level"], "info", LOG_LEVELS) as LogLevel);
+  await setupLogging(
+    choiceFlag(PROGRAM, "log-level", flags["log-level"], "info", LOG_LEVELS) as LogLevel,
+  );
   const balancer = new Balancer(options);
   onShutdownSignal(() => balancer.stop());
   await balancer.start();

@@ -51,7 +51,9 @@ async function main(): Promise<void> {
   });
   if (flags.help) return console.log(USAGE);
   if (flags.requests !== undefined && flags.duration !== undefined) {
-    throw new UsageError(`Cannot start ${PROGRAM} as '--requests' and '--duration' exclude each other`);
+    throw new UsageError(
+      `Cannot start ${PROGRAM} as '--requests' and '--duration' exclude each other`,
+    );
   }
   const task = choiceFlag(PROGRAM, "task", flags.task, "simple", ["simple", "cpu_heavy"]);
   const durationS = flags.duration === undefined
@@ -65,9 +67,18 @@ async function main(): Promise<void> {
   const client = new TaskClient({
     balancer: addressFlag(PROGRAM, "balancer", flags.balancer, "127.0.0.1:50051")!,
     clientId,
-    maxAttempts: intFlag(PROGRAM, "max-attempts", flags["max-attempts"], DEFAULT_MAX_ATTEMPTS, 1, 100),
+    maxAttempts: intFlag(
+      PROGRAM,
+      "max-attempts",
+      flags["max-attempts"],
+      DEFAULT_MAX_ATTEMPTS,
+      1,
+      100,
+    ),
   });
-  await setupLogging(choiceFlag(PROGRAM, "log-level", flags["log-level"], "warning", LOG_LEVELS) as LogLevel);
+  await setupLogging(
+    choiceFlag(PROGRAM, "log-level", flags["log-level"], "warning", LOG_LEVELS) as LogLevel,
+  );
   const bar = flags.json ? undefined : new ProgressBar();
   try {
     const summary = await runLoad({
@@ -81,7 +92,11 @@ async function main(): Promise<void> {
         ((p) => bar.update(task, p.fraction, `${p.completed} ok, ${p.failed} failed`)),
     });
     bar?.done();
-    console.log(flags.json ? JSON.stringify({ clientId, task, concurrency, ...summary }) : formatSummary(summary));
+    console.log(
+      flags.json
+        ? JSON.stringify({ clientId, task, concurrency, ...summary })
+        : formatSummary(summary),
+    );
     if (summary.succeeded === 0) Deno.exitCode = 1;
   } finally {
     client.close();

@@ -37,7 +37,9 @@ async function main(): Promise<void> {
   const policies = (flags.policies ?? POLICY_NAMES.join(",")).split(",").map((p) =>
     choiceFlag(PROGRAM, "policies", p.trim(), "round_robin", POLICY_NAMES)
   ) as PolicyName[];
-  if (policies.length === 0) throw new UsageError(`Cannot start ${PROGRAM} as '--policies' is empty`);
+  if (policies.length === 0) {
+    throw new UsageError(`Cannot start ${PROGRAM} as '--policies' is empty`);
+  }
   const options = {
     policies,
     durationS: numberFlag(PROGRAM, "duration", flags.duration, 8, 1, 3_600),

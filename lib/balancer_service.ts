@@ -37,7 +37,9 @@ export interface BalancerServiceDeps {
 }
 
 /** Creates the handlers of the `LoadBalancer` service. */
-export function createBalancerHandlers(deps: BalancerServiceDeps): grpc.UntypedServiceImplementation {
+export function createBalancerHandlers(
+  deps: BalancerServiceDeps,
+): grpc.UntypedServiceImplementation {
   const { set, picker, registry } = deps;
   const howToRegister = registry
     ? "backends register with RegisterServer"
@@ -56,7 +58,10 @@ export function createBalancerHandlers(deps: BalancerServiceDeps): grpc.UntypedS
     const result = picker.pick(clientId);
     if (result.kind === "none") {
       return callback(
-        statusError(grpc.status.UNAVAILABLE, `No server available: ${result.reason} (${howToRegister})`),
+        statusError(
+          grpc.status.UNAVAILABLE,
+          `No server available: ${result.reason} (${howToRegister})`,
+        ),
       );
     }
     callback(null, { server_address: result.server.address });
@@ -137,5 +142,10 @@ export function createBalancerHandlers(deps: BalancerServiceDeps): grpc.UntypedS
     });
   };
 
-  return { GetServer, RegisterServer, ReportLoad, ListServers } as grpc.UntypedServiceImplementation;
+  return {
+    GetServer,
+    RegisterServer,
+    ReportLoad,
+    ListServers,
+  } as grpc.UntypedServiceImplementation;
 }

@@ -53,17 +53,17 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult[]> {
       const discovery = options.etcd
         ? ["--discovery", "etcd", "--etcd", options.etcd, "--etcd-prefix", prefix]
         : ["--discovery", "builtin"];
-      children.push(spawnEntry("balancer", ["--port", String(balancerPort), "--policy", policy, ...discovery], {
-        name: "balancer",
-      }));
+      children.push(
+        spawnEntry("balancer", ["--port", String(balancerPort), "--policy", policy, ...discovery], {
+          name: "balancer",
+        }),
+      );
       const backends: string[] = [];
       for (let i = 0; i < options.backends; i++) {
         const port = freePort();
         const slow = i === options.backends - 1 ? options.slowdown : 1;
         backends.push(`127.0.0.1:${port}`);
-        const registration = options.etcd
-          ? ["--etcd", options.etcd, "--etcd-prefix", prefix]
-          : [];
+        const registration = options.etcd ? ["--etcd", options.etcd, "--etcd-prefix", prefix] : [];
         children.push(spawnEntry("backend", [
           "--port",
           String(port),
@@ -112,12 +112,17 @@ async function waitForServers(
 ): Promise<void> {
   const client = createLoadBalancerClient(balancer);
   try {
-    await waitFor(`${count} backends to register with ${balancer}`, async () => {
-      const dead = children.find((c) => c.exited);
-      if (dead) throw new Error(`${dead.name} exited early:\n${dead.log()}`);
-      const list = await unary(client.ListServers, client, {}, { deadline: Date.now() + 1_000 });
-      return list.servers.filter((s) => s.has_load).length >= count;
-    }, 20_000, 100);
+    await waitFor(
+      `${count} backends to register with ${balancer}`,
+      async () => {
+        const dead = children.find((c) => c.exited);
+        if (dead) throw new Error(`${dead.name} exited early:\n${dead.log()}`);
+        const list = await unary(client.ListServers, client, {}, { deadline: Date.now() + 1_000 });
+        return list.servers.filter((s) => s.has_load).length >= count;
+      },
+      20_000,
+      100,
+    );
   } catch (error) {
     log.error("Start-up failed: {error}", { error });
     throw error;
@@ -135,8 +140,11 @@ export function formatDemoTable(results: DemoResult[], slowdown: number): string
     "p50 ms",
     "p99 ms",
     "failed",
-    ...Array.from({ length: n }, (_, i) =>
-      i === n - 1 && slowdown !== 1 ? `server ${i + 1} (x${slowdown} slow)` : `server ${i + 1}`),
+    ...Array.from(
+      { length: n },
+      (_, i) =>
+        i === n - 1 && slowdown !== 1 ? `server ${i + 1} (x${slowdown} slow)` : `server ${i + 1}`,
+    ),
   ];
   const rows = results.map(({ policy, backends, summary }) => [
     policy,

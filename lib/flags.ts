@@ -26,9 +26,12 @@ export function parseFlags<T extends NonNullable<ParseArgsConfig["options"]>>(
   try {
     return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
   } catch (error) {
-    throw new UsageError(`Cannot start ${program}: ${(error as Error).message}`, {
-      cause: error,
-    });
+    throw new UsageError(
+      `Cannot start ${program}: ${(error as Error).message.replace(/\s*\n\s*/g, " ")}`,
+      {
+        cause: error,
+      },
+    );
   }
 }
 

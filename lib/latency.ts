@@ -37,7 +37,8 @@ export class LatencyRecorder {
   summary(): LatencySummary {
     const h = this.#histogram;
     if (h.totalCount === 0) return { p50: 0, p90: 0, p99: 0, max: 0, mean: 0 };
-    const ms = (us: number) => Math.round(us) / 1_000;
+    // HDR reports a percentile as the top of its bucket, which can exceed the true maximum.
+    const ms = (us: number) => Math.round(Math.min(us, h.maxValue) / 10) / 100;
     return {
       p50: ms(h.getValueAtPercentile(50)),
       p90: ms(h.getValueAtPercentile(90)),

@@ -9,7 +9,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { getLogger } from "@logtape/logtape";
 import { Backoff } from "./backoff.ts";
-import { CpuMeter, type LoadSource, loadavgPercent } from "./cpu_meter.ts";
+import { CpuMeter, loadavgPercent, type LoadSource } from "./cpu_meter.ts";
 import { createLoadBalancerClient, type LoadBalancerClient, unary } from "./proto.ts";
 import { statusName } from "./status.ts";
 
@@ -100,7 +100,9 @@ export class LoadReporter {
         queue_length: queueLength,
         loadavg_percent: loadavg,
       }, { deadline });
-      if (this.#failing) log.info("Load reports accepted again by {balancer}", { balancer: this.#options.balancer });
+      if (this.#failing) {
+        log.info("Load reports accepted again by {balancer}", { balancer: this.#options.balancer });
+      }
       this.#failing = false;
       this.#backoff.reset();
       this.#schedule(this.#intervalMs);

@@ -13,7 +13,7 @@ export const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warning", "err
 
 /** Configures LogTape for an entry script: `level` and above go to stderr as text lines. */
 export async function setupLogging(level: LogLevel): Promise<void> {
-  const format = getTextFormatter({ timestamp: "time" });
+  const format = getTextFormatter({ timestamp: "time", value: "bare" });
   const encoder = new TextEncoder();
   const stderr = (record: LogRecord) => {
     Deno.stderr.writeSync(encoder.encode(format(record)));

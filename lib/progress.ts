@@ -45,8 +45,10 @@ export class ProgressBar {
       this.#drawn = true;
     } else {
       const now = performance.now();
+      if (this.#lastPlainAt === Infinity) return; // 100% already printed
       if (f >= 1 || now - this.#lastPlainAt >= this.#plainEveryMs) {
-        this.#lastPlainAt = now;
+        if (f >= 1) this.#lastPlainAt = Infinity;
+        else this.#lastPlainAt = now;
         this.#out.writeSync(encoder.encode(`${line}\n`));
       }
     }

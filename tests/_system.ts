@@ -1,0 +1,113 @@
+/**
+ * Helpers for integration tests: start our real entries as processes on free ports and wait
+ * until they answer.
+ *
+ * @module
+ */
+import { type EntryProcess, spawnEntry } from "../lib/entry_process.ts";
+import { freePort } from "../lib/ports.ts";
+import {
+  type BackendClient,
+  createLoadBalancerClient,
+  type ListServersResponse,
+  type LoadBalancerClient,
+  type TaskResponse,
+  unary,
+} from "../lib/proto.ts";
+import { waitFor } from "../lib/wait.ts";
+
+/** A started process with its address. */
+export interface Started {
+  address: string;
+  port: number;
+  process: EntryProcess;
+}
+
+/** Starts a balancer on a free port and waits until it answers `ListServers`. */
+export async function startBalancer(args: string[] = []): Promise<Started> {
+  const port = freePort();
+  const process = spawnEntry("balancer", ["--port", String(port), "--log-level", "debug", ...args]);
+  const address = `127.0.0.1:${port}`;
+  const client = createLoadBalancerClient(address);
+  try {
+    await waitFor(
+      `balancer ${address} to answer`,
+      async () => {
+        if (process.exited) throw new Error(`balancer exited:\n${process.log()}`);
+        return await listServers(client);
+      },
+      20_000,
+      50,
+    );
+  } finally {
+    client.close();
+  }
+  return { address, port, process };
+}
+
+/** Starts a backend on a free port with `args` (give it `--balancer` or `--etcd`). */
+export function startBackend(args: string[]): Started {
+  const port = freePort();
+  const process = spawnEntry("backend", [
+    "--port",
+    String(port),
+    "--report-interval-ms",
+    "200",
+    "--work-units",
+    "1",
+    "--log-level",
+    "debug",
+    ...args,
+  ]);
+  return { address: `127.0.0.1:${port}`, port, process };
+}
+
+/** Calls `ListServers`. */
+export function listServers(client: LoadBalancerClient): Promise<ListServersResponse> {
+  return unary(client.ListServers, client, {}, { deadline: Date.now() + 2_000 });
+}
+
+/** Waits until the balancer lists exactly `addresses` (in any order). */
+export async function waitForServers(
+  client: LoadBalancerClient,
+  addresses: string[],
+  timeoutMs = 15_000,
+  withLoad = false,
+): Promise<void> {
+  const want = [...addresses].sort().join(",");
+  await waitFor(
+    `balancer to list [${want}]`,
+    async () => {
+      const list = await listServers(client);
+      const have = list.servers.filter((s) => !withLoad || s.has_load).map((s) => s.server_address);
+      return have.length === addresses.length && have.sort().join(",") === want;
+    },
+    timeoutMs,
+    25,
+  );
+}
+
+/** Runs a task, retrying until the backend is up (for a backend that is still starting). */
+export async function waitForTask(
+  backend: BackendClient,
+  taskId: string,
+  taskType: string,
+  timeoutMs = 15_000,
+): Promise<TaskResponse> {
+  return await waitFor(
+    `backend to run task ${taskId}`,
+    () =>
+      unary(backend.ProcessTask, backend, { task_id: taskId, task_type: taskType }, {
+        deadline: Date.now() + 2_000,
+      }),
+    timeoutMs,
+    50,
+  );
+}
+
+/** Stops every process, ignoring those already gone. */
+export async function stopAll(...started: (Started | undefined)[]): Promise<void> {
+  await Promise.all(started.map((s) => s?.process.stop(5_000)));
+}
+
+export { createLoadBalancerClient, freePort, waitFor };

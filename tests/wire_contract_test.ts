@@ -1,0 +1,64 @@
+/**
+ * The original wire contract: stubs built from a verbatim copy of the original definition
+ * (tests/fixtures/original_load_balancer.proto), never from our extended file, drive our real
+ * balancer and backend processes.
+ */
+import assert from "node:assert/strict";
+import * as grpc from "@grpc/grpc-js";
+import {
+  createBackendClient,
+  createLoadBalancerClient,
+  loadContract,
+  unary,
+} from "../lib/proto.ts";
+import { startBackend, startBalancer, stopAll, waitForTask } from "./_system.ts";
+
+const original = loadContract(
+  await Deno.readTextFile(new URL("./fixtures/original_load_balancer.proto", import.meta.url)),
+);
+
+Deno.test("original stubs register, report, look up and run tasks on our processes", async () => {
+  const balancer = await startBalancer(["--policy", "round_robin"]);
+  // A backend of ours, so ProcessTask is served; the original stub registers it by hand below,
+  // as an original backend would, before the backend's own registration matters.
+  const backend = startBackend(["--balancer", "127.0.0.1:1"]);
+  const lb = createLoadBalancerClient(balancer.address, undefined, original);
+  const be = createBackendClient(backend.address, undefined, original);
+  try {
+    const registered = await unary(lb.RegisterServer, lb, { server_address: backend.address });
+    assert.deepEqual(registered, { success: true });
+    const reported = await unary(lb.ReportLoad, lb, {
+      server_address: backend.address,
+      cpu_load: 12.5,
+    });
+    assert.deepEqual(reported, { success: true });
+    const named = await unary(lb.GetServer, lb, { client_id: "original-client" });
+    assert.deepEqual(named, { server_address: backend.address });
+
+    const simple = await waitForTask(be, "t-1", "SIMPLE");
+    assert.match(simple.result, /t-1/);
+    const heavy = await unary(be.ProcessTask, be, { task_id: "t-2", task_type: "CPU_HEAVY" });
+    assert.match(heavy.result, /t-2/);
+    // Only the original's fields come back to an original stub.
+    assert.deepEqual(Object.keys(heavy), ["result"]);
+  } finally {
+    lb.close();
+    be.close();
+    await stopAll(balancer, backend);
+  }
+});
+
+Deno.test("original stubs see UNAVAILABLE from GetServer while no server is known", async () => {
+  const balancer = await startBalancer();
+  const lb = createLoadBalancerClient(balancer.address, undefined, original);
+  try {
+    await assert.rejects(
+      unary(lb.GetServer, lb, { client_id: "c" }),
+      (error: grpc.ServiceError) =>
+        error.code === grpc.status.UNAVAILABLE && /no server/i.test(error.details),
+    );
+  } finally {
+    lb.close();
+    await stopAll(balancer);
+  }
+});
