@@ -1,0 +1,32 @@
+/**
+ * Regression test for a crash of Deno's `node:http2` (denoland/deno#36788): a process whose
+ * grpc-js channel receives a GOAWAY, as every graceful server stop sends, aborts inside nghttp2
+ * or segfaults. Measured here: Deno 2.9.4, 2.9.5 and 2.9.6 die in this test; 2.8.3 and 2.9.0 to
+ * 2.9.3 pass it. That is why the project pins Deno 2.9.3.
+ */
+import assert from "node:assert/strict";
+import { spawnEntry } from "../lib/entry_process.ts";
+import { createLoadBalancerClient, unary } from "../lib/proto.ts";
+import { freePort, waitFor } from "./_system.ts";
+
+Deno.test("a client survives its server's graceful stop (GOAWAY) and reconnects to the next one", async () => {
+  const port = freePort();
+  const address = `127.0.0.1:${port}`;
+  let balancer = spawnEntry("balancer", ["--port", String(port)]);
+  const lb = createLoadBalancerClient(address);
+  const list = () => unary(lb.ListServers, lb, {}, { deadline: Date.now() + 500 });
+  try {
+    for (let round = 0; round < 3; round++) {
+      await waitFor(`balancer ${round} to answer`, list, 15_000, 50);
+      // Several calls on the same connection, then a graceful stop: GOAWAY to this client.
+      for (let i = 0; i < 5; i++) assert.equal((await list()).policy, "round_robin");
+      const status = await balancer.stop();
+      assert.equal(status.code, 0, balancer.log());
+      balancer = spawnEntry("balancer", ["--port", String(port)]);
+    }
+    await waitFor("the last balancer to answer", list, 15_000, 50);
+  } finally {
+    lb.close();
+    await balancer.stop();
+  }
+});

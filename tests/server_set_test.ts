@@ -1,0 +1,86 @@
+/** ServerSet, Picker and BuiltinRegistry: the balancer's in-memory state, without processes. */
+import assert from "node:assert/strict";
+import { BuiltinRegistry } from "../lib/builtin_registry.ts";
+import { Picker } from "../lib/picker.ts";
+import { ServerSet } from "../lib/server_set.ts";
+import { roundRobin } from "../policies/mod.ts";
+
+Deno.test("ServerSet.report() refuses an unknown server and changes nothing", () => {
+  const set = new ServerSet(() => 0);
+  set.add("10.0.0.1:1");
+  const before = set.snapshot;
+  assert.equal(set.report("10.0.0.9:1", { cpuLoad: 5, inFlight: 0 }), false);
+  assert.equal(set.snapshot, before);
+  assert.deepEqual(set.addresses(), ["10.0.0.1:1"]);
+});
+
+Deno.test("ServerSet keeps ids in the order servers became known, across reports", () => {
+  let now = 0;
+  const set = new ServerSet(() => now);
+  set.add("a:1");
+  set.add("b:1");
+  now = 7;
+  set.report("a:1", { cpuLoad: 50, inFlight: 2 });
+  const { servers } = set.snapshot;
+  assert.deepEqual(servers.map((s) => s.address), ["a:1", "b:1"]);
+  assert.ok(servers[0].id < servers[1].id);
+  assert.deepEqual(servers[0].load, { cpuLoad: 50, inFlight: 2, reportedAtMs: 7, seq: 0 });
+  set.report("a:1", { cpuLoad: 10, inFlight: 0 });
+  assert.equal(set.snapshot.servers[0].load?.seq, 1);
+});
+
+Deno.test("ServerSet.replaceAll() adds the new, removes the missing and keeps the rest", () => {
+  const set = new ServerSet(() => 0);
+  set.add("a:1");
+  set.add("b:1");
+  set.report("b:1", { cpuLoad: 30, inFlight: 0 });
+  const idB = set.snapshot.servers[1].id;
+  assert.deepEqual(set.replaceAll(["b:1", "c:1"]), { added: ["c:1"], removed: ["a:1"] });
+  const { servers } = set.snapshot;
+  assert.deepEqual(servers.map((s) => s.address), ["b:1", "c:1"]);
+  assert.equal(servers[0].id, idB);
+  assert.equal(servers[0].load?.cpuLoad, 30);
+});
+
+Deno.test("ServerSet coalesces a burst of changes into one snapshot", async () => {
+  const set = new ServerSet(() => 0);
+  let published = 0;
+  set.onSnapshot(() => published++);
+  set.add("a:1");
+  for (let i = 0; i < 100; i++) set.report("a:1", { cpuLoad: i % 100, inFlight: 0 });
+  await Promise.resolve();
+  assert.equal(published, 1);
+  assert.equal(set.snapshot.servers[0].load?.seq, 99);
+});
+
+Deno.test("Picker stops naming a removed server at once", () => {
+  const set = new ServerSet(() => 0);
+  set.add("a:1");
+  set.add("b:1");
+  const picker = new Picker(roundRobin(), set);
+  set.remove("b:1");
+  for (let i = 0; i < 5; i++) {
+    const r = picker.pick("c");
+    assert.ok(r.kind === "pick" && r.server.address === "a:1");
+  }
+  set.remove("a:1");
+  assert.equal(picker.pick("c").kind, "none");
+  picker.close();
+});
+
+Deno.test("BuiltinRegistry drops a server not heard from for the TTL, and heartbeats keep it", () => {
+  let now = 0;
+  const set = new ServerSet(() => now);
+  const registry = new BuiltinRegistry(set, 1_000, () => now);
+  registry.register("a:1");
+  registry.register("b:1");
+  now = 900;
+  assert.equal(registry.heartbeat("a:1"), true);
+  assert.equal(registry.heartbeat("zz:1"), false);
+  now = 1_500;
+  assert.deepEqual(registry.sweep(), ["b:1"]);
+  assert.deepEqual(set.addresses(), ["a:1"]);
+  now = 2_000;
+  assert.deepEqual(registry.sweep(), ["a:1"]);
+  assert.equal(set.size, 0);
+});
