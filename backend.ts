@@ -9,7 +9,7 @@ import type { LogLevel } from "@logtape/logtape";
 import { Backend } from "./lib/backend.ts";
 import { LOAD_SOURCES } from "./lib/cpu_meter.ts";
 import { DEFAULT_WORK_UNITS } from "./lib/cpu_work.ts";
-import { DEFAULT_ETCD_PREFIX, DEFAULT_LEASE_TTL_S } from "./lib/etcd.ts";
+import { DEFAULT_ETCD_PREFIX, DEFAULT_LEASE_TTL_S } from "./lib/etcd_layout.ts";
 import {
   addressFlag,
   choiceFlag,

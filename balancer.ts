@@ -9,7 +9,7 @@ import type { LogLevel } from "@logtape/logtape";
 import { POLICY_NAMES } from "./policies/mod.ts";
 import { Balancer, type DiscoveryConfig } from "./lib/balancer.ts";
 import { DEFAULT_BUILTIN_TTL_MS } from "./lib/builtin_registry.ts";
-import { DEFAULT_ETCD_PREFIX } from "./lib/etcd.ts";
+import { DEFAULT_ETCD_PREFIX } from "./lib/etcd_layout.ts";
 import {
   choiceFlag,
   etcdFlag,

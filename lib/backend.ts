@@ -8,8 +8,8 @@ import { getLogger } from "@logtape/logtape";
 import type { Etcd3 } from "etcd3";
 import { createBackendHandlers } from "./backend_service.ts";
 import type { LoadSource } from "./cpu_meter.ts";
-import { createEtcdClient } from "./etcd.ts";
-import { EtcdRegistration } from "./etcd_registration.ts";
+import type { EtcdRegistration } from "./etcd_registration.ts";
+import { loadEtcd } from "./etcd_loader.ts";
 import { LoadReporter } from "./load_reporter.ts";
 import { contract } from "./proto.ts";
 import { bindServer, createServer, shutdownServer } from "./server.ts";
@@ -71,6 +71,7 @@ export class Backend {
       }),
     );
     if (o.etcd) {
+      const { createEtcdClient, EtcdRegistration } = await loadEtcd();
       this.#etcd = createEtcdClient(o.etcd.endpoints);
       this.#registration = new EtcdRegistration({
         client: this.#etcd,

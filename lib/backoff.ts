@@ -1,51 +1,46 @@
 /**
- * Exponential backoff with jitter, with gRPC's connection-backoff defaults.
+ * Retry delays with gRPC's connection-backoff shape (initial delay, ×1.6, ±20 % jitter, a cap),
+ * and a sleep that an `AbortSignal` cuts short.
  *
  * @module
  */
 
-/** Options of {@linkcode Backoff}. */
+/** The retry schedule of {@linkcode retryDelayMs}. */
 export interface BackoffOptions {
-  /** @default {1000} */
+  /** @default {1_000} */
   initialMs?: number;
   /** @default {1.6} */
   multiplier?: number;
-  /** Fraction of the delay added or removed at random. @default {0.2} */
+  /** Each delay is moved at random by up to this fraction, either way. @default {0.2} */
   jitter?: number;
-  /** @default {120000} */
+  /** @default {30_000} */
   maxMs?: number;
-  /** @default {Math.random} */
-  rng?: () => number;
 }
 
-/** Yields growing, jittered delays; {@linkcode reset} after a success. */
-export class Backoff {
-  #initialMs: number;
-  #multiplier: number;
-  #jitter: number;
-  #maxMs: number;
-  #rng: () => number;
-  #nextMs: number;
+/**
+ * Delay (ms) before retry number `attempt` (0 for the first retry): grpc's connection backoff,
+ * `initialMs * multiplier^attempt` capped at `maxMs`, with jitter drawn from `rng`.
+ */
+export function retryDelayMs(
+  attempt: number,
+  options: BackoffOptions = {},
+  rng: () => number = Math.random,
+): number {
+  const { initialMs = 1_000, multiplier = 1.6, jitter = 0.2, maxMs = 30_000 } = options;
+  const base = Math.min(maxMs, initialMs * multiplier ** attempt);
+  return Math.round(base * (1 + jitter * (rng() * 2 - 1)));
+}
 
-  /** Creates a backoff. */
-  constructor(options: BackoffOptions = {}) {
-    this.#initialMs = options.initialMs ?? 1_000;
-    this.#multiplier = options.multiplier ?? 1.6;
-    this.#jitter = options.jitter ?? 0.2;
-    this.#maxMs = options.maxMs ?? 120_000;
-    this.#rng = options.rng ?? Math.random;
-    this.#nextMs = this.#initialMs;
-  }
-
-  /** The next delay in ms. */
-  next(): number {
-    const base = this.#nextMs;
-    this.#nextMs = Math.min(this.#maxMs, base * this.#multiplier);
-    return Math.max(0, base * (1 + this.#jitter * (2 * this.#rng() - 1)));
-  }
-
-  /** Starts again from the initial delay. */
-  reset(): void {
-    this.#nextMs = this.#initialMs;
-  }
+/** Resolves after `ms`, or at once when `signal` aborts; never rejects, leaves no timer behind. */
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done);
+  });
 }

@@ -9,8 +9,8 @@ import type { Etcd3 } from "etcd3";
 import { createPolicy, type PolicyName } from "../policies/mod.ts";
 import { createBalancerHandlers } from "./balancer_service.ts";
 import { BuiltinRegistry } from "./builtin_registry.ts";
-import { createEtcdClient } from "./etcd.ts";
-import { EtcdDiscovery } from "./etcd_discovery.ts";
+import type { EtcdDiscovery } from "./etcd_discovery.ts";
+import { loadEtcd } from "./etcd_loader.ts";
 import { Picker } from "./picker.ts";
 import { contract } from "./proto.ts";
 import { bindServer, createServer, shutdownServer } from "./server.ts";
@@ -72,6 +72,7 @@ export class Balancer {
   async start(): Promise<number> {
     const { discovery } = this.#options;
     if (discovery.kind === "etcd") {
+      const { createEtcdClient, EtcdDiscovery } = await loadEtcd();
       this.#etcd = createEtcdClient(discovery.endpoints);
       this.#discovery = new EtcdDiscovery({
         client: this.#etcd,

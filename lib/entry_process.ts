@@ -59,6 +59,8 @@ export interface SpawnEntryOptions {
   keepLines?: number;
   /** Extra environment variables. */
   env?: Record<string, string>;
+  /** Working directory. @default {PROJECT_ROOT} */
+  cwd?: string | URL;
 }
 
 /** Starts `deno run <permissions> <entry>.ts <args>` in the project root. */
@@ -70,7 +72,7 @@ export function spawnEntry(
   const script = options.script ?? `${entry}.ts`;
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--quiet", ...ENTRY_PERMISSIONS[entry], script, ...args],
-    cwd: PROJECT_ROOT,
+    cwd: options.cwd ?? PROJECT_ROOT,
     stdin: "null",
     stdout: options.captureStdout ? "piped" : "null",
     stderr: "piped",

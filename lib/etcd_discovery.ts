@@ -12,7 +12,8 @@
 import type { Etcd3, IKeyValue, IWatchResponse, Watcher } from "etcd3";
 import { getLogger } from "@logtape/logtape";
 import type { ServerSet } from "./server_set.ts";
-import { type BackoffOptions, parseServerValue, retryDelayMs, sleep } from "./etcd.ts";
+import { type BackoffOptions, retryDelayMs, sleep } from "./backoff.ts";
+import { parseServerValue } from "./etcd_layout.ts";
 
 const log = getLogger(["lb", "etcd"]);
 

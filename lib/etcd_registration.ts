@@ -10,7 +10,8 @@
  */
 import type { Etcd3, Lease } from "etcd3";
 import { getLogger } from "@logtape/logtape";
-import { type BackoffOptions, DEFAULT_ETCD_CALL_TIMEOUT_MS, retryDelayMs, sleep } from "./etcd.ts";
+import { type BackoffOptions, retryDelayMs, sleep } from "./backoff.ts";
+import { DEFAULT_ETCD_CALL_TIMEOUT_MS } from "./etcd.ts";
 
 const log = getLogger(["lb", "etcd"]);
 

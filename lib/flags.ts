@@ -109,16 +109,16 @@ export function addressFlag(
   return parsed.address;
 }
 
-/** Runs an entry's `main`, turning a {@linkcode UsageError} into one line and exit status 2. */
+/**
+ * Runs an entry's `main`. A {@linkcode UsageError} becomes one line and exit status 2; any other
+ * failure to start (a port in use, say) one line and exit status 1.
+ */
 export async function runMain(main: () => Promise<void>): Promise<void> {
   try {
     await main();
   } catch (error) {
-    if (error instanceof UsageError || error instanceof TypeError || error instanceof RangeError) {
-      console.error(`error: ${(error as Error).message}`);
-      Deno.exit(2);
-    }
-    throw error;
+    console.error(`error: ${error instanceof Error ? error.message : String(error)}`);
+    Deno.exit(error instanceof UsageError ? 2 : 1);
   }
 }
 

@@ -8,7 +8,7 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { getLogger } from "@logtape/logtape";
-import { Backoff } from "./backoff.ts";
+import { retryDelayMs } from "./backoff.ts";
 import { CpuMeter, loadavgPercent, type LoadSource } from "./cpu_meter.ts";
 import { createLoadBalancerClient, type LoadBalancerClient, unary } from "./proto.ts";
 import { statusName } from "./status.ts";
@@ -43,7 +43,7 @@ export class LoadReporter {
   #stopped = false;
   #registered = false;
   #failing = false;
-  #backoff = new Backoff({ initialMs: 250, maxMs: 5_000 });
+  #failures = 0;
   #intervalMs: number;
 
   /** Creates a reporter; {@linkcode start} begins reporting. */
@@ -68,6 +68,10 @@ export class LoadReporter {
     this.#stopped = true;
     clearTimeout(this.#timer);
     this.#client.close();
+  }
+
+  #retryDelayMs(): number {
+    return retryDelayMs(this.#failures++, { initialMs: 250, maxMs: 5_000 });
   }
 
   #schedule(delayMs: number): void {
@@ -104,7 +108,7 @@ export class LoadReporter {
         log.info("Load reports accepted again by {balancer}", { balancer: this.#options.balancer });
       }
       this.#failing = false;
-      this.#backoff.reset();
+      this.#failures = 0;
       this.#schedule(this.#intervalMs);
     } catch (error) {
       if (this.#stopped) return;
@@ -115,7 +119,7 @@ export class LoadReporter {
         log.warn("Balancer does not know {address}; registering again", {
           address: this.#options.address,
         });
-        this.#schedule(justRegistered ? this.#backoff.next() : 0);
+        this.#schedule(justRegistered ? this.#retryDelayMs() : 0);
         return;
       }
       if (!this.#failing) {
@@ -126,7 +130,7 @@ export class LoadReporter {
         });
       }
       this.#failing = true;
-      this.#schedule(Math.min(this.#intervalMs, this.#backoff.next()));
+      this.#schedule(Math.min(this.#intervalMs, this.#retryDelayMs()));
     }
   }
 }

@@ -6,7 +6,14 @@
  *
  * @module
  */
-import { configure, getTextFormatter, type LogLevel, type LogRecord } from "@logtape/logtape";
+import * as grpc from "@grpc/grpc-js";
+import {
+  configure,
+  getLogger,
+  getTextFormatter,
+  type LogLevel,
+  type LogRecord,
+} from "@logtape/logtape";
 
 /** Levels accepted by `--log-level`. */
 export const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warning", "error"];
@@ -26,4 +33,10 @@ export async function setupLogging(level: LogLevel): Promise<void> {
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },
     ],
   });
+  // grpc-js writes its own lines to stderr (e.g. "No address added" before our own error for a
+  // port in use); they go to our log at debug level instead, since every failure that matters
+  // reaches the caller as a status or an error we log ourselves.
+  const grpcLog = getLogger(["lb", "grpc-js"]);
+  const toDebug = (...args: unknown[]) => grpcLog.debug(args.map(String).join(" "));
+  grpc.setLogger({ error: toDebug, info: toDebug, debug: toDebug });
 }

@@ -106,7 +106,9 @@ export async function waitForTask(
 }
 
 /** Stops every process, ignoring those already gone. */
-export async function stopAll(...started: (Started | undefined)[]): Promise<void> {
+export async function stopAll(
+  ...started: ({ process: EntryProcess } | undefined)[]
+): Promise<void> {
   await Promise.all(started.map((s) => s?.process.stop(5_000)));
 }
 
