@@ -6,7 +6,15 @@
  */
 import { POLICY_NAMES } from "./policies/mod.ts";
 import { formatDemoTable, runDemo } from "./lib/demo.ts";
-import { choiceFlag, intFlag, numberFlag, parseFlags, runMain, UsageError } from "./lib/flags.ts";
+import {
+  choiceFlag,
+  etcdFlag,
+  intFlag,
+  numberFlag,
+  parseFlags,
+  runMain,
+  UsageError,
+} from "./lib/flags.ts";
 import { setupLogging } from "./lib/log.ts";
 import type { PolicyName } from "./policies/mod.ts";
 
@@ -19,7 +27,9 @@ const USAGE = `Usage: deno task demo [flags]
   --task TYPE          simple | cpu_heavy (default cpu_heavy)
   --backends N         number of backends (default 3)
   --slowdown F         the last backend's slowdown; 1 makes them equal (default 3)
-  --etcd URL           use etcd discovery against this etcd instead of built-in discovery
+  --discovery KIND     builtin | etcd (default builtin); etcd starts a throwaway etcd from the
+                       PATH unless --etcd is given
+  --etcd URL           an etcd to use for --discovery etcd
   --help               show this text`;
 
 async function main(): Promise<void> {
@@ -30,6 +40,7 @@ async function main(): Promise<void> {
     task: { type: "string" },
     backends: { type: "string" },
     slowdown: { type: "string" },
+    discovery: { type: "string" },
     etcd: { type: "string" },
     help: { type: "boolean" },
   });
@@ -47,13 +58,20 @@ async function main(): Promise<void> {
     task: choiceFlag(PROGRAM, "task", flags.task, "cpu_heavy", ["simple", "cpu_heavy"]),
     backends: intFlag(PROGRAM, "backends", flags.backends, 3, 1, 20),
     slowdown: numberFlag(PROGRAM, "slowdown", flags.slowdown, 3, 0.1, 100),
-    etcd: flags.etcd,
+    discovery: choiceFlag(
+      PROGRAM,
+      "discovery",
+      flags.discovery,
+      flags.etcd ? "etcd" : "builtin",
+      ["builtin", "etcd"],
+    ),
+    etcd: etcdFlag(PROGRAM, flags.etcd)?.join(","),
   };
   await setupLogging("warning");
   console.log(
     `Demo: ${options.backends} backends${
       options.slowdown !== 1 ? ` (the last one ${options.slowdown}x slower)` : ""
-    }, ${options.task} tasks, ${options.concurrency} in flight, ${options.durationS} s per policy\n`,
+    }, ${options.task} tasks, ${options.concurrency} in flight, ${options.durationS} s per policy, ${options.discovery} discovery\n`,
   );
   const results = await runDemo(options);
   console.log(`\n${formatDemoTable(results, options.slowdown)}`);

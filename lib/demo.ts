@@ -8,6 +8,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { PolicyName } from "../policies/mod.ts";
 import { type EntryProcess, spawnEntry } from "./entry_process.ts";
+import { startEtcd } from "./etcd_process.ts";
 import { type LoadRunSummary, runLoad } from "./load_run.ts";
 import { freePort } from "./ports.ts";
 import { ProgressBar } from "./progress.ts";
@@ -29,9 +30,13 @@ export interface DemoOptions {
   backends: number;
   /** Slowdown of the last backend (1 makes them all equal). */
   slowdown: number;
-  /** Etcd endpoint to use instead of built-in discovery. */
+  discovery: "builtin" | "etcd";
+  /** etcd endpoints for etcd discovery; without them a throwaway etcd is started. */
   etcd?: string;
 }
+
+/** Where the demo keeps a throwaway etcd's data while it runs (removed after). */
+export const DEMO_ETCD_DIR = ".demo-etcd";
 
 /** One policy's outcome. */
 export interface DemoResult {
@@ -42,6 +47,18 @@ export interface DemoResult {
 
 /** Runs the demo and returns one result per policy. */
 export async function runDemo(options: DemoOptions): Promise<DemoResult[]> {
+  if (options.discovery === "etcd" && !options.etcd) {
+    const etcd = await startEtcd({ parentDir: DEMO_ETCD_DIR });
+    try {
+      return await runPolicies({ ...options, etcd: etcd.endpoint });
+    } finally {
+      await etcd.close();
+    }
+  }
+  return await runPolicies(options);
+}
+
+async function runPolicies(options: DemoOptions): Promise<DemoResult[]> {
   const results: DemoResult[] = [];
   const bar = new ProgressBar();
   for (const policy of options.policies) {
@@ -50,8 +67,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult[]> {
       const balancerPort = freePort();
       const balancer = `127.0.0.1:${balancerPort}`;
       const prefix = `/demo-${Deno.pid}-${policy}/`;
-      const discovery = options.etcd
-        ? ["--discovery", "etcd", "--etcd", options.etcd, "--etcd-prefix", prefix]
+      const discovery = options.discovery === "etcd"
+        ? ["--discovery", "etcd", "--etcd", options.etcd!, "--etcd-prefix", prefix]
         : ["--discovery", "builtin"];
       children.push(
         spawnEntry("balancer", ["--port", String(balancerPort), "--policy", policy, ...discovery], {
@@ -63,7 +80,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult[]> {
         const port = freePort();
         const slow = i === options.backends - 1 ? options.slowdown : 1;
         backends.push(`127.0.0.1:${port}`);
-        const registration = options.etcd ? ["--etcd", options.etcd, "--etcd-prefix", prefix] : [];
+        const registration = options.discovery === "etcd"
+          ? ["--etcd", options.etcd!, "--etcd-prefix", prefix]
+          : [];
         children.push(spawnEntry("backend", [
           "--port",
           String(port),
