@@ -21,6 +21,13 @@ export const ENTRY_PERMISSIONS = {
     `--allow-env=${ENV_ALLOW}`,
   ],
   client: ["--allow-net=127.0.0.1", `--allow-env=${ENV_ALLOW}`],
+  demo: [
+    "--allow-net=127.0.0.1",
+    "--allow-read=node_modules,.demo-etcd",
+    "--allow-write=.demo-etcd",
+    "--allow-run",
+    `--allow-env=${ENV_ALLOW}`,
+  ],
 } as const;
 
 /** An entry that can be started. */
