@@ -26,13 +26,17 @@ const PROGRAM = "client";
 const USAGE = `Usage: deno task client [flags]
 
   --balancer HOST:PORT   balancer to ask (default 127.0.0.1:50051)
-  --task TYPE            simple | cpu_heavy (default simple)
+  --task TYPE            simple | cpu_heavy | lookup (default simple); lookup only asks the
+                         balancer, to measure it alone
   --requests N           send N tasks (default 10, unless --duration is given)
   --duration S           send tasks for S seconds instead
   --concurrency C        tasks in flight at once (default 1)
   --client-id ID         sent with every GetServer (default client-<pid>)
   --max-attempts N       attempts per task when servers answer UNAVAILABLE (default ${DEFAULT_MAX_ATTEMPTS})
+  --direct HOST:PORT,..  skip the balancer: send to these backends in turn (a baseline)
   --json                 print the summary as one JSON object on stdout
+  --progress-ms MS       with --json: also print a progress object every MS ms before it
+  --histogram            with --json: include the latency histogram (compressed base64)
   --log-level LEVEL      ${LOG_LEVELS.join(" | ")} (default warning)
   --help                 show this text`;
 
@@ -45,7 +49,10 @@ async function main(): Promise<void> {
     concurrency: { type: "string" },
     "client-id": { type: "string" },
     "max-attempts": { type: "string" },
+    direct: { type: "string" },
     json: { type: "boolean" },
+    "progress-ms": { type: "string" },
+    histogram: { type: "boolean" },
     "log-level": { type: "string" },
     help: { type: "boolean" },
   });
@@ -55,7 +62,16 @@ async function main(): Promise<void> {
       `Cannot start ${PROGRAM} as '--requests' and '--duration' exclude each other`,
     );
   }
-  const task = choiceFlag(PROGRAM, "task", flags.task, "simple", ["simple", "cpu_heavy"]);
+  const task = choiceFlag(PROGRAM, "task", flags.task, "simple", ["simple", "cpu_heavy", "lookup"]);
+  const direct = flags.direct?.split(",").map((a) => addressFlag(PROGRAM, "direct", a.trim())!);
+  if (direct && task === "lookup") {
+    throw new UsageError(
+      `Cannot start ${PROGRAM} as '--task lookup' needs the balancer, not '--direct'`,
+    );
+  }
+  const progressMs = flags["progress-ms"] === undefined
+    ? undefined
+    : intFlag(PROGRAM, "progress-ms", flags["progress-ms"], 1_000, 10, 60_000);
   const durationS = flags.duration === undefined
     ? undefined
     : numberFlag(PROGRAM, "duration", flags.duration, 0, 0.001, 86_400);
@@ -67,6 +83,7 @@ async function main(): Promise<void> {
   const client = new TaskClient({
     balancer: addressFlag(PROGRAM, "balancer", flags.balancer, "127.0.0.1:50051")!,
     clientId,
+    direct,
     maxAttempts: intFlag(
       PROGRAM,
       "max-attempts",
@@ -80,6 +97,7 @@ async function main(): Promise<void> {
     choiceFlag(PROGRAM, "log-level", flags["log-level"], "warning", LOG_LEVELS) as LogLevel,
   );
   const bar = flags.json ? undefined : new ProgressBar();
+  const json = (value: unknown) => console.log(JSON.stringify(value));
   try {
     const summary = await runLoad({
       client,
@@ -88,15 +106,18 @@ async function main(): Promise<void> {
       durationMs: durationS === undefined ? undefined : durationS * 1_000,
       concurrency,
       idPrefix: clientId,
-      onProgress: bar &&
-        ((p) => bar.update(task, p.fraction, `${p.completed} ok, ${p.failed} failed`)),
+      progressEveryMs: progressMs,
+      onProgress: bar
+        ? (p) => bar.update(task, p.fraction, `${p.completed} ok, ${p.failed} failed`)
+        : progressMs
+        ? (p) => json({ progress: p })
+        : undefined,
     });
     bar?.done();
-    console.log(
-      flags.json
-        ? JSON.stringify({ clientId, task, concurrency, ...summary })
-        : formatSummary(summary),
-    );
+    const { histogram, ...rest } = summary;
+    if (flags.json) {
+      json({ clientId, task, concurrency, ...rest, ...(flags.histogram ? { histogram } : {}) });
+    } else console.log(formatSummary(summary));
     if (summary.succeeded === 0) Deno.exitCode = 1;
   } finally {
     client.close();

@@ -6,9 +6,10 @@
  *
  * @module
  */
+import process from "node:process";
 import * as grpc from "@grpc/grpc-js";
 import { ITERATIONS_PER_UNIT } from "./cpu_work.ts";
-import type { TaskRequest, TaskResponse } from "./proto.ts";
+import type { StatsRequest, StatsResponse, TaskRequest, TaskResponse } from "./proto.ts";
 import { statusError } from "./status.ts";
 import type { WorkerPool } from "./worker_pool.ts";
 
@@ -34,6 +35,9 @@ export interface BackendServiceDeps {
 /** Creates the handlers of the `Backend` service. */
 export function createBackendHandlers(deps: BackendServiceDeps): grpc.UntypedServiceImplementation {
   const iterations = Math.round(deps.workUnits * ITERATIONS_PER_UNIT);
+  const startedAt = performance.now();
+  let simpleCompleted = 0;
+  let heavyCompleted = 0;
   const ProcessTask: grpc.handleUnaryCall<TaskRequest, TaskResponse> = (call, callback) => {
     const { task_id, task_type } = call.request;
     if (!(TASK_TYPES as readonly string[]).includes(task_type)) {
@@ -56,16 +60,31 @@ export function createBackendHandlers(deps: BackendServiceDeps): grpc.UntypedSer
       return callback(statusError(grpc.status.UNAVAILABLE, `Server ${deps.address} is draining`));
     }
     if (task_type === "SIMPLE") {
+      simpleCompleted++;
       return callback(null, { result: `Task ${task_id} (SIMPLE) done by ${deps.address}` });
     }
     deps.pool.run(iterations).then(
-      (checksum) =>
+      (checksum) => {
+        heavyCompleted++;
         callback(null, {
           result: `Task ${task_id} (CPU_HEAVY) done by ${deps.address}: checksum ${checksum}`,
-        }),
+        });
+      },
       (error: Error) =>
         callback(statusError(grpc.status.UNAVAILABLE, `Task ${task_id} aborted: ${error.message}`)),
     );
   };
-  return { ProcessTask } as grpc.UntypedServiceImplementation;
+  const GetStats: grpc.handleUnaryCall<StatsRequest, StatsResponse> = (_call, callback) => {
+    const cpu = process.cpuUsage();
+    callback(null, {
+      server_address: deps.address,
+      cpu_user_us: cpu.user,
+      cpu_system_us: cpu.system,
+      simple_completed: simpleCompleted,
+      heavy_completed: heavyCompleted,
+      in_flight: deps.pool.inFlight,
+      uptime_ms: performance.now() - startedAt,
+    });
+  };
+  return { ProcessTask, GetStats } as grpc.UntypedServiceImplementation;
 }

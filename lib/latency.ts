@@ -1,6 +1,7 @@
 /**
  * Latency recording with an HDR histogram (`hdr-histogram-js`): constant memory, percentiles
- * accurate to three significant digits, however many requests a run makes.
+ * accurate to three significant digits, however many requests a run makes. Histograms travel
+ * between processes as compressed base64 and merge exactly.
  *
  * @module
  */
@@ -15,13 +16,24 @@ export interface LatencySummary {
   mean: number;
 }
 
-/** Records latencies (ms, kept in microseconds) and reports percentiles. */
-export class LatencyRecorder {
-  #histogram = hdr.build({
+function newHistogram(): hdr.Histogram {
+  return hdr.build({
     lowestDiscernibleValue: 1,
     highestTrackableValue: 3_600_000_000,
     numberOfSignificantValueDigits: 3,
   });
+}
+
+/** Records latencies (ms, kept in microseconds) and reports percentiles. */
+export class LatencyRecorder {
+  #histogram = newHistogram();
+
+  /** A recorder holding the merge of encoded histograms (from {@linkcode encode}). */
+  static merge(encoded: string[]): LatencyRecorder {
+    const merged = new LatencyRecorder();
+    for (const text of encoded) merged.#histogram.add(hdr.decodeFromCompressedBase64(text));
+    return merged;
+  }
 
   /** Records one latency in milliseconds. */
   record(ms: number): void {
@@ -31,6 +43,11 @@ export class LatencyRecorder {
   /** Number of latencies recorded. */
   get count(): number {
     return this.#histogram.totalCount;
+  }
+
+  /** The histogram as compressed base64, for another process to merge. */
+  encode(): string {
+    return hdr.encodeIntoCompressedBase64(this.#histogram);
   }
 
   /** Percentiles so far, in milliseconds (zeros when nothing was recorded). */

@@ -7,11 +7,12 @@
  */
 import { LatencyRecorder, type LatencySummary } from "./latency.ts";
 import { statusName } from "./status.ts";
-import type { TaskClient } from "./task_client.ts";
+import type { TaskClient, TaskOutcome } from "./task_client.ts";
 
 /** Options of {@linkcode runLoad}. */
 export interface LoadRunOptions {
   client: TaskClient;
+  /** `SIMPLE` or `CPU_HEAVY`; `LOOKUP` sends only `GetServer` (measures the balancer alone). */
   taskType: string;
   /** Stop after this many requests in all... */
   requests?: number;
@@ -51,6 +52,8 @@ export interface LoadRunSummary {
   latencyMs: LatencySummary;
   /** Successful requests per server address. */
   perServer: Record<string, number>;
+  /** The latency histogram, compressed base64 (see `LatencyRecorder.merge`). */
+  histogram: string;
 }
 
 /** Runs the load and resolves with its summary. */
@@ -92,7 +95,7 @@ export async function runLoad(options: LoadRunOptions): Promise<LoadRunSummary> 
     while (started < limit && performance.now() < endAt) {
       const id = `${prefix}-${started++}`;
       const begin = performance.now();
-      const outcome = await client.run(id, taskType);
+      const outcome = taskType === LOOKUP ? await lookup(client) : await client.run(id, taskType);
       if (outcome.attempts > 1) retried++;
       if (outcome.ok) {
         succeeded++;
@@ -122,7 +125,21 @@ export async function runLoad(options: LoadRunOptions): Promise<LoadRunSummary> 
     throughput: round(durationS > 0 ? succeeded / durationS : 0, 2),
     latencyMs: latency.summary(),
     perServer,
+    histogram: latency.encode(),
   };
+}
+
+/** The `taskType` that sends only `GetServer`. */
+export const LOOKUP = "LOOKUP";
+
+async function lookup(client: TaskClient): Promise<TaskOutcome> {
+  try {
+    const server = await client.getServer();
+    return { ok: true, server, result: "", attempts: 1 };
+  } catch (error) {
+    const e = error as { code?: number; message: string };
+    return { ok: false, server: undefined, code: e.code ?? 2, message: e.message, attempts: 1 };
+  }
 }
 
 function round(value: number, digits: number): number {

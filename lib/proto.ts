@@ -85,6 +85,18 @@ export interface ListServersResponse {
   servers: ServerStatus[];
   discovery: string;
 }
+/** `GetStats` request. */
+export type StatsRequest = Record<string, never>;
+/** `GetStats` response: cumulative counters of a backend. */
+export interface StatsResponse {
+  server_address: string;
+  cpu_user_us: number;
+  cpu_system_us: number;
+  simple_completed: number;
+  heavy_completed: number;
+  in_flight: number;
+  uptime_ms: number;
+}
 /** `ProcessTask` request. */
 export interface TaskRequest {
   task_id: string;
@@ -114,6 +126,7 @@ export interface LoadBalancerClient extends grpc.Client {
 /** Client stub of the `Backend` service. */
 export interface BackendClient extends grpc.Client {
   ProcessTask: Unary<TaskRequest, TaskResponse>;
+  GetStats: Unary<StatsRequest, StatsResponse>;
 }
 
 /** Calls a unary method and resolves with its response; rejects with the `ServiceError`. */

@@ -28,6 +28,11 @@ export const DEFAULT_TASK_TIMEOUT_MS = 60_000;
 export interface TaskClientOptions {
   /** Balancer `host:port`. */
   balancer: string;
+  /**
+   * Backends to use in turn with no balancer at all (the benchmark's `direct` baseline); the
+   * balancer is then never called.
+   */
+  direct?: string[];
   clientId: string;
   /** @default {DEFAULT_MAX_ATTEMPTS} */
   maxAttempts?: number;
@@ -44,7 +49,9 @@ export type TaskOutcome =
 
 /** Sends tasks through the balancer. */
 export class TaskClient {
-  #options: Required<TaskClientOptions>;
+  #options: Required<Omit<TaskClientOptions, "direct">>;
+  #direct: string[] | undefined;
+  #nextDirect = 0;
   #balancer: LoadBalancerClient;
   #backends = new Map<string, BackendClient>();
 
@@ -56,11 +63,17 @@ export class TaskClient {
       taskTimeoutMs: DEFAULT_TASK_TIMEOUT_MS,
       ...options,
     };
+    this.#direct = options.direct?.length ? options.direct : undefined;
     this.#balancer = createLoadBalancerClient(options.balancer);
   }
 
-  /** Asks the balancer for a server. */
+  /** Asks the balancer for a server (or takes the next direct backend). */
   getServer(): Promise<string> {
+    if (this.#direct) {
+      const address = this.#direct[this.#nextDirect];
+      this.#nextDirect = (this.#nextDirect + 1) % this.#direct.length;
+      return Promise.resolve(address);
+    }
     return unary(this.#balancer.GetServer, this.#balancer, {
       client_id: this.#options.clientId,
     }, { deadline: Date.now() + this.#options.lookupTimeoutMs }).then((r) => r.server_address);

@@ -1,0 +1,133 @@
+/**
+ * `deno task bench`: the end-to-end benchmark. Starts its own etcd, balancers, backends and load
+ * clients as processes, runs every scenario for every policy and baseline, and writes
+ * results.json, report.md and SVG charts. Logic lives in `lib/bench_*.ts`.
+ *
+ * @module
+ */
+import { POLICY_NAMES, type PolicyName } from "./policies/mod.ts";
+import { BenchRunner } from "./lib/bench_runner.ts";
+import { describeMachine, writeReport } from "./lib/bench_report.ts";
+import { SCENARIO_NAMES, type ScenarioName } from "./lib/bench_scenarios.ts";
+import { DEFAULT_WORK_UNITS } from "./lib/cpu_work.ts";
+import { choiceFlag, intFlag, numberFlag, parseFlags, runMain, UsageError } from "./lib/flags.ts";
+import { DEFAULT_REPORT_INTERVAL_MS } from "./lib/load_reporter.ts";
+import { setupLogging } from "./lib/log.ts";
+import { ProgressBar } from "./lib/progress.ts";
+
+const PROGRAM = "bench";
+/** Seconds per scenario and target with `--quick`. */
+const QUICK_DURATION_S = 1;
+const USAGE = `Usage: deno task bench [flags]
+
+  --scenarios LIST        comma-separated, from ${SCENARIO_NAMES.join(", ")} (default all)
+  --policies LIST         comma-separated, from ${POLICY_NAMES.join(", ")} (default all)
+  --duration S            seconds of load per scenario and target (default 20)
+  --concurrency C         tasks in flight (default: each scenario's own)
+  --clients N             load client processes sharing the concurrency (default 1)
+  --work-units N          size of a CPU-heavy task (default ${DEFAULT_WORK_UNITS})
+  --report-interval-ms MS backends' load report period (default ${DEFAULT_REPORT_INTERVAL_MS})
+  --quick                 every scenario, ${QUICK_DURATION_S} s each: checks that it all works
+  --out DIR               output folder (default bench-results/<timestamp>); the task may
+                          write only under bench-results/ and docs/bench/
+  --help                  show this text`;
+
+function listFlag<C extends string>(flag: string, value: string | undefined, all: readonly C[]) {
+  if (value === undefined) return [...all];
+  const items = value.split(",").map((v) => v.trim()).filter((v) => v !== "");
+  if (items.length === 0) throw new UsageError(`Cannot start ${PROGRAM} as '--${flag}' is empty`);
+  return items.map((item) => choiceFlag(PROGRAM, flag, item, all[0], all));
+}
+
+async function main(): Promise<void> {
+  const flags = parseFlags(PROGRAM, Deno.args, {
+    scenarios: { type: "string" },
+    policies: { type: "string" },
+    duration: { type: "string" },
+    concurrency: { type: "string" },
+    clients: { type: "string" },
+    "work-units": { type: "string" },
+    "report-interval-ms": { type: "string" },
+    quick: { type: "boolean" },
+    out: { type: "string" },
+    help: { type: "boolean" },
+  });
+  if (flags.help) return console.log(USAGE);
+  if (flags.quick && flags.duration !== undefined) {
+    throw new UsageError(
+      `Cannot start ${PROGRAM} as '--quick' and '--duration' exclude each other`,
+    );
+  }
+  const startedAt = new Date();
+  const out = flags.out ?? `bench-results/${startedAt.toISOString().replace(/[:.]/g, "-")}`;
+  if (Deno.permissions.querySync({ name: "write", path: out }).state !== "granted") {
+    throw new UsageError(
+      `Cannot start ${PROGRAM} as '--out' must be a folder it may write: the bench task may write under bench-results/ and docs/bench/ only: current value is '${out}'`,
+    );
+  }
+  const options = {
+    scenarios: listFlag("scenarios", flags.scenarios, SCENARIO_NAMES) as ScenarioName[],
+    policies: listFlag("policies", flags.policies, POLICY_NAMES) as PolicyName[],
+    durationS: flags.quick
+      ? QUICK_DURATION_S
+      : numberFlag(PROGRAM, "duration", flags.duration, 20, 1, 3_600),
+    concurrency: flags.concurrency === undefined
+      ? undefined
+      : intFlag(PROGRAM, "concurrency", flags.concurrency, 1, 1, 10_000),
+    clients: intFlag(PROGRAM, "clients", flags.clients, 1, 1, 64),
+    workUnits: numberFlag(
+      PROGRAM,
+      "work-units",
+      flags["work-units"],
+      DEFAULT_WORK_UNITS,
+      0.01,
+      10_000,
+    ),
+    reportIntervalMs: intFlag(
+      PROGRAM,
+      "report-interval-ms",
+      flags["report-interval-ms"],
+      DEFAULT_REPORT_INTERVAL_MS,
+      50,
+      60_000,
+    ),
+    etcdDir: ".bench-etcd",
+  };
+  await setupLogging("warning");
+
+  const bar = new ProgressBar({ plainEveryMs: 2_000 });
+  let shownRun = 0;
+  const runner = new BenchRunner(options, (p) => {
+    if (p.run !== shownRun) bar.done(); // one line per run
+    shownRun = p.run;
+    bar.update(
+      `[${p.run}/${p.runs}] ${p.label}`.padEnd(44),
+      p.elapsedS / p.totalS,
+      `${p.elapsedS.toFixed(1)}/${p.totalS} s  ${p.rate.toFixed(1)}/s`,
+    );
+  });
+  let stopping = false;
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    console.error("\nStopping: tearing down every process...");
+    runner.abort().finally(() => Deno.exit(130));
+  };
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+
+  console.error(`Benchmark: ${runner.runs} runs of ${options.durationS} s, writing to ${out}/`);
+  const t0 = performance.now();
+  const runs = await runner.run().finally(() => bar.done());
+  const files = await writeReport(out, {
+    startedAt: startedAt.toISOString(),
+    totalS: (performance.now() - t0) / 1_000,
+    command: `deno task bench ${Deno.args.join(" ")}`.trim(),
+    flags: { ...options },
+    ...describeMachine(),
+    runs,
+  });
+  console.log(`Wrote ${files.map((f) => `${out}/${f}`).join(", ")}`);
+}
+
+if (import.meta.main) await runMain(main);

@@ -1,0 +1,128 @@
+/**
+ * The benchmark's charts: Vega-Lite specifications compiled with `vega-lite` and rendered to SVG
+ * by `vega` without a browser.
+ *
+ * @module
+ */
+import * as vega from "vega";
+import * as vl from "vega-lite";
+import type { RunResult } from "./bench_runner.ts";
+import type { ScenarioName } from "./bench_scenarios.ts";
+
+/** One chart: its file name and SVG text. */
+export interface Chart {
+  file: string;
+  title: string;
+  svg: string;
+}
+
+const WIDTH = 420;
+const HEIGHT = 220;
+
+/** Renders a Vega-Lite specification to SVG. */
+export async function renderSvg(spec: vl.TopLevelSpec): Promise<string> {
+  const compiled = vl.compile(spec).spec;
+  const view = new vega.View(vega.parse(compiled), { renderer: "none" });
+  try {
+    return await view.toSVG();
+  } finally {
+    view.finalize();
+  }
+}
+
+function base(title: string, values: Record<string, unknown>[]) {
+  return {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title,
+    width: WIDTH,
+    height: HEIGHT,
+    background: "white",
+    config: { axisX: { labelAngle: 0 } },
+    data: { values },
+  } as const;
+}
+
+/** The charts of one scenario: requests per server, latency, throughput. */
+export async function scenarioCharts(
+  scenario: ScenarioName,
+  runs: RunResult[],
+): Promise<Chart[]> {
+  const tasks = runs.filter((r) => r.scenario === scenario && r.kind === "tasks");
+  const targets = tasks.map((r) => r.target);
+  const perServer = tasks.flatMap((r) =>
+    r.servers.map((s) => ({ target: r.target, server: s.label, requests: s.requests }))
+  );
+  const latency = tasks.flatMap((r) => [
+    { target: r.target, percentile: "p50", ms: r.latencyMs.p50 },
+    { target: r.target, percentile: "p99", ms: r.latencyMs.p99 },
+  ]);
+  const throughput = tasks.map((r) => ({ target: r.target, throughput: r.throughput }));
+  const x = { field: "target", type: "nominal", sort: targets, title: null } as const;
+  return [
+    {
+      file: `${scenario}-servers.svg`,
+      title: `${scenario}: requests per server`,
+      svg: await renderSvg({
+        ...base(`${scenario}: requests per server`, perServer),
+        mark: "bar",
+        encoding: {
+          x,
+          xOffset: { field: "server" },
+          y: { field: "requests", type: "quantitative", title: "requests completed" },
+          color: { field: "server", type: "nominal", title: "server" },
+        },
+      }),
+    },
+    {
+      file: `${scenario}-latency.svg`,
+      title: `${scenario}: latency p50 and p99`,
+      svg: await renderSvg({
+        ...base(`${scenario}: latency p50 and p99 (ms)`, latency),
+        mark: "bar",
+        encoding: {
+          x,
+          xOffset: { field: "percentile" },
+          y: { field: "ms", type: "quantitative", title: "latency (ms)" },
+          color: { field: "percentile", type: "nominal", title: null },
+        },
+      }),
+    },
+    {
+      file: `${scenario}-throughput.svg`,
+      title: `${scenario}: throughput`,
+      svg: await renderSvg({
+        ...base(`${scenario}: throughput (completed/s)`, throughput),
+        mark: "bar",
+        encoding: {
+          x,
+          y: { field: "throughput", type: "quantitative", title: "completed per second" },
+          color: { value: "#4c78a8" },
+        },
+      }),
+    },
+  ];
+}
+
+/** Balancer `GetServer` throughput per policy against the `echo` ceiling. */
+export async function lookupChart(runs: RunResult[]): Promise<Chart | undefined> {
+  const lookups = runs.filter((r) => r.kind === "lookups");
+  if (lookups.length === 0) return undefined;
+  const values = lookups.map((r) => ({
+    target: r.target === "echo" ? "echo (ceiling)" : r.target,
+    throughput: r.throughput,
+    kind: r.target === "echo" ? "baseline" : "balancer",
+  }));
+  return {
+    file: "balancer-throughput.svg",
+    title: "Balancer GetServer throughput against the echo ceiling",
+    svg: await renderSvg({
+      ...base("GetServer per second: balancer policies vs a bare echo server", values),
+      mark: "bar",
+      encoding: {
+        x: { field: "target", type: "nominal", sort: values.map((v) => v.target), title: null },
+        y: { field: "throughput", type: "quantitative", title: "GetServer per second" },
+        color: { field: "kind", type: "nominal", title: null },
+      },
+    }),
+  };
+}
