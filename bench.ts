@@ -17,7 +17,7 @@ import { ProgressBar } from "./lib/progress.ts";
 
 const PROGRAM = "bench";
 /** Seconds per scenario and target with `--quick`. */
-const QUICK_DURATION_S = 1;
+const QUICK_DURATION_S = 0.5;
 const USAGE = `Usage: deno task bench [flags]
 
   --scenarios LIST        comma-separated, from ${SCENARIO_NAMES.join(", ")} (default all)
@@ -70,7 +70,7 @@ async function main(): Promise<void> {
     policies: listFlag("policies", flags.policies, POLICY_NAMES) as PolicyName[],
     durationS: flags.quick
       ? QUICK_DURATION_S
-      : numberFlag(PROGRAM, "duration", flags.duration, 20, 1, 3_600),
+      : numberFlag(PROGRAM, "duration", flags.duration, 20, 0.5, 3_600),
     concurrency: flags.concurrency === undefined
       ? undefined
       : intFlag(PROGRAM, "concurrency", flags.concurrency, 1, 1, 10_000),

@@ -6,7 +6,7 @@
  * @module
  */
 import * as grpc from "@grpc/grpc-js";
-import { parseAddress } from "./address.ts";
+import { MAX_ADDRESS_LENGTH, parseAddress } from "./address.ts";
 import type { BuiltinRegistry } from "./builtin_registry.ts";
 import type { Picker } from "./picker.ts";
 import type {
@@ -24,6 +24,8 @@ import { statusError } from "./status.ts";
 
 /** Longest `client_id` accepted by `GetServer`. */
 export const MAX_CLIENT_ID_LENGTH = 1_024;
+/** Most entries accepted in `GetServer`'s `avoid`. */
+export const MAX_AVOID = 16;
 
 /** What the handlers work on. */
 export interface BalancerServiceDeps {
@@ -55,7 +57,16 @@ export function createBalancerHandlers(
         ),
       );
     }
-    const result = picker.pick(clientId);
+    const avoid = call.request.avoid ?? [];
+    if (avoid.length > MAX_AVOID || avoid.some((a) => a.length > MAX_ADDRESS_LENGTH)) {
+      return callback(
+        statusError(
+          grpc.status.INVALID_ARGUMENT,
+          `avoid must hold at most ${MAX_AVOID} addresses of at most ${MAX_ADDRESS_LENGTH} characters`,
+        ),
+      );
+    }
+    const result = picker.pick(clientId, avoid);
     if (result.kind === "none") {
       return callback(
         statusError(

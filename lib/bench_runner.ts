@@ -18,6 +18,7 @@ import {
   type BackendClient,
   createBackendClient,
   createLoadBalancerClient,
+  POLLING_CHANNEL_OPTIONS,
   type StatsResponse,
   unary,
 } from "./proto.ts";
@@ -213,7 +214,7 @@ export class BenchRunner {
         port,
         address,
         process,
-        client: createBackendClient(address),
+        client: createBackendClient(address, undefined, undefined, POLLING_CHANNEL_OPTIONS),
         killed: false,
       };
       backends.push(backend);
@@ -316,7 +317,7 @@ export class BenchRunner {
           "warning",
         ], { name: `balancer ${target}` });
       }
-      const lb = createLoadBalancerClient(address);
+      const lb = createLoadBalancerClient(address, undefined, undefined, POLLING_CHANNEL_OPTIONS);
       try {
         await waitFor(
           `${target} to answer GetServer`,
@@ -332,7 +333,7 @@ export class BenchRunner {
         lb.close();
       }
       const concurrency = this.#options.concurrency ?? scenario.concurrency;
-      const durationS = Math.max(1, this.#options.durationS * LOOKUP_SECONDS_SHARE);
+      const durationS = Math.max(0.5, this.#options.durationS * LOOKUP_SECONDS_SHARE);
       const summaries = await this.#runClients(
         `${scenario.name} / ${target} lookups`,
         runIndex,
@@ -349,7 +350,7 @@ export class BenchRunner {
 
   /** Waits until the balancer lists every backend with a load report. */
   async #waitForBalancer(address: string, backends: Backend[], balancer: EntryProcess) {
-    const lb = createLoadBalancerClient(address);
+    const lb = createLoadBalancerClient(address, undefined, undefined, POLLING_CHANNEL_OPTIONS);
     try {
       await waitFor(
         `the balancer to list ${backends.length} backends`,
@@ -418,6 +419,18 @@ export class BenchRunner {
         "250",
       ], { name: `client ${i}`, captureStdout: true });
     });
+    // The run's clock starts when every client has started sending (its first progress line),
+    // so churn events land at the same point of the load for every target.
+    await waitFor(
+      "the load clients to start",
+      () => {
+        const dead = clients.find((c) => c.exited && lastProgress(c.stdout()) === undefined);
+        if (dead) throw new Error(`${dead.name} exited:\n${dead.log()}`);
+        return clients.every((c) => lastProgress(c.stdout()) !== undefined);
+      },
+      20_000,
+      10,
+    );
     const t0 = performance.now();
     let ticking = false;
     const timer = setInterval(() => {

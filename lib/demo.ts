@@ -12,7 +12,7 @@ import { startEtcd } from "./etcd_process.ts";
 import { type LoadRunSummary, runLoad } from "./load_run.ts";
 import { freePort } from "./ports.ts";
 import { ProgressBar } from "./progress.ts";
-import { createLoadBalancerClient, unary } from "./proto.ts";
+import { createLoadBalancerClient, POLLING_CHANNEL_OPTIONS, unary } from "./proto.ts";
 import { percent, textTable } from "./summary_text.ts";
 import { TaskClient } from "./task_client.ts";
 import { waitFor } from "./wait.ts";
@@ -129,7 +129,7 @@ async function waitForServers(
   count: number,
   children: EntryProcess[],
 ): Promise<void> {
-  const client = createLoadBalancerClient(balancer);
+  const client = createLoadBalancerClient(balancer, undefined, undefined, POLLING_CHANNEL_OPTIONS);
   try {
     await waitFor(
       `${count} backends to register with ${balancer}`,

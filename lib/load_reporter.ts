@@ -50,7 +50,12 @@ export class LoadReporter {
   constructor(options: LoadReporterOptions) {
     this.#options = options;
     this.#intervalMs = options.intervalMs ?? DEFAULT_REPORT_INTERVAL_MS;
-    this.#client = createLoadBalancerClient(options.balancer);
+    // Reports are heartbeats in built-in discovery: after the balancer was down, the channel
+    // must not sit in grpc-js's default reconnect backoff (up to 120 s) while the TTL runs out.
+    this.#client = createLoadBalancerClient(options.balancer, undefined, undefined, {
+      "grpc.initial_reconnect_backoff_ms": 250,
+      "grpc.max_reconnect_backoff_ms": 5_000,
+    });
   }
 
   /** Whether the last report was accepted. */

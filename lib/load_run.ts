@@ -81,6 +81,8 @@ export async function runLoad(options: LoadRunOptions): Promise<LoadRunSummary> 
         ? (succeeded + failed) / options.requests
         : (performance.now() - t0) / options.durationMs!,
     );
+  // A first sample at once tells an observing process that the load has started.
+  options.onProgress?.({ completed: 0, failed: 0, elapsedMs: 0, fraction: 0 });
   const timer = options.onProgress
     ? setInterval(() =>
       options.onProgress!({

@@ -38,13 +38,30 @@ export class Picker {
     return this.#policy.name;
   }
 
-  /** Names a server for `clientId`. Synchronous, no I/O, allocates nothing. */
-  pick(clientId: string): PickResult {
+  /**
+   * Names a server for `clientId`, other than those in `avoid` when the set has another one.
+   * Synchronous, no I/O, allocates nothing.
+   */
+  pick(clientId: string, avoid?: readonly string[]): PickResult {
     if (this.#set.snapshot !== this.#snapshot) this.#update(this.#set.snapshot);
     const context = this.#context;
     context.clientId = clientId;
     context.nowMs = this.#clock();
-    return this.#policy.pick(this.#snapshot, this.#state, context);
+    const snapshot = this.#snapshot;
+    const result = this.#policy.pick(snapshot, this.#state, context);
+    if (!avoid?.length || result.kind === "none" || !avoid.includes(result.server.address)) {
+      return result;
+    }
+    // A retry after a failure: ask the policy again a few times (it may rotate away), then take
+    // the first server not avoided (a policy such as pick_first always names the same one).
+    for (let i = 0; i < Math.min(snapshot.servers.length, 4); i++) {
+      const again = this.#policy.pick(snapshot, this.#state, context);
+      if (again.kind === "pick" && !avoid.includes(again.server.address)) return again;
+    }
+    for (const candidate of snapshot.picks) {
+      if (!avoid.includes(candidate.server.address)) return candidate;
+    }
+    return result; // every live server is avoided: the client may as well try one again
   }
 
   /** Stops following the set. */

@@ -44,6 +44,8 @@ export const contract: LoadBalancerPackage = loadContract(protoText);
 /** `GetServer` request. */
 export interface ClientRequest {
   client_id: string;
+  /** Servers the client just failed on; empty from original clients. */
+  avoid?: string[];
 }
 /** `GetServer` response. */
 export interface ServerResponse {
@@ -144,13 +146,28 @@ export function unary<Req, Res>(
   });
 }
 
+/**
+ * Channel options for a client that polls a process which is still starting: grpc-js waits 1 s
+ * (then longer) before reconnecting after a refused connection, which would make every
+ * readiness check take a second or more.
+ */
+export const POLLING_CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  "grpc.initial_reconnect_backoff_ms": 50,
+  "grpc.max_reconnect_backoff_ms": 250,
+};
+
 /** Opens a `LoadBalancer` client to `address` (`host:port`). */
 export function createLoadBalancerClient(
   address: string,
   credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
   pkg: LoadBalancerPackage = contract,
+  channelOptions: grpc.ChannelOptions = {},
 ): LoadBalancerClient {
-  return new pkg.LoadBalancer(address, credentials) as unknown as LoadBalancerClient;
+  return new pkg.LoadBalancer(
+    address,
+    credentials,
+    channelOptions,
+  ) as unknown as LoadBalancerClient;
 }
 
 /** Opens a `Backend` client to `address` (`host:port`). */
@@ -158,6 +175,7 @@ export function createBackendClient(
   address: string,
   credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
   pkg: LoadBalancerPackage = contract,
+  channelOptions: grpc.ChannelOptions = {},
 ): BackendClient {
-  return new pkg.Backend(address, credentials) as unknown as BackendClient;
+  return new pkg.Backend(address, credentials, channelOptions) as unknown as BackendClient;
 }

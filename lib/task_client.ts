@@ -3,8 +3,10 @@
  * to it, reusing one channel per server (the original opened two new channels per request).
  *
  * When the named server answers UNAVAILABLE (it died, or is draining), the client asks the
- * balancer again and retries, up to `maxAttempts` in all; every other failure is returned as
- * is, not retried, because retrying a bad request only repeats it.
+ * balancer again, naming the servers that failed in `GetServer`'s `avoid` field so it gets
+ * another one, and retries, up to `maxAttempts` in all; every other failure is returned as is,
+ * not retried, because retrying a bad request only repeats it. (A balancer of the original
+ * system ignores `avoid`; the retry then lands wherever it points.)
  *
  * @module
  */
@@ -67,15 +69,23 @@ export class TaskClient {
     this.#balancer = createLoadBalancerClient(options.balancer);
   }
 
-  /** Asks the balancer for a server (or takes the next direct backend). */
-  getServer(): Promise<string> {
+  /**
+   * Asks the balancer for a server, other than those in `avoid` if it has one (or takes the next
+   * direct backend).
+   */
+  getServer(avoid: string[] = []): Promise<string> {
     if (this.#direct) {
-      const address = this.#direct[this.#nextDirect];
-      this.#nextDirect = (this.#nextDirect + 1) % this.#direct.length;
-      return Promise.resolve(address);
+      for (let i = 0; i < this.#direct.length; i++) {
+        const address = this.#direct[this.#nextDirect];
+        this.#nextDirect = (this.#nextDirect + 1) % this.#direct.length;
+        if (!avoid.includes(address) || i === this.#direct.length - 1) {
+          return Promise.resolve(address);
+        }
+      }
     }
     return unary(this.#balancer.GetServer, this.#balancer, {
       client_id: this.#options.clientId,
+      avoid,
     }, { deadline: Date.now() + this.#options.lookupTimeoutMs }).then((r) => r.server_address);
   }
 
@@ -84,10 +94,11 @@ export class TaskClient {
     let server: string | undefined;
     let last: grpc.ServiceError | undefined;
     let attempt = 0;
+    const failedOn: string[] = [];
     while (attempt < this.#options.maxAttempts) {
       attempt++;
       try {
-        server = await this.getServer();
+        server = await this.getServer(failedOn);
       } catch (error) {
         const e = error as grpc.ServiceError;
         return {
@@ -109,8 +120,8 @@ export class TaskClient {
         last = error as grpc.ServiceError;
         if (last.code !== grpc.status.UNAVAILABLE) break;
         this.#forget(server);
-        // The balancer may name the same dead server until it evicts it; back off a little.
-        await new Promise((r) => setTimeout(r, 50 * attempt));
+        // The next GetServer names the failed servers in `avoid`, so the balancer picks another.
+        failedOn.push(server);
       }
     }
     return {

@@ -11,6 +11,7 @@ import {
   createLoadBalancerClient,
   type ListServersResponse,
   type LoadBalancerClient,
+  POLLING_CHANNEL_OPTIONS,
   type TaskResponse,
   unary,
 } from "../lib/proto.ts";
@@ -28,7 +29,7 @@ export async function startBalancer(args: string[] = []): Promise<Started> {
   const port = freePort();
   const process = spawnEntry("balancer", ["--port", String(port), "--log-level", "debug", ...args]);
   const address = `127.0.0.1:${port}`;
-  const client = createLoadBalancerClient(address);
+  const client = createLoadBalancerClient(address, undefined, undefined, POLLING_CHANNEL_OPTIONS);
   try {
     await waitFor(
       `balancer ${address} to answer`,

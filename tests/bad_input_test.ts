@@ -67,6 +67,13 @@ Deno.test("balancer answers bad RegisterServer, ReportLoad and GetServer input w
       unary(lb.GetServer, lb, { client_id: "c".repeat(5_000) }),
       rejectsWith(grpc.status.INVALID_ARGUMENT, /client_id must be at most/),
     );
+    await assert.rejects(
+      unary(lb.GetServer, lb, {
+        client_id: "c",
+        avoid: Array.from({ length: 17 }, (_, i) => `10.0.0.${i}:1`),
+      }),
+      rejectsWith(grpc.status.INVALID_ARGUMENT, /avoid must hold at most 16 addresses/),
+    );
 
     const after = await listServers(lb);
     assert.deepEqual(

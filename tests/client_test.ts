@@ -5,7 +5,7 @@ import { spawnEntry } from "../lib/entry_process.ts";
 import { runLoad } from "../lib/load_run.ts";
 import { createLoadBalancerClient } from "../lib/proto.ts";
 import { TaskClient } from "../lib/task_client.ts";
-import { startBackend, startBalancer, stopAll, waitForServers } from "./_system.ts";
+import { listServers, startBackend, startBalancer, stopAll, waitForServers } from "./_system.ts";
 
 Deno.test("client --json prints one summary object with the count per server", async () => {
   const balancer = await startBalancer();
@@ -109,3 +109,27 @@ async function startBalancerOn(port: number) {
   }
   return { address, port, process };
 }
+
+Deno.test("TaskClient gets another server on retry even under pick_first (GetServer avoid)", async () => {
+  const balancer = await startBalancer(["--policy", "pick_first", "--builtin-ttl-ms", "60000"]);
+  const a = startBackend(["--balancer", balancer.address]);
+  const b = startBackend(["--balancer", balancer.address]);
+  const lb = createLoadBalancerClient(balancer.address);
+  const client = new TaskClient({ balancer: balancer.address, clientId: "avoid-test" });
+  try {
+    await waitForServers(lb, [a.address, b.address]);
+    const first = (await listServers(lb)).servers[0].server_address;
+    const [dead, alive] = first === a.address ? [a, b] : [b, a];
+    dead.process.signal("SIGKILL");
+    await dead.process.status;
+    // pick_first keeps naming the dead server (its TTL is a minute); every task still succeeds.
+    const summary = await runLoad({ client, taskType: "SIMPLE", requests: 20, concurrency: 2 });
+    assert.equal(summary.failed, 0, JSON.stringify(summary.failuresByCode));
+    assert.equal(summary.retried, 20);
+    assert.deepEqual(Object.keys(summary.perServer), [alive.address]);
+  } finally {
+    client.close();
+    lb.close();
+    await stopAll(balancer, a, b);
+  }
+});

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { BuiltinRegistry } from "../lib/builtin_registry.ts";
 import { Picker } from "../lib/picker.ts";
 import { ServerSet } from "../lib/server_set.ts";
-import { roundRobin } from "../policies/mod.ts";
+import { pickFirst, roundRobin } from "../policies/mod.ts";
 
 Deno.test("ServerSet.report() refuses an unknown server and changes nothing", () => {
   const set = new ServerSet(() => 0);
@@ -83,4 +83,22 @@ Deno.test("BuiltinRegistry drops a server not heard from for the TTL, and heartb
   now = 2_000;
   assert.deepEqual(registry.sweep(), ["a:1"]);
   assert.equal(set.size, 0);
+});
+
+Deno.test("Picker names a server other than those to avoid, even under pick_first", () => {
+  const set = new ServerSet(() => 0);
+  set.add("a:1");
+  set.add("b:1");
+  set.add("c:1");
+  const picker = new Picker(pickFirst(), set);
+  const named = (avoid: string[]) => {
+    const r = picker.pick("c", avoid);
+    return r.kind === "pick" ? r.server.address : undefined;
+  };
+  assert.equal(named([]), "a:1");
+  assert.equal(named(["a:1"]), "b:1");
+  assert.equal(named(["a:1", "b:1"]), "c:1");
+  // Every server avoided: one is named anyway rather than none.
+  assert.ok(named(["a:1", "b:1", "c:1"]) !== undefined);
+  picker.close();
 });
