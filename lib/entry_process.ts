@@ -28,6 +28,14 @@ export const ENTRY_PERMISSIONS = {
     "--allow-run",
     `--allow-env=${ENV_ALLOW}`,
   ],
+  bench: [
+    "--allow-net=127.0.0.1",
+    "--allow-read=node_modules,.bench-etcd,bench-results,docs/bench",
+    "--allow-write=.bench-etcd,bench-results,docs/bench",
+    "--allow-run",
+    "--allow-sys=osRelease,systemMemoryInfo",
+    `--allow-env=${ENV_ALLOW}`,
+  ],
 } as const;
 
 /** An entry that can be started. */

@@ -1,0 +1,87 @@
+/**
+ * `deno task bench --quick` completes and writes its files. It asserts what was run and written,
+ * never a timing: performance lives in the benchmark's own report.
+ */
+import assert from "node:assert/strict";
+import { PROJECT_ROOT, spawnEntry } from "../lib/entry_process.ts";
+import { SCENARIO_NAMES, SCENARIOS } from "../lib/bench_scenarios.ts";
+import { POLICY_NAMES } from "../policies/mod.ts";
+
+Deno.test("bench --quick runs every scenario for every policy and baseline and writes its report", async () => {
+  const out = `bench-results/test-${Deno.pid}`;
+  const dir = new URL(out, PROJECT_ROOT);
+  try {
+    const bench = spawnEntry("bench", ["--quick", "--out", out], { captureStdout: true });
+    const status = await bench.status;
+    assert.equal(status.code, 0, bench.log());
+    const results = JSON.parse(
+      await Deno.readTextFile(new URL(`${out}/results.json`, PROJECT_ROOT)),
+    );
+
+    const expected = SCENARIO_NAMES.flatMap((s) => [
+      ...[...POLICY_NAMES, "direct"].map((t) => `${s}/${t}/tasks`),
+      ...(SCENARIOS[s].lookups ? [...POLICY_NAMES, "echo"].map((t) => `${s}/${t}/lookups`) : []),
+    ]);
+    assert.deepEqual(
+      results.runs.map((r: { scenario: string; target: string; kind: string }) =>
+        `${r.scenario}/${r.target}/${r.kind}`
+      ),
+      expected,
+    );
+    for (const run of results.runs) {
+      assert.ok(run.completed > 0, `${run.scenario}/${run.target} completed nothing`);
+      for (const key of ["p50", "p90", "p99", "max"]) assert.ok(run.latencyMs[key] > 0);
+      if (run.kind === "tasks") {
+        const served = run.servers.reduce(
+          (n: number, s: { requests: number }) => n + s.requests,
+          0,
+        );
+        assert.equal(served, run.completed, `${run.scenario}/${run.target} per-server counts`);
+      }
+    }
+    const churn = results.runs.filter((r: { scenario: string }) => r.scenario === "churn");
+    for (const run of churn) {
+      assert.deepEqual(run.events.map((e: { what: string }) => e.what.split(" ")[1]), [
+        "killed",
+        "started",
+      ]);
+    }
+    assert.equal(results.machine.cpus, navigator.hardwareConcurrency);
+    assert.match(results.versions.deno, /^\d+\.\d+\.\d+/);
+
+    const files = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+    const charts = SCENARIO_NAMES.flatMap((s) =>
+      ["servers", "latency", "throughput"].map((c) => `${s}-${c}.svg`)
+    );
+    assert.deepEqual(
+      files,
+      [...charts, "balancer-throughput.svg", "report.md", "results.json"].sort(),
+    );
+    for (const chart of charts) {
+      const svg = await Deno.readTextFile(new URL(`${out}/${chart}`, PROJECT_ROOT));
+      assert.match(svg, /^<svg[^>]*>/);
+      assert.match(svg, /<text/); // rendered axes and titles, not an empty canvas
+    }
+    const report = await Deno.readTextFile(new URL(`${out}/report.md`, PROJECT_ROOT));
+    for (const s of SCENARIO_NAMES) assert.match(report, new RegExp(`^## ${s}$`, "m"));
+    // No process of the benchmark is left behind: its etcd's data folder is gone.
+    const leftovers = [...Deno.readDirSync(new URL(".bench-etcd", PROJECT_ROOT))];
+    assert.deepEqual(leftovers, []);
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
+
+Deno.test("bench refuses bad flags with one line", async () => {
+  for (
+    const [args, pattern] of [
+      [["--scenarios", "nope"], /'--scenarios' must be one of homogeneous, heterogeneous/],
+      [["--quick", "--duration", "3"], /'--quick' and '--duration' exclude each other/],
+      [["--out", "/somewhere/else"], /'--out' must be a folder it may write/],
+    ] as const
+  ) {
+    const bench = spawnEntry("bench", [...args]);
+    assert.equal((await bench.status).code, 2, bench.log());
+    assert.match(bench.log(), pattern);
+  }
+});
