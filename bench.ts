@@ -118,7 +118,11 @@ async function main(): Promise<void> {
 
   console.error(`Benchmark: ${runner.runs} runs of ${options.durationS} s, writing to ${out}/`);
   const t0 = performance.now();
-  const runs = await runner.run().finally(() => bar.done());
+  const runs = await runner.run().catch((error) => {
+    // Interrupted: the runs fail as their processes go; the signal handler exits with 130.
+    if (stopping) return new Promise<never>(() => {});
+    throw error;
+  }).finally(() => bar.done());
   const files = await writeReport(out, {
     startedAt: startedAt.toISOString(),
     totalS: (performance.now() - t0) / 1_000,

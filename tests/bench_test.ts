@@ -85,3 +85,29 @@ Deno.test("bench refuses bad flags with one line", async () => {
     assert.match(bench.log(), pattern);
   }
 });
+
+/** Command lines of running processes that belong to a benchmark (by their flags). */
+async function benchProcesses(): Promise<string[]> {
+  const ps = await new Deno.Command("ps", { args: ["-eo", "args"], stdout: "piped" }).output();
+  return new TextDecoder().decode(ps.stdout).split("\n").filter((line) =>
+    /\.bench-etcd\/etcd-|--etcd-prefix \/bench\/|--client-id bench-|lib\/echo_server\.ts/.test(line)
+  );
+}
+
+Deno.test("bench stops every process it started when interrupted (SIGINT)", async () => {
+  assert.deepEqual(await benchProcesses(), [], "no benchmark process before the test");
+  const bench = spawnEntry("bench", ["--scenarios", "homogeneous", "--duration", "60"]);
+  // Wait until a run is under way: etcd, a balancer, backends and a client are all up.
+  const deadline = Date.now() + 30_000;
+  while (!/\[1\/\d+\] homogeneous \/ round_robin .*[1-9]\d*\.\d\/s/.test(bench.log())) {
+    assert.ok(Date.now() < deadline, `the benchmark did not start:\n${bench.log()}`);
+    assert.ok(!bench.exited, bench.log());
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok((await benchProcesses()).length >= 5, "etcd, balancer, 3 backends and a client run");
+  bench.signal("SIGINT");
+  const status = await bench.status;
+  assert.equal(status.code, 130, bench.log());
+  assert.deepEqual(await benchProcesses(), []);
+  assert.deepEqual([...Deno.readDirSync(new URL(".bench-etcd", PROJECT_ROOT))], []);
+});
