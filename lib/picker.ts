@@ -1,21 +1,24 @@
 /**
  * Binds a policy to a {@linkcode ServerSet}: prepares the policy's state on each new snapshot
- * (slow path) and answers picks from it (hot path).
+ * and on the policy's refresh timer (slow path), and answers picks from it (hot path). The policy
+ * can be swapped while the balancer runs.
  *
  * @module
  */
 import type { PickContext, PickResult, Policy, Snapshot } from "../policies/types.ts";
 import type { ServerSet } from "./server_set.ts";
 
-/** Picks servers from a set under one policy. */
+/** Picks servers from a set under one policy at a time. */
 export class Picker {
   #policy: Policy<unknown>;
   #snapshot: Snapshot;
   #state: unknown;
   #context: PickContext;
   #clock: () => number;
+  #rng: () => number;
   #unsubscribe: () => void;
   #set: ServerSet;
+  #timer: ReturnType<typeof setInterval> | undefined;
 
   /** Creates a picker; `clock` (ms) and `rng` are handed to the policy. */
   constructor(
@@ -26,16 +29,38 @@ export class Picker {
   ) {
     this.#policy = policy;
     this.#set = set;
-    this.#snapshot = set.snapshot;
-    this.#state = policy.prepare(this.#snapshot);
     this.#clock = clock;
+    this.#rng = rng;
+    this.#snapshot = set.snapshot;
+    this.#state = policy.prepare(this.#snapshot, { nowMs: clock(), rng });
     this.#context = { clientId: "", nowMs: 0, rng };
     this.#unsubscribe = set.onSnapshot((snapshot) => this.#update(snapshot));
+    this.#startTimer();
   }
 
-  /** The policy's name. */
+  /** The active policy's name. */
   get policyName(): string {
     return this.#policy.name;
+  }
+
+  /** The snapshot the policy's state was built for. */
+  get snapshot(): Snapshot {
+    return this.#snapshot;
+  }
+
+  /** Swaps in `policy` (slow path); picks from now on use it. */
+  setPolicy(policy: Policy<unknown>): void {
+    this.#policy = policy;
+    this.#snapshot = this.#set.snapshot;
+    this.#state = policy.prepare(this.#snapshot, { nowMs: this.#clock(), rng: this.#rng });
+    this.#startTimer();
+  }
+
+  /** Each server's weight under the active policy (1 each when it has none). Slow path. */
+  weights(): number[] {
+    const snapshot = this.#snapshot;
+    return this.#policy.weights?.(snapshot, this.#state, this.#clock()) ??
+      snapshot.servers.map(() => 1);
   }
 
   /**
@@ -64,14 +89,30 @@ export class Picker {
     return result; // every live server is avoided: the client may as well try one again
   }
 
-  /** Stops following the set. */
+  /** Stops following the set and the refresh timer. */
   close(): void {
     this.#unsubscribe();
+    clearInterval(this.#timer);
   }
 
-  #update(snapshot: Snapshot): void {
-    if (snapshot === this.#snapshot) return;
-    this.#state = this.#policy.prepare(snapshot, this.#state, this.#snapshot);
+  #startTimer(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    const every = this.#policy.refreshMs;
+    if (every !== undefined) {
+      this.#timer = setInterval(() => this.#update(this.#snapshot, true), every);
+      Deno.unrefTimer(this.#timer as unknown as number);
+    }
+  }
+
+  #update(snapshot: Snapshot, refresh = false): void {
+    if (snapshot === this.#snapshot && !refresh) return;
+    this.#state = this.#policy.prepare(snapshot, {
+      previous: this.#state,
+      previousSnapshot: this.#snapshot,
+      nowMs: this.#clock(),
+      rng: this.#rng,
+    });
     this.#snapshot = snapshot;
   }
 }

@@ -15,6 +15,10 @@ import { createSnapshot, type ServerView, type Snapshot } from "../policies/type
 export interface LoadInput {
   cpuLoad: number;
   inFlight: number;
+  /** Tasks completed per second over the backend's last interval. @default {0} */
+  qps?: number;
+  /** Tasks failed per second over the backend's last interval. @default {0} */
+  eps?: number;
 }
 
 /** Called with every new snapshot. */
@@ -58,7 +62,10 @@ export class ServerSet {
   /** Adds `address`; returns false if it was already live (its id and load are kept). */
   add(address: string): boolean {
     if (this.#servers.has(address)) return false;
-    this.#servers.set(address, Object.freeze({ id: this.#nextId++, address, load: undefined }));
+    this.#servers.set(
+      address,
+      Object.freeze({ id: this.#nextId++, address, load: undefined, addedAtMs: this.#clock() }),
+    );
     this.#markDirty();
     return true;
   }
@@ -88,8 +95,10 @@ export class ServerSet {
       inFlight: input.inFlight,
       reportedAtMs: this.#clock(),
       seq: (server.load?.seq ?? -1) + 1,
+      qps: input.qps ?? 0,
+      eps: input.eps ?? 0,
     });
-    this.#servers.set(address, Object.freeze({ id: server.id, address, load }));
+    this.#servers.set(address, Object.freeze({ ...server, load }));
     this.#markDirty();
     return true;
   }

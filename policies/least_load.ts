@@ -58,8 +58,8 @@ export function leastLoad(options: LeastLoadOptions = {}): Policy<LeastLoadState
   }
   return {
     name: "least_load",
-    prepare(snapshot, previous, previousSnapshot) {
-      return carryOver(snapshot, previous, previousSnapshot);
+    prepare(snapshot, context) {
+      return carryOver(snapshot, context?.previous, context?.previousSnapshot);
     },
     pick(snapshot, state, context) {
       const servers = snapshot.servers;

@@ -19,8 +19,8 @@ export interface RoundRobinState {
 export function roundRobin(): Policy<RoundRobinState> {
   return {
     name: "round_robin",
-    prepare(_snapshot, previous) {
-      return previous ?? { lastId: -1 };
+    prepare(_snapshot, context) {
+      return context?.previous ?? { lastId: -1 };
     },
     pick(snapshot, state) {
       const servers = snapshot.servers;

@@ -3,8 +3,9 @@
  * the result it returns.
  *
  * A policy is a pair of functions. `prepare` runs on the slow path each time the balancer swaps
- * in a new snapshot (a server joined or left, a load report arrived) and builds the policy's
- * state for it, carrying over what it kept from the previous state. `pick` is the hot path:
+ * in a new snapshot (a server joined or left, a load report arrived), and again every
+ * `refreshMs` for what depends on time alone (stale reports, weights, slow start); it builds the
+ * policy's state for the snapshot, carrying over what it kept from the previous state. `pick` is the hot path:
  * synchronous, no I/O, no logging, never throws, and it allocates nothing: results are read from
  * `snapshot.picks`, and the only thing it may change is the cursor or counters inside its own
  * `state` (the way grpc-js pickers keep their index). Clock and randomness come in through
@@ -24,6 +25,10 @@ export interface LoadView {
   readonly reportedAtMs: number;
   /** Counts this server's reports, so a policy can tell a new report from the one it saw. */
   readonly seq: number;
+  /** Tasks the backend completed per second over its last interval (0 from original backends). */
+  readonly qps: number;
+  /** Tasks the backend failed per second over its last interval. */
+  readonly eps: number;
 }
 
 /** One live server as policies see it. */
@@ -34,6 +39,8 @@ export interface ServerView {
   readonly address: string;
   /** Latest load report, or `undefined` before the first one. */
   readonly load: LoadView | undefined;
+  /** Clock reading (ms) when the server became known: slow start and blackout count from it. */
+  readonly addedAtMs: number;
 }
 
 /** A successful pick. Built once per snapshot, so picking allocates nothing. */
@@ -73,14 +80,36 @@ export interface PickContext {
   rng: () => number;
 }
 
+/** Inputs of `prepare` besides the snapshot. */
+export interface PrepareContext<S> {
+  /** The state built for `previousSnapshot` (absent the first time). */
+  previous?: S;
+  /** The snapshot `previous` was built for; the same object as `snapshot` on a timer refresh. */
+  previousSnapshot?: Snapshot;
+  /** Current clock reading in milliseconds. @default {0} */
+  nowMs?: number;
+  /** Uniform random number in [0, 1), e.g. for a scheduler's random start. @default {Math.random} */
+  rng?: () => number;
+}
+
 /** A load-balancing policy. `S` is its state, owned by whoever holds the snapshot. */
 export interface Policy<S = unknown> {
   /** The name used by `--policy`. */
   readonly name: string;
-  /** Slow path: state for `snapshot`, carrying over from `previous` (for `previousSnapshot`). */
-  prepare(snapshot: Snapshot, previous?: S, previousSnapshot?: Snapshot): S;
+  /**
+   * How often the holder should call `prepare` again with the same snapshot, for what changes
+   * with time alone (ms); `undefined` when nothing does.
+   */
+  readonly refreshMs?: number;
+  /** Slow path: state for `snapshot`, carrying over from `context.previous`. */
+  prepare(snapshot: Snapshot, context?: PrepareContext<S>): S;
   /** Hot path: names a server. */
   pick(snapshot: Snapshot, state: S, context: PickContext): PickResult;
+  /**
+   * Slow path, optional: each server's weight as the policy sees it now (`weights[i]` for
+   * `snapshot.servers[i]`, 1 for an average server), for `ListServers` and `WatchServers`.
+   */
+  weights?(snapshot: Snapshot, state: S, nowMs: number): number[];
 }
 
 /** The result returned when the snapshot has no server. */

@@ -20,6 +20,9 @@ export interface TestServer {
   inFlight?: number;
   reportedAtMs?: number;
   seq?: number;
+  qps?: number;
+  eps?: number;
+  addedAtMs?: number;
 }
 
 /** Builds a snapshot from plain values. */
@@ -34,7 +37,10 @@ export function snapshotOf(servers: TestServer[], version = 1): Snapshot {
         inFlight: s.inFlight ?? 0,
         reportedAtMs: s.reportedAtMs ?? 0,
         seq: s.seq ?? 0,
+        qps: s.qps ?? 0,
+        eps: s.eps ?? 0,
       },
+      addedAtMs: s.addedAtMs ?? -1_000_000,
     })),
   );
 }

@@ -38,7 +38,7 @@ for (const name of POLICY_NAMES) {
     const state = policy.prepare(THREE);
     pickMany(policy, THREE, state, 7);
     const without = snapshotOf([{ id: 0, load: 20 }, { id: 2, load: 20 }], 2);
-    const next = policy.prepare(without, state, THREE);
+    const next = policy.prepare(without, { previous: state, previousSnapshot: THREE });
     const picks = pickMany(policy, without, next, 100);
     assert.ok(!picks.includes(THREE.servers[1].address));
     assert.ok(picks.every((a) => a !== undefined));

@@ -18,7 +18,7 @@ Deno.test("roundRobin() neither skips nor repeats when a server is removed mid-r
   assert.deepEqual(pickMany(policy, s1, state, 2), [0, 1].map(addr));
   // Server 0 (already served this round) leaves: the rotation goes on with 2, 3, then wraps.
   const s2 = snapshotOf([{ id: 1 }, { id: 2 }, { id: 3 }], 2);
-  const next = policy.prepare(s2, state, s1);
+  const next = policy.prepare(s2, { previous: state, previousSnapshot: s1 });
   assert.deepEqual(pickMany(policy, s2, next, 4), [2, 3, 1, 2].map(addr));
 });
 
@@ -28,7 +28,7 @@ Deno.test("roundRobin() includes a server added mid-rotation without skipping ot
   const state = policy.prepare(s1);
   assert.deepEqual(pickMany(policy, s1, state, 2), [0, 1].map(addr));
   const s2 = snapshotOf([{ id: 0 }, { id: 1 }, { id: 2 }, { id: 5 }], 2);
-  const next = policy.prepare(s2, state, s1);
+  const next = policy.prepare(s2, { previous: state, previousSnapshot: s1 });
   assert.deepEqual(pickMany(policy, s2, next, 5), [2, 5, 0, 1, 2].map(addr));
 });
 
@@ -38,7 +38,10 @@ Deno.test("roundRobin() continues after the server it named last is removed", ()
   const state = policy.prepare(s1);
   pickMany(policy, s1, state, 2); // 0, 1
   const s2 = snapshotOf([{ id: 0 }, { id: 2 }], 2);
-  assert.deepEqual(pickMany(policy, s2, policy.prepare(s2, state, s1), 3), [2, 0, 2].map(addr));
+  assert.deepEqual(
+    pickMany(policy, s2, policy.prepare(s2, { previous: state, previousSnapshot: s1 }), 3),
+    [2, 0, 2].map(addr),
+  );
 });
 
 Deno.test("pickFirst() names the earliest known server until it leaves, then the next", () => {
@@ -72,7 +75,7 @@ Deno.test("leastLoad() resets a server's pick count when a new report arrives", 
   assert.deepEqual(pickMany(policy, s1, state, 4), [0, 0, 0, 0].map(addr));
   // Server 0 reports again (still 0 %): its four picks are now part of the report, not extra.
   const s2 = snapshotOf([{ id: 0, load: 0, seq: 1 }, { id: 1, load: 35, seq: 0 }], 2);
-  const next = policy.prepare(s2, state, s1);
+  const next = policy.prepare(s2, { previous: state, previousSnapshot: s1 });
   assert.equal(next.picks[0], 0);
   assert.deepEqual(pickMany(policy, s2, next, 1), [addr(0)]);
 });
@@ -83,7 +86,7 @@ Deno.test("leastLoad() keeps pick counts of servers whose report did not change"
   const state = policy.prepare(s1);
   pickMany(policy, s1, state, 3);
   const s2 = snapshotOf([{ id: 0, load: 0, seq: 0 }, { id: 1, load: 40, seq: 1 }], 2);
-  assert.equal(policy.prepare(s2, state, s1).picks[0], 3);
+  assert.equal(policy.prepare(s2, { previous: state, previousSnapshot: s1 }).picks[0], 3);
 });
 
 Deno.test("leastLoad() weighs reported in-flight tasks", () => {

@@ -24,7 +24,14 @@ Deno.test("ServerSet keeps ids in the order servers became known, across reports
   const { servers } = set.snapshot;
   assert.deepEqual(servers.map((s) => s.address), ["a:1", "b:1"]);
   assert.ok(servers[0].id < servers[1].id);
-  assert.deepEqual(servers[0].load, { cpuLoad: 50, inFlight: 2, reportedAtMs: 7, seq: 0 });
+  assert.deepEqual(servers[0].load, {
+    cpuLoad: 50,
+    inFlight: 2,
+    reportedAtMs: 7,
+    seq: 0,
+    qps: 0,
+    eps: 0,
+  });
   set.report("a:1", { cpuLoad: 10, inFlight: 0 });
   assert.equal(set.snapshot.servers[0].load?.seq, 1);
 });
