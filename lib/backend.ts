@@ -6,7 +6,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { Etcd3 } from "etcd3";
-import { createBackendHandlers } from "./backend_service.ts";
+import { createBackendHandlers, type TaskCounters } from "./backend_service.ts";
 import type { LoadSource } from "./cpu_meter.ts";
 import type { EtcdRegistration } from "./etcd_registration.ts";
 import { loadEtcd } from "./etcd_loader.ts";
@@ -43,6 +43,7 @@ export class Backend {
   #registration: EtcdRegistration | undefined;
   #reporter: LoadReporter | undefined;
   #draining = false;
+  #counters: TaskCounters = { simple: 0, heavy: 0, failed: 0 };
   #address = "";
 
   /** Builds the backend; {@linkcode start} serves it. */
@@ -68,6 +69,7 @@ export class Backend {
         pool: this.#pool,
         workUnits: o.workUnits * o.slowdown,
         draining: () => this.#draining,
+        counters: this.#counters,
       }),
     );
     if (o.etcd) {
@@ -89,7 +91,12 @@ export class Backend {
         intervalMs: o.reportIntervalMs,
         source: o.loadSource,
         register: !o.etcd,
-        tasks: () => ({ inFlight: this.#pool.inFlight, queueLength: this.#pool.queueLength }),
+        tasks: () => ({
+          inFlight: this.#pool.inFlight,
+          queueLength: this.#pool.queueLength,
+          completed: this.#counters.simple + this.#counters.heavy,
+          failed: this.#counters.failed,
+        }),
       });
       this.#reporter.start();
     }

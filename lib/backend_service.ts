@@ -21,6 +21,13 @@ export type TaskType = typeof TASK_TYPES[number];
 /** Longest `task_id` accepted. */
 export const MAX_TASK_ID_LENGTH = 1_024;
 
+/** Tasks answered so far, by outcome; the load reporter turns them into rates. */
+export interface TaskCounters {
+  simple: number;
+  heavy: number;
+  failed: number;
+}
+
 /** What the handler works on. */
 export interface BackendServiceDeps {
   /** This backend's advertised `host:port`, echoed in results. */
@@ -30,14 +37,15 @@ export interface BackendServiceDeps {
   workUnits: number;
   /** True once the backend is draining: new tasks are refused with UNAVAILABLE. */
   draining: () => boolean;
+  /** Counted into as tasks finish. */
+  counters: TaskCounters;
 }
 
 /** Creates the handlers of the `Backend` service. */
 export function createBackendHandlers(deps: BackendServiceDeps): grpc.UntypedServiceImplementation {
   const iterations = Math.round(deps.workUnits * ITERATIONS_PER_UNIT);
   const startedAt = performance.now();
-  let simpleCompleted = 0;
-  let heavyCompleted = 0;
+  const counters = deps.counters;
   const ProcessTask: grpc.handleUnaryCall<TaskRequest, TaskResponse> = (call, callback) => {
     const { task_id, task_type } = call.request;
     if (!(TASK_TYPES as readonly string[]).includes(task_type)) {
@@ -60,18 +68,20 @@ export function createBackendHandlers(deps: BackendServiceDeps): grpc.UntypedSer
       return callback(statusError(grpc.status.UNAVAILABLE, `Server ${deps.address} is draining`));
     }
     if (task_type === "SIMPLE") {
-      simpleCompleted++;
+      counters.simple++;
       return callback(null, { result: `Task ${task_id} (SIMPLE) done by ${deps.address}` });
     }
     deps.pool.run(iterations).then(
       (checksum) => {
-        heavyCompleted++;
+        counters.heavy++;
         callback(null, {
           result: `Task ${task_id} (CPU_HEAVY) done by ${deps.address}: checksum ${checksum}`,
         });
       },
-      (error: Error) =>
-        callback(statusError(grpc.status.UNAVAILABLE, `Task ${task_id} aborted: ${error.message}`)),
+      (error: Error) => {
+        counters.failed++;
+        callback(statusError(grpc.status.UNAVAILABLE, `Task ${task_id} aborted: ${error.message}`));
+      },
     );
   };
   const GetStats: grpc.handleUnaryCall<StatsRequest, StatsResponse> = (_call, callback) => {
@@ -80,8 +90,8 @@ export function createBackendHandlers(deps: BackendServiceDeps): grpc.UntypedSer
       server_address: deps.address,
       cpu_user_us: cpu.user,
       cpu_system_us: cpu.system,
-      simple_completed: simpleCompleted,
-      heavy_completed: heavyCompleted,
+      simple_completed: counters.simple,
+      heavy_completed: counters.heavy,
       in_flight: deps.pool.inFlight,
       uptime_ms: performance.now() - startedAt,
     });

@@ -104,7 +104,7 @@ export function createBalancerHandlers(
   };
 
   const ReportLoad: grpc.handleUnaryCall<LoadReport, LoadReportResponse> = (call, callback) => {
-    const { server_address, cpu_load, in_flight } = call.request;
+    const { server_address, cpu_load, in_flight, qps, eps } = call.request;
     const parsed = parseAddress(server_address);
     if (!parsed.ok) {
       return callback(
@@ -122,7 +122,20 @@ export function createBalancerHandlers(
         ),
       );
     }
-    const known = set.report(parsed.address, { cpuLoad: cpu_load, inFlight: in_flight ?? 0 });
+    if (![qps ?? 0, eps ?? 0].every((rate) => Number.isFinite(rate) && rate >= 0)) {
+      return callback(
+        statusError(
+          grpc.status.INVALID_ARGUMENT,
+          `qps and eps must be finite rates >= 0: got qps ${qps}, eps ${eps}`,
+        ),
+      );
+    }
+    const known = set.report(parsed.address, {
+      cpuLoad: cpu_load,
+      inFlight: in_flight ?? 0,
+      qps: qps ?? 0,
+      eps: eps ?? 0,
+    });
     if (!known) {
       return callback(
         statusError(
@@ -139,16 +152,20 @@ export function createBalancerHandlers(
     _call,
     callback,
   ) => {
+    set.flush(); // the picker sees every change made so far
     const now = deps.clock();
+    const weights = picker.weights();
     callback(null, {
       policy: picker.policyName,
       discovery: registry ? "builtin" : "etcd",
-      servers: set.snapshot.servers.map((server) => ({
+      servers: picker.snapshot.servers.map((server, i) => ({
         server_address: server.address,
         has_load: server.load !== undefined,
         cpu_load: server.load?.cpuLoad ?? 0,
         in_flight: server.load?.inFlight ?? 0,
         report_age_ms: server.load ? Math.max(0, Math.round(now - server.load.reportedAtMs)) : 0,
+        qps: server.load?.qps ?? 0,
+        weight: weights[i],
       })),
     });
   };

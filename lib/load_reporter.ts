@@ -30,8 +30,8 @@ export interface LoadReporterOptions {
   source?: LoadSource;
   /** Call `RegisterServer` first and after NOT_FOUND (built-in discovery). */
   register: boolean;
-  /** Current in-flight and queued task counts. */
-  tasks: () => { inFlight: number; queueLength: number };
+  /** Current in-flight and queued task counts, and tasks completed and failed so far. */
+  tasks: () => { inFlight: number; queueLength: number; completed: number; failed: number };
 }
 
 /** Reports load on a timer until stopped. */
@@ -39,6 +39,7 @@ export class LoadReporter {
   #options: LoadReporterOptions;
   #client: LoadBalancerClient;
   #meter = new CpuMeter();
+  #lastCounts = { completed: 0, failed: 0, atMs: performance.now() };
   #timer: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
   #registered = false;
@@ -99,15 +100,22 @@ export class LoadReporter {
           balancer: this.#options.balancer,
         });
       }
-      const { inFlight, queueLength } = this.#options.tasks();
+      const { inFlight, queueLength, completed, failed } = this.#options.tasks();
       const loadavg = loadavgPercent();
       const processLoad = this.#meter.sample();
+      const now = performance.now();
+      const seconds = Math.max(0.001, (now - this.#lastCounts.atMs) / 1_000);
+      const qps = (completed - this.#lastCounts.completed) / seconds;
+      const eps = (failed - this.#lastCounts.failed) / seconds;
+      this.#lastCounts = { completed, failed, atMs: now };
       await unary(this.#client.ReportLoad, this.#client, {
         server_address: this.#options.address,
         cpu_load: this.#options.source === "loadavg" ? loadavg : processLoad,
         in_flight: inFlight,
         queue_length: queueLength,
         loadavg_percent: loadavg,
+        qps,
+        eps,
       }, { deadline });
       if (this.#failing) {
         log.info("Load reports accepted again by {balancer}", { balancer: this.#options.balancer });

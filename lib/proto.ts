@@ -66,6 +66,8 @@ export interface LoadReport {
   in_flight?: number;
   queue_length?: number;
   loadavg_percent?: number;
+  qps?: number;
+  eps?: number;
 }
 /** `ReportLoad` response. */
 export interface LoadReportResponse {
@@ -80,6 +82,8 @@ export interface ServerStatus {
   cpu_load: number;
   in_flight: number;
   report_age_ms: number;
+  qps: number;
+  weight: number;
 }
 /** `ListServers` response. */
 export interface ListServersResponse {

@@ -1,30 +1,36 @@
 /**
- * `least_load`: the server with the lowest estimated load.
+ * `least_load`: the server with the lowest estimated load, exactly, in O(log n) per pick.
  *
  * The original system picked the lowest *reported* CPU load, and so sent every request between
- * two reports to the same server. Here the estimate is
+ * two reports to the same server. Here a server's estimated load is
  *
- *     reported cpu_load + (reported in-flight + picks sent since that report) * pickCostPercent
+ *     cpu_load + outstanding tasks × pickCostPercent / slow start factor
  *
- * so each pick makes its server look busier until the server's next report supersedes the
- * guess. A server that has not reported yet, or whose last report is older than
- * `staleAfterMs`, is not idle: it is assumed as loaded as the average reporting server, and the
- * picks sent to it count on top, so it is neither flooded nor starved. Ties go to the first
- * server after the last one picked, so equal servers rotate.
+ * where the outstanding tasks come from `_load_estimate.ts` (reported in-flight, plus the picks
+ * sent since the report, minus what the server's reported rate has completed since). Each pick
+ * adds `pickCostPercent / factor` to its server at once, so the next pick already sees it. A
+ * report older than `staleAfterMs`, or no report yet, counts as the average server, not as idle.
+ * A new server's picks count more while it slow-starts, so its share ramps up.
  *
- * Cost: one pass over the servers per pick (issue 4 replaces it with an indexed heap).
+ * The servers sit in an indexed binary min-heap keyed by (estimate, when last picked): a pick
+ * takes the root and sifts it down, so equal servers rotate and the cost grows with log n. The
+ * estimates are rebuilt on the slow path, on every report and every `refreshMs`.
  *
  * @module
  */
-import { indexAfterId, NO_SERVERS, type Policy, type Snapshot } from "./types.ts";
+import { estimateLoad, type LoadEstimate } from "./_load_estimate.ts";
+import { checkSlowStart, type SlowStartOptions } from "./slow_start.ts";
+import { NO_SERVERS, type Policy, type Snapshot } from "./types.ts";
 
 /** Load, in percentage points, that one outstanding task adds to the estimate. */
 export const DEFAULT_PICK_COST_PERCENT = 10;
 /** A report older than this is treated as unknown. */
 export const DEFAULT_STALE_AFTER_MS = 5_000;
+/** How often the estimates are refreshed (the completions they expect since each report). */
+export const DEFAULT_LEAST_LOAD_REFRESH_MS = 250;
 
 /** Options of {@linkcode leastLoad}. */
-export interface LeastLoadOptions {
+export interface LeastLoadOptions extends SlowStartOptions {
   /**
    * Load in percentage points that one outstanding task adds to the estimate.
    * @default {DEFAULT_PICK_COST_PERCENT}
@@ -39,12 +45,22 @@ export interface LeastLoadOptions {
 
 /** State of {@linkcode leastLoad}. */
 export interface LeastLoadState {
-  /** Id of the server named last, where the next tie-breaking scan starts; -1 at first. */
-  lastId: number;
-  /** `picks[i]`: picks sent to `snapshot.servers[i]` since its report `seqs[i]`. */
+  /** Counters and estimates at the last prepare. */
+  readonly estimate: LoadEstimate;
+  /** `picks[i]`: picks sent to `snapshot.servers[i]` since its last report (alias of the estimate's). */
   readonly picks: Float64Array;
-  /** `seqs[i]`: the report sequence `picks[i]` counts from (-1: no report yet). */
-  readonly seqs: Float64Array;
+  /** Heap key of each server: estimated load now. */
+  readonly key: Float64Array;
+  /** Load one more pick adds to each server. */
+  readonly step: Float64Array;
+  /** Pick sequence number of each server's last pick (0: never), for rotation among equals. */
+  readonly lastPick: Float64Array;
+  /** Heap of server indices. */
+  readonly heap: Int32Array;
+  /** Position of each server index in `heap`. */
+  readonly pos: Int32Array;
+  /** Picks made so far (the sequence behind `lastPick`). */
+  counter: number;
 }
 
 /** Creates the least load policy. */
@@ -56,72 +72,86 @@ export function leastLoad(options: LeastLoadOptions = {}): Policy<LeastLoadState
       "Cannot create least_load as 'pickCostPercent' must be >= 0 and 'staleAfterMs' > 0",
     );
   }
+  const slowStart = checkSlowStart("least_load", options);
   return {
     name: "least_load",
+    refreshMs: DEFAULT_LEAST_LOAD_REFRESH_MS,
     prepare(snapshot, context) {
-      return carryOver(snapshot, context?.previous, context?.previousSnapshot);
-    },
-    pick(snapshot, state, context) {
-      const servers = snapshot.servers;
-      const n = servers.length;
-      if (n === 0) return NO_SERVERS;
-      const { picks } = state;
-      // The assumed load of a server without a fresh report: the mean of the fresh ones.
-      let freshSum = 0;
-      let freshCount = 0;
+      const estimate = estimateLoad(snapshot, context, staleAfterMs, slowStart);
+      const n = snapshot.servers.length;
+      const state: LeastLoadState = {
+        estimate,
+        picks: estimate.picks,
+        key: new Float64Array(n),
+        step: new Float64Array(n),
+        lastPick: carryLastPick(snapshot, context?.previous, context?.previousSnapshot),
+        heap: new Int32Array(n),
+        pos: new Int32Array(n),
+        counter: context?.previous?.counter ?? 0,
+      };
       for (let i = 0; i < n; i++) {
-        const load = servers[i].load;
-        if (load !== undefined && context.nowMs - load.reportedAtMs <= staleAfterMs) {
-          freshSum += load.cpuLoad;
-          freshCount++;
-        }
+        state.step[i] = pickCost / estimate.factor[i];
+        state.key[i] = estimate.cpu[i] + estimate.outstanding[i] * state.step[i];
+        state.heap[i] = i;
+        state.pos[i] = i;
       }
-      const assumed = freshCount === 0 ? 0 : freshSum / freshCount;
-      let start = indexAfterId(servers, state.lastId);
-      if (start === n) start = 0;
-      let best = -1;
-      let bestEstimate = Infinity;
-      for (let k = 0; k < n; k++) {
-        const i = start + k < n ? start + k : start + k - n;
-        const load = servers[i].load;
-        const fresh = load !== undefined && context.nowMs - load.reportedAtMs <= staleAfterMs;
-        const estimate = fresh
-          ? load.cpuLoad + (load.inFlight + picks[i]) * pickCost
-          : assumed + picks[i] * pickCost;
-        if (estimate < bestEstimate) {
-          bestEstimate = estimate;
-          best = i;
-        }
-      }
-      picks[best]++;
-      state.lastId = servers[best].id;
+      for (let k = (n >> 1) - 1; k >= 0; k--) siftDown(state, k);
+      return state;
+    },
+    pick(snapshot, state) {
+      if (snapshot.servers.length === 0) return NO_SERVERS;
+      const best = state.heap[0];
+      state.picks[best]++;
+      state.key[best] += state.step[best];
+      state.lastPick[best] = ++state.counter;
+      siftDown(state, 0);
       return snapshot.picks[best];
     },
   };
 }
 
-/** Slow path: per-server counters for `snapshot`, kept for servers whose report is unchanged. */
-function carryOver(
+/** Whether server `a` should be picked before server `b`. */
+function before(state: LeastLoadState, a: number, b: number): boolean {
+  const ka = state.key[a];
+  const kb = state.key[b];
+  if (ka !== kb) return ka < kb;
+  const la = state.lastPick[a];
+  const lb = state.lastPick[b];
+  return la !== lb ? la < lb : a < b;
+}
+
+function siftDown(state: LeastLoadState, start: number): void {
+  const { heap, pos } = state;
+  const n = heap.length;
+  let k = start;
+  const item = heap[k];
+  while (true) {
+    const left = 2 * k + 1;
+    if (left >= n) break;
+    const right = left + 1;
+    const child = right < n && before(state, heap[right], heap[left]) ? right : left;
+    if (!before(state, heap[child], item)) break;
+    heap[k] = heap[child];
+    pos[heap[k]] = k;
+    k = child;
+  }
+  heap[k] = item;
+  pos[item] = k;
+}
+
+/** Each server's last pick sequence, carried over by id. */
+function carryLastPick(
   snapshot: Snapshot,
   previous: LeastLoadState | undefined,
   previousSnapshot: Snapshot | undefined,
-): LeastLoadState {
-  const n = snapshot.servers.length;
-  const state: LeastLoadState = {
-    lastId: previous?.lastId ?? -1,
-    picks: new Float64Array(n),
-    seqs: new Float64Array(n),
-  };
+): Float64Array {
+  const lastPick = new Float64Array(snapshot.servers.length);
+  if (!previous || !previousSnapshot) return lastPick;
   const before = new Map<number, number>();
-  if (previous && previousSnapshot) {
-    previousSnapshot.servers.forEach((server, i) => before.set(server.id, i));
-  }
-  for (let i = 0; i < n; i++) {
-    const server = snapshot.servers[i];
-    const seq = server.load?.seq ?? -1;
-    state.seqs[i] = seq;
+  previousSnapshot.servers.forEach((server, i) => before.set(server.id, i));
+  snapshot.servers.forEach((server, i) => {
     const j = before.get(server.id);
-    if (previous && j !== undefined && previous.seqs[j] === seq) state.picks[i] = previous.picks[j];
-  }
-  return state;
+    if (j !== undefined && j < previous.lastPick.length) lastPick[i] = previous.lastPick[j];
+  });
+  return lastPick;
 }

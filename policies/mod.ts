@@ -9,17 +9,19 @@
  */
 import { leastLoad } from "./least_load.ts";
 import { pickFirst } from "./pick_first.ts";
+import { powerOfTwo } from "./power_of_two.ts";
 import { roundRobin } from "./round_robin.ts";
 import type { Policy } from "./types.ts";
 
 export * from "./types.ts";
-export { leastLoad, pickFirst, roundRobin };
+export { leastLoad, pickFirst, powerOfTwo, roundRobin };
 
 /** Factories of every policy, by `--policy` name. */
 export const POLICIES = {
   round_robin: roundRobin,
   pick_first: pickFirst,
   least_load: leastLoad,
+  power_of_two: powerOfTwo,
 };
 
 /** A name accepted by `--policy`. */

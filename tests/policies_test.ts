@@ -1,6 +1,6 @@
 /** Each policy's own behaviour, beyond the conformance suite. */
 import assert from "node:assert/strict";
-import { leastLoad, pickFirst, roundRobin } from "../policies/mod.ts";
+import { leastLoad, pickFirst, powerOfTwo, roundRobin } from "../policies/mod.ts";
 import { contextAt, countBy, pickMany, snapshotOf } from "./_policy_helpers.ts";
 
 const addr = (id: number) => `10.0.0.${id}:5000`;
@@ -112,7 +112,8 @@ Deno.test("leastLoad() treats a stale report as unknown", () => {
     { id: 0, load: 0, reportedAtMs: 0 },
     { id: 1, load: 40, reportedAtMs: 9_500 },
   ]);
-  const counts = countBy(pickMany(policy, s, policy.prepare(s), 20, contextAt(10_000)));
+  const state = policy.prepare(s, { nowMs: 10_000 });
+  const counts = countBy(pickMany(policy, s, state, 20, contextAt(10_000)));
   assert.equal(counts.get(addr(0)), 10);
   assert.equal(counts.get(addr(1)), 10);
 });
@@ -126,4 +127,71 @@ Deno.test("leastLoad() rotates between equally loaded servers", () => {
 Deno.test("leastLoad() rejects nonsensical options", () => {
   assert.throws(() => leastLoad({ pickCostPercent: -1 }), RangeError);
   assert.throws(() => leastLoad({ staleAfterMs: 0 }), RangeError);
+});
+
+Deno.test("leastLoad() expects a reporting server to finish tasks between reports", () => {
+  const policy = leastLoad({ pickCostPercent: 10 });
+  // Same load; server 0 completes 20 tasks/s, server 1 reports no rate (an original backend).
+  const s = snapshotOf([{ id: 0, load: 50, qps: 20 }, { id: 1, load: 50 }]);
+  const state = policy.prepare(s, { nowMs: 0 });
+  assert.deepEqual(pickMany(policy, s, state, 6), [0, 1, 0, 1, 0, 1].map(addr));
+  // Half a second on, server 0 has finished its three (20/s), server 1 is assumed to hold them.
+  const later = policy.prepare(s, { previous: state, previousSnapshot: s, nowMs: 500 });
+  assert.deepEqual(pickMany(policy, s, later, 3), [0, 0, 0].map(addr));
+});
+
+Deno.test("leastLoad() ramps a new server up over the slow start window", () => {
+  const policy = leastLoad({ slowStartMs: 10_000 });
+  const servers = [
+    { id: 0, load: 50, addedAtMs: -100_000 },
+    { id: 1, load: 50, addedAtMs: -100_000 },
+    { id: 2, load: 50, addedAtMs: 0 },
+  ];
+  const share = (nowMs: number) => {
+    const s = snapshotOf(servers);
+    const counts = countBy(pickMany(policy, s, policy.prepare(s, { nowMs }), 300));
+    return (counts.get(addr(2)) ?? 0) / 300;
+  };
+  const early = share(1_000);
+  const middle = share(5_000);
+  const done = share(20_000);
+  assert.ok(early < middle && middle < done, `${early} < ${middle} < ${done}`);
+  assert.ok(Math.abs(done - 1 / 3) < 0.02, `full share after the window: ${done}`);
+});
+
+Deno.test("powerOfTwo() never draws the same server twice and prefers the less loaded", () => {
+  const policy = powerOfTwo();
+  const s = snapshotOf([{ id: 0, load: 50, inFlight: 8 }, { id: 1, load: 50, inFlight: 0 }]);
+  // With two servers every draw holds both: the idle one wins until it is as busy.
+  assert.deepEqual(
+    pickMany(policy, s, policy.prepare(s), 8, contextAt(0, "c", 3)),
+    Array(8).fill(addr(1)),
+  );
+});
+
+Deno.test("powerOfTwo() spreads evenly over equal servers and away from a busy one", () => {
+  const policy = powerOfTwo();
+  const servers = Array.from({ length: 10 }, (_, id) => ({ id, load: 50, inFlight: 0 }));
+  servers[9] = { id: 9, load: 90, inFlight: 500 };
+  const s = snapshotOf(servers);
+  // 2,700 picks: about 300 each, still far below the busy server's 500 in flight.
+  const counts = countBy(pickMany(policy, s, policy.prepare(s), 2_700, contextAt(0, "c", 5)));
+  assert.equal(counts.get(addr(9)) ?? 0, 0);
+  for (let id = 0; id < 9; id++) {
+    const share = counts.get(addr(id))! / 2_700;
+    assert.ok(Math.abs(share - 1 / 9) < 0.01, `server ${id}: ${share}`);
+  }
+});
+
+Deno.test("powerOfTwo() slow-starts a new server", () => {
+  const policy = powerOfTwo({ slowStartMs: 10_000 });
+  const s = snapshotOf([
+    { id: 0, load: 50, addedAtMs: -100_000 },
+    { id: 1, load: 50, addedAtMs: -100_000 },
+    { id: 2, load: 50, addedAtMs: 0 },
+  ]);
+  const counts = countBy(
+    pickMany(policy, s, policy.prepare(s, { nowMs: 1_000 }), 3_000, contextAt(1_000, "c", 9)),
+  );
+  assert.ok(counts.get(addr(2))! < 0.1 * 3_000, `new server got ${counts.get(addr(2))}`);
 });

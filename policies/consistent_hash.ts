@@ -1,0 +1,212 @@
+/**
+ * `consistent_hash`: the same client id lands on the same server, and when a server joins or
+ * leaves only about 1/n of the clients move.
+ *
+ * It is a ring hash (Envoy's `ring_hash`, gRPC's gRFC A42) rather than Maglev because a ring
+ * moves nothing it does not have to: a server that leaves hands only its own arcs to its ring
+ * successors, and a server that joins takes only the arcs in front of its new points. Maglev
+ * spreads load more evenly with a smaller table, but its table fill reshuffles a few entries
+ * between servers that stayed, so clients of unaffected servers move too. The ring's cost, an
+ * O(log ring) binary search instead of one table lookup, is about ten comparisons.
+ *
+ * Each server puts `virtualNodes` points on a ring of 32-bit hashes; point `k` of a server is
+ * a hash of its address and `k`, never of its id, so two balancers with the same servers build
+ * the same ring and a server that leaves and returns gets its old points (and clients) back. A
+ * client id hashes to a 32-bit value and goes to the owner of the first point at or after it,
+ * wrapping to the first point. Ties between equal points go to the smaller address, so the ring
+ * does not depend on the order servers became known. The hash is FNV-1a over the UTF-16 code
+ * units followed by murmur3's 32-bit finaliser, so picking allocates nothing. An empty client
+ * id is hashed like any other: every client without an id goes to the same one server.
+ *
+ * As in A42, the ring has at least `minRingSize` points (more points, more even spread) and at
+ * most `maxRingSize`. Unlike A42, which gives each of n servers `ceil(minRingSize / n)` points,
+ * the count per server only changes when n crosses a power of two: it is
+ * `ceil(minRingSize / 2^floor(log2 n))`. Under A42 every join or leave also trims or extends
+ * every other server's points, which moves clients between servers that stayed; here that
+ * happens only at 2, 4, 8, 16... servers, and the ring holds between `minRingSize` and about
+ * twice that many points. With more servers than `maxRingSize`, each server keeps one point.
+ *
+ * `prepare` builds the ring when the set of addresses changes and returns the previous state
+ * untouched when neither membership nor order did (a load report, a timer refresh). When the same
+ * addresses come in another order (a server re-registered with a new id), the ring is kept and
+ * only the point-to-server indices are remapped.
+ *
+ * @module
+ */
+import { NO_SERVERS, type Policy, type ServerView } from "./types.ts";
+
+/** Default least number of points on the ring (gRFC A42's `min_ring_size`). */
+export const DEFAULT_MIN_RING_SIZE = 1_024;
+/** Default and upper bound of the most points on the ring (gRFC A42's `max_ring_size`). */
+export const DEFAULT_MAX_RING_SIZE = 8_388_608;
+
+/** Options of {@linkcode consistentHash}. */
+export interface ConsistentHashOptions {
+  /**
+   * Least number of points on the ring: more points spread clients more evenly, at the cost
+   * of memory and one more comparison per doubling. An integer from 1 to `maxRingSize`.
+   * @default {DEFAULT_MIN_RING_SIZE}
+   */
+  minRingSize?: number;
+  /**
+   * Most points on the ring, which caps the memory of the slow path with few servers and a large
+   * `minRingSize`. An integer from `minRingSize` to {@linkcode DEFAULT_MAX_RING_SIZE}.
+   * @default {DEFAULT_MAX_RING_SIZE}
+   */
+  maxRingSize?: number;
+}
+
+/** State of {@linkcode consistentHash}: read-only on the pick path. */
+export interface ConsistentHashState {
+  /** Ring points, ascending. Shared by every state of the same membership; never mutated. */
+  readonly points: Uint32Array;
+  /** `owners[j]`: index in `snapshot.servers` of the server owning `points[j]`. */
+  readonly owners: Uint32Array;
+  /** `addresses[i]`: address of `snapshot.servers[i]` when this state was prepared. */
+  readonly addresses: readonly string[];
+}
+
+/** Creates the consistent hash policy. */
+export function consistentHash(options: ConsistentHashOptions = {}): Policy<ConsistentHashState> {
+  const minRingSize = options.minRingSize ?? DEFAULT_MIN_RING_SIZE;
+  const maxRingSize = options.maxRingSize ?? DEFAULT_MAX_RING_SIZE;
+  if (!Number.isInteger(minRingSize) || minRingSize < 1 || minRingSize > DEFAULT_MAX_RING_SIZE) {
+    throw new RangeError(
+      `Cannot create consistent_hash as 'minRingSize' must be an integer from 1 to ${DEFAULT_MAX_RING_SIZE}: current value is ${minRingSize}`,
+    );
+  }
+  if (
+    !Number.isInteger(maxRingSize) || maxRingSize < minRingSize ||
+    maxRingSize > DEFAULT_MAX_RING_SIZE
+  ) {
+    throw new RangeError(
+      `Cannot create consistent_hash as 'maxRingSize' must be an integer from 'minRingSize' (${minRingSize}) to ${DEFAULT_MAX_RING_SIZE}: current value is ${maxRingSize}`,
+    );
+  }
+  return {
+    name: "consistent_hash",
+    prepare(snapshot, context) {
+      const previous = context?.previous;
+      if (previous !== undefined) {
+        if (context?.previousSnapshot === snapshot) return previous;
+        const kept = carryOver(snapshot.servers, previous);
+        if (kept !== undefined) return kept;
+      }
+      return buildRing(snapshot.servers, minRingSize, maxRingSize);
+    },
+    pick(snapshot, state, context) {
+      const points = state.points;
+      if (snapshot.servers.length === 0 || points.length === 0) return NO_SERVERS;
+      const hash = hashString(context.clientId);
+      // First point at or after the hash; past the last point the ring wraps to the first.
+      let lo = 0;
+      let hi = points.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (points[mid] < hash) lo = mid + 1;
+        else hi = mid;
+      }
+      return snapshot.picks[state.owners[lo === points.length ? 0 : lo]];
+    },
+  };
+}
+
+/** Points each of `n` servers puts on the ring: constant between powers of two of `n`. */
+function virtualNodes(n: number, minRingSize: number, maxRingSize: number): number {
+  if (n <= 0) return 0;
+  const band = 2 ** (31 - Math.clz32(n)); // largest power of two <= n
+  const perServer = Math.ceil(minRingSize / band);
+  // The cap is checked against the largest n of the band, so the count stays the same in it.
+  const largest = 2 * band - 1;
+  if (perServer * largest <= maxRingSize) return perServer;
+  return Math.max(1, Math.floor(maxRingSize / largest));
+}
+
+/** Slow path: the previous state when the addresses are the same, remapped if reordered. */
+function carryOver(
+  servers: readonly ServerView[],
+  previous: ConsistentHashState,
+): ConsistentHashState | undefined {
+  const before = previous.addresses;
+  const n = servers.length;
+  if (before.length !== n) return undefined;
+  let i = 0;
+  while (i < n && servers[i].address === before[i]) i++;
+  if (i === n) return previous;
+  // Same set in another order? Map each old index to the new index of its address.
+  const newIndex = new Map<string, number>();
+  for (let j = 0; j < n; j++) newIndex.set(servers[j].address, j);
+  if (newIndex.size !== n) return undefined; // duplicate addresses: rebuild from scratch
+  const moved = new Uint32Array(n);
+  for (let j = 0; j < n; j++) {
+    const index = newIndex.get(before[j]);
+    if (index === undefined) return undefined;
+    moved[j] = index;
+  }
+  const owners = previous.owners.map((old) => moved[old]);
+  return { points: previous.points, owners, addresses: servers.map((s) => s.address) };
+}
+
+/** Slow path: the ring for `servers`, built from their addresses alone. */
+function buildRing(
+  servers: readonly ServerView[],
+  minRingSize: number,
+  maxRingSize: number,
+): ConsistentHashState {
+  const n = servers.length;
+  const addresses = servers.map((s) => s.address);
+  const perServer = virtualNodes(n, minRingSize, maxRingSize);
+  // Servers in address order (then index, for duplicate addresses), so that the stable sort
+  // below breaks ties between equal points by address, whatever order the ids give.
+  const byAddress = Array.from({ length: n }, (_, i) => i).sort((a, b) =>
+    addresses[a] < addresses[b] ? -1 : addresses[a] > addresses[b] ? 1 : a - b
+  );
+  const size = n * perServer;
+  const rawPoints = new Uint32Array(size);
+  const rawOwners = new Uint32Array(size);
+  let j = 0;
+  for (const index of byAddress) {
+    const base = hashString(addresses[index]);
+    for (let k = 0; k < perServer; k++, j++) {
+      rawPoints[j] = pointHash(base, k);
+      rawOwners[j] = index;
+    }
+  }
+  const order = Array.from({ length: size }, (_, i) => i).sort((a, b) =>
+    rawPoints[a] - rawPoints[b]
+  );
+  const points = new Uint32Array(size);
+  const owners = new Uint32Array(size);
+  for (let i = 0; i < size; i++) {
+    points[i] = rawPoints[order[i]];
+    owners[i] = rawOwners[order[i]];
+  }
+  return { points, owners, addresses };
+}
+
+const FNV_OFFSET_BASIS = 0x811c9dc5;
+const FNV_PRIME = 0x01000193;
+/** 2^32 / golden ratio: consecutive multiples are far apart, so point `k` differs from `k + 1`. */
+const GOLDEN_GAMMA = 0x9e3779b9;
+
+/** FNV-1a over the UTF-16 code units of `s`, then murmur3's finaliser: allocation-free. */
+function hashString(s: string): number {
+  let h = FNV_OFFSET_BASIS;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), FNV_PRIME);
+  return fmix32(h);
+}
+
+/** Point `k` of a server whose address hashes to `base`: distinct for distinct `k`. */
+function pointHash(base: number, k: number): number {
+  return fmix32((base + Math.imul(k, GOLDEN_GAMMA)) | 0);
+}
+
+/** Murmur3's 32-bit finaliser: every input bit flips about half the output bits. */
+function fmix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
