@@ -16,7 +16,9 @@ import {
   runMain,
   UsageError,
 } from "./lib/flags.ts";
+import { formatServers, listServers, setPolicy } from "./lib/admin.ts";
 import { runLoad } from "./lib/load_run.ts";
+import { POLICY_NAMES } from "./policies/mod.ts";
 import { LOG_LEVELS, setupLogging } from "./lib/log.ts";
 import { ProgressBar } from "./lib/progress.ts";
 import { formatSummary } from "./lib/summary_text.ts";
@@ -34,6 +36,8 @@ const USAGE = `Usage: deno task client [flags]
   --client-id ID         sent with every GetServer (default client-<pid>)
   --max-attempts N       attempts per task when servers answer UNAVAILABLE (default ${DEFAULT_MAX_ATTEMPTS})
   --direct HOST:PORT,..  skip the balancer: send to these backends in turn (a baseline)
+  --list                 print the balancer's policy and servers (with --json: as JSON), and exit
+  --set-policy NAME      switch the balancer to another policy, and exit
   --json                 print the summary as one JSON object on stdout
   --progress-ms MS       with --json: also print a progress object every MS ms before it
   --histogram            with --json: include the latency histogram (compressed base64)
@@ -51,12 +55,34 @@ async function main(): Promise<void> {
     "max-attempts": { type: "string" },
     direct: { type: "string" },
     json: { type: "boolean" },
+    list: { type: "boolean" },
+    "set-policy": { type: "string" },
     "progress-ms": { type: "string" },
     histogram: { type: "boolean" },
     "log-level": { type: "string" },
     help: { type: "boolean" },
   });
   if (flags.help) return console.log(USAGE);
+  const balancer = addressFlag(PROGRAM, "balancer", flags.balancer, "127.0.0.1:50051")!;
+  if (flags.list || flags["set-policy"] !== undefined) {
+    await setupLogging("warning");
+    if (flags["set-policy"] !== undefined) {
+      const policy = choiceFlag(
+        PROGRAM,
+        "set-policy",
+        flags["set-policy"],
+        "round_robin",
+        POLICY_NAMES,
+      );
+      const previous = await setPolicy(balancer, policy);
+      console.log(`policy ${previous} -> ${policy}`);
+    }
+    if (flags.list) {
+      const list = await listServers(balancer);
+      console.log(flags.json ? JSON.stringify(list) : formatServers(list));
+    }
+    return;
+  }
   if (flags.requests !== undefined && flags.duration !== undefined) {
     throw new UsageError(
       `Cannot start ${PROGRAM} as '--requests' and '--duration' exclude each other`,
@@ -81,7 +107,7 @@ async function main(): Promise<void> {
   const concurrency = intFlag(PROGRAM, "concurrency", flags.concurrency, 1, 1, 10_000);
   const clientId = flags["client-id"] ?? `client-${Deno.pid}`;
   const client = new TaskClient({
-    balancer: addressFlag(PROGRAM, "balancer", flags.balancer, "127.0.0.1:50051")!,
+    balancer,
     clientId,
     direct,
     maxAttempts: intFlag(

@@ -18,9 +18,15 @@ import type {
   RegistrationResponse,
   ServerRegistration,
   ServerResponse,
+  SetPolicyRequest,
+  SetPolicyResponse,
 } from "./proto.ts";
 import type { ServerSet } from "./server_set.ts";
 import { statusError } from "./status.ts";
+import { getLogger } from "@logtape/logtape";
+import { createPolicy, POLICY_NAMES, type PolicyName } from "../policies/mod.ts";
+
+const log = getLogger(["lb", "balancer"]);
 
 /** Longest `client_id` accepted by `GetServer`. */
 export const MAX_CLIENT_ID_LENGTH = 1_024;
@@ -170,10 +176,31 @@ export function createBalancerHandlers(
     });
   };
 
+  const SetPolicy: grpc.handleUnaryCall<SetPolicyRequest, SetPolicyResponse> = (call, callback) => {
+    const name = call.request.policy;
+    if (!(POLICY_NAMES as readonly string[]).includes(name)) {
+      return callback(
+        statusError(
+          grpc.status.INVALID_ARGUMENT,
+          `policy must be one of ${POLICY_NAMES.join(", ")}: got '${name.slice(0, 100)}'`,
+        ),
+      );
+    }
+    const previous = picker.policyName;
+    picker.setPolicy(createPolicy(name as PolicyName));
+    log.info("Policy changed from {previous} to {policy} by {peer}", {
+      previous,
+      policy: name,
+      peer: call.getPeer(),
+    });
+    callback(null, { previous, policy: name });
+  };
+
   return {
     GetServer,
     RegisterServer,
     ReportLoad,
     ListServers,
+    SetPolicy,
   } as grpc.UntypedServiceImplementation;
 }

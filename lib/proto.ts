@@ -75,6 +75,15 @@ export interface LoadReportResponse {
 }
 /** `ListServers` request. */
 export type ListServersRequest = Record<string, never>;
+/** `SetPolicy` request. */
+export interface SetPolicyRequest {
+  policy: string;
+}
+/** `SetPolicy` response. */
+export interface SetPolicyResponse {
+  previous: string;
+  policy: string;
+}
 /** One server in a `ListServers` response. */
 export interface ServerStatus {
   server_address: string;
@@ -127,6 +136,7 @@ export interface LoadBalancerClient extends grpc.Client {
   RegisterServer: Unary<ServerRegistration, RegistrationResponse>;
   ReportLoad: Unary<LoadReport, LoadReportResponse>;
   ListServers: Unary<ListServersRequest, ListServersResponse>;
+  SetPolicy: Unary<SetPolicyRequest, SetPolicyResponse>;
 }
 
 /** Client stub of the `Backend` service. */

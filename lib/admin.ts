@@ -1,0 +1,50 @@
+/**
+ * Operator commands against a running balancer (`client --list`, `client --set-policy`): what it
+ * is doing, and changing its policy without a restart.
+ *
+ * @module
+ */
+import { createLoadBalancerClient, type ListServersResponse, unary } from "./proto.ts";
+import { textTable } from "./summary_text.ts";
+
+const DEADLINE_MS = 5_000;
+
+/** Fetches the balancer's policy and servers. */
+export async function listServers(balancer: string): Promise<ListServersResponse> {
+  const client = createLoadBalancerClient(balancer);
+  try {
+    return await unary(client.ListServers, client, {}, { deadline: Date.now() + DEADLINE_MS });
+  } finally {
+    client.close();
+  }
+}
+
+/** Switches the balancer's policy; resolves with the previous one. */
+export async function setPolicy(balancer: string, policy: string): Promise<string> {
+  const client = createLoadBalancerClient(balancer);
+  try {
+    const response = await unary(client.SetPolicy, client, { policy }, {
+      deadline: Date.now() + DEADLINE_MS,
+    });
+    return response.previous;
+  } finally {
+    client.close();
+  }
+}
+
+/** `ListServers` as text: a header line, then a table of the servers. */
+export function formatServers(list: ListServersResponse): string {
+  const rows = list.servers.map((s) => [
+    s.server_address,
+    s.has_load ? s.cpu_load.toFixed(1) : "-",
+    s.has_load ? String(s.in_flight) : "-",
+    s.has_load ? s.qps.toFixed(1) : "-",
+    s.has_load ? `${s.report_age_ms} ms` : "never",
+    s.weight.toFixed(2),
+  ]);
+  return [
+    `policy ${list.policy}, ${list.discovery} discovery, ${list.servers.length} server(s)`,
+    "",
+    textTable([["server", "cpu %", "in flight", "qps", "last report", "weight"], ...rows]),
+  ].join("\n");
+}
