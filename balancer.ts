@@ -20,6 +20,7 @@ import {
   UsageError,
 } from "./lib/flags.ts";
 import { LOG_LEVELS, setupLogging } from "./lib/log.ts";
+import { DEFAULT_WATCH_INTERVAL_MS } from "./lib/watch_hub.ts";
 
 const PROGRAM = "balancer";
 const USAGE = `Usage: deno task balancer [flags]
@@ -31,6 +32,7 @@ const USAGE = `Usage: deno task balancer [flags]
   --etcd URL[,URL]        etcd endpoints, e.g. http://127.0.0.1:2379
   --etcd-prefix PREFIX    key prefix servers register under (default ${DEFAULT_ETCD_PREFIX})
   --builtin-ttl-ms MS     builtin discovery: drop a server silent for this long (default ${DEFAULT_BUILTIN_TTL_MS})
+  --watch-interval-ms MS  shortest time between two WatchServers updates (default ${DEFAULT_WATCH_INTERVAL_MS})
   --log-level LEVEL       ${LOG_LEVELS.join(" | ")} (default info)
   --help                  show this text`;
 
@@ -43,6 +45,7 @@ async function main(): Promise<void> {
     etcd: { type: "string" },
     "etcd-prefix": { type: "string" },
     "builtin-ttl-ms": { type: "string" },
+    "watch-interval-ms": { type: "string" },
     "log-level": { type: "string" },
     help: { type: "boolean" },
   });
@@ -75,6 +78,14 @@ async function main(): Promise<void> {
     port: intFlag(PROGRAM, "port", flags.port, 50051, 0, 65535),
     policy: choiceFlag(PROGRAM, "policy", flags.policy, "round_robin", POLICY_NAMES),
     discovery,
+    watchIntervalMs: intFlag(
+      PROGRAM,
+      "watch-interval-ms",
+      flags["watch-interval-ms"],
+      DEFAULT_WATCH_INTERVAL_MS,
+      0,
+      60_000,
+    ),
   };
   await setupLogging(
     choiceFlag(PROGRAM, "log-level", flags["log-level"], "info", LOG_LEVELS) as LogLevel,

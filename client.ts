@@ -22,7 +22,7 @@ import { POLICY_NAMES } from "./policies/mod.ts";
 import { LOG_LEVELS, setupLogging } from "./lib/log.ts";
 import { ProgressBar } from "./lib/progress.ts";
 import { formatSummary } from "./lib/summary_text.ts";
-import { DEFAULT_MAX_ATTEMPTS, TaskClient } from "./lib/task_client.ts";
+import { CLIENT_MODES, DEFAULT_MAX_ATTEMPTS, TaskClient } from "./lib/task_client.ts";
 
 const PROGRAM = "client";
 const USAGE = `Usage: deno task client [flags]
@@ -35,6 +35,8 @@ const USAGE = `Usage: deno task client [flags]
   --concurrency C        tasks in flight at once (default 1)
   --client-id ID         sent with every GetServer (default client-<pid>)
   --max-attempts N       attempts per task when servers answer UNAVAILABLE (default ${DEFAULT_MAX_ATTEMPTS})
+  --mode MODE            lookaside: GetServer before every task (default, as the original);
+                         watch: subscribe to WatchServers and pick locally (one RPC per task)
   --direct HOST:PORT,..  skip the balancer: send to these backends in turn (a baseline)
   --list                 print the balancer's policy and servers (with --json: as JSON), and exit
   --set-policy NAME      switch the balancer to another policy, and exit
@@ -54,6 +56,7 @@ async function main(): Promise<void> {
     "client-id": { type: "string" },
     "max-attempts": { type: "string" },
     direct: { type: "string" },
+    mode: { type: "string" },
     json: { type: "boolean" },
     list: { type: "boolean" },
     "set-policy": { type: "string" },
@@ -110,6 +113,7 @@ async function main(): Promise<void> {
     balancer,
     clientId,
     direct,
+    mode: choiceFlag(PROGRAM, "mode", flags.mode, "lookaside", CLIENT_MODES),
     maxAttempts: intFlag(
       PROGRAM,
       "max-attempts",

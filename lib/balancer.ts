@@ -15,6 +15,7 @@ import { Picker } from "./picker.ts";
 import { contract } from "./proto.ts";
 import { bindServer, createServer, shutdownServer } from "./server.ts";
 import { ServerSet } from "./server_set.ts";
+import { DEFAULT_WATCH_INTERVAL_MS, WatchHub } from "./watch_hub.ts";
 
 const log = getLogger(["lb", "balancer"]);
 
@@ -30,6 +31,8 @@ export interface BalancerOptions {
   port: number;
   policy: PolicyName;
   discovery: DiscoveryConfig;
+  /** Shortest time between two `WatchServers` messages. @default {DEFAULT_WATCH_INTERVAL_MS} */
+  watchIntervalMs?: number;
 }
 
 /** A running balancer. */
@@ -42,6 +45,7 @@ export class Balancer {
   #etcd: Etcd3 | undefined;
   #discovery: EtcdDiscovery | undefined;
   #port = 0;
+  #watch: WatchHub;
 
   /** Builds the balancer; {@linkcode start} serves it. */
   constructor(options: BalancerOptions) {
@@ -51,6 +55,7 @@ export class Balancer {
     if (options.discovery.kind === "builtin") {
       this.#registry = new BuiltinRegistry(this.set, options.discovery.ttlMs, clock);
     }
+    this.#watch = new WatchHub(this.set, this.picker, clock, options.watchIntervalMs);
     this.#server.addService(
       contract.LoadBalancer.service,
       createBalancerHandlers({
@@ -58,6 +63,7 @@ export class Balancer {
         picker: this.picker,
         registry: this.#registry,
         etcdPrefix: options.discovery.kind === "etcd" ? options.discovery.prefix : "",
+        watch: this.#watch,
         clock,
       }),
     );
@@ -99,6 +105,8 @@ export class Balancer {
 
   /** Stops accepting, lets in-flight calls finish (up to `graceMs`), closes discovery. */
   async stop(graceMs = 5_000): Promise<void> {
+    // Watch streams never end by themselves; end them so the graceful stop can finish.
+    this.#watch.close();
     await shutdownServer(this.#server, graceMs);
     this.#registry?.stop();
     await this.#discovery?.stop();

@@ -16,11 +16,14 @@ import type {
   LoadReport,
   LoadReportResponse,
   RegistrationResponse,
+  ServerList,
   ServerRegistration,
   ServerResponse,
   SetPolicyRequest,
   SetPolicyResponse,
+  WatchServersRequest,
 } from "./proto.ts";
+import type { WatchHub } from "./watch_hub.ts";
 import type { ServerSet } from "./server_set.ts";
 import { statusError } from "./status.ts";
 import { getLogger } from "@logtape/logtape";
@@ -41,6 +44,8 @@ export interface BalancerServiceDeps {
   registry: BuiltinRegistry | undefined;
   /** Where servers register in etcd mode, for error messages. */
   etcdPrefix: string;
+  /** `WatchServers` subscriptions. */
+  watch: WatchHub;
   clock: () => number;
 }
 
@@ -193,8 +198,12 @@ export function createBalancerHandlers(
       policy: name,
       peer: call.getPeer(),
     });
+    deps.watch.changed();
     callback(null, { previous, policy: name });
   };
+
+  const WatchServers: grpc.handleServerStreamingCall<WatchServersRequest, ServerList> = (call) =>
+    deps.watch.handle(call, grpc.status);
 
   return {
     GetServer,
@@ -202,5 +211,6 @@ export function createBalancerHandlers(
     ReportLoad,
     ListServers,
     SetPolicy,
+    WatchServers,
   } as grpc.UntypedServiceImplementation;
 }

@@ -75,6 +75,29 @@ export interface LoadReportResponse {
 }
 /** `ListServers` request. */
 export type ListServersRequest = Record<string, never>;
+/** `WatchServers` request. */
+export interface WatchServersRequest {
+  client_id: string;
+}
+/** One server in a `WatchServers` message. */
+export interface WatchedServer {
+  server_address: string;
+  weight: number;
+  has_load: boolean;
+  cpu_load: number;
+  in_flight: number;
+  qps: number;
+  eps: number;
+  report_age_ms: number;
+  known_for_ms: number;
+  report_seq: number;
+}
+/** A `WatchServers` message: the whole current set. */
+export interface ServerList {
+  policy: string;
+  servers: WatchedServer[];
+  version: number;
+}
 /** `SetPolicy` request. */
 export interface SetPolicyRequest {
   policy: string;
@@ -137,6 +160,10 @@ export interface LoadBalancerClient extends grpc.Client {
   ReportLoad: Unary<LoadReport, LoadReportResponse>;
   ListServers: Unary<ListServersRequest, ListServersResponse>;
   SetPolicy: Unary<SetPolicyRequest, SetPolicyResponse>;
+  WatchServers: (
+    request: WatchServersRequest,
+    options?: grpc.CallOptions,
+  ) => grpc.ClientReadableStream<ServerList>;
 }
 
 /** Client stub of the `Backend` service. */

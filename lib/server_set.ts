@@ -59,12 +59,15 @@ export class ServerSet {
     return [...this.#servers.keys()];
   }
 
-  /** Adds `address`; returns false if it was already live (its id and load are kept). */
-  add(address: string): boolean {
+  /**
+   * Adds `address` (known since `addedAtMs`, by default now); returns false if it was already
+   * live (its id and load are kept).
+   */
+  add(address: string, addedAtMs: number = this.#clock()): boolean {
     if (this.#servers.has(address)) return false;
     this.#servers.set(
       address,
-      Object.freeze({ id: this.#nextId++, address, load: undefined, addedAtMs: this.#clock() }),
+      Object.freeze({ id: this.#nextId++, address, load: undefined, addedAtMs }),
     );
     this.#markDirty();
     return true;
@@ -86,14 +89,17 @@ export class ServerSet {
     return { added, removed };
   }
 
-  /** Records a load report; returns false, changing nothing, if `address` is not live. */
-  report(address: string, input: LoadInput): boolean {
+  /**
+   * Records a load report (made at `reportedAtMs`, by default now); returns false, changing
+   * nothing, if `address` is not live.
+   */
+  report(address: string, input: LoadInput, reportedAtMs: number = this.#clock()): boolean {
     const server = this.#servers.get(address);
     if (server === undefined) return false;
     const load = Object.freeze({
       cpuLoad: input.cpuLoad,
       inFlight: input.inFlight,
-      reportedAtMs: this.#clock(),
+      reportedAtMs,
       seq: (server.load?.seq ?? -1) + 1,
       qps: input.qps ?? 0,
       eps: input.eps ?? 0,

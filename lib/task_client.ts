@@ -18,6 +18,12 @@ import {
   type LoadBalancerClient,
   unary,
 } from "./proto.ts";
+import { ServerWatch } from "./server_watch.ts";
+
+/** How a client learns which server to use. */
+export type ClientMode = "lookaside" | "watch";
+/** Every client mode. */
+export const CLIENT_MODES: readonly ClientMode[] = ["lookaside", "watch"];
 
 /** Attempts per task, the first included, when servers answer UNAVAILABLE. */
 export const DEFAULT_MAX_ATTEMPTS = 3;
@@ -35,6 +41,12 @@ export interface TaskClientOptions {
    * balancer is then never called.
    */
   direct?: string[];
+  /**
+   * `lookaside`: ask `GetServer` before every task (the original protocol). `watch`: subscribe
+   * to `WatchServers` and pick locally, falling back to `GetServer` until a set has arrived.
+   * @default {"lookaside"}
+   */
+  mode?: ClientMode;
   clientId: string;
   /** @default {DEFAULT_MAX_ATTEMPTS} */
   maxAttempts?: number;
@@ -51,7 +63,8 @@ export type TaskOutcome =
 
 /** Sends tasks through the balancer. */
 export class TaskClient {
-  #options: Required<Omit<TaskClientOptions, "direct">>;
+  #options: Required<Omit<TaskClientOptions, "direct" | "mode">>;
+  #watch: ServerWatch | undefined;
   #direct: string[] | undefined;
   #nextDirect = 0;
   #balancer: LoadBalancerClient;
@@ -67,6 +80,10 @@ export class TaskClient {
     };
     this.#direct = options.direct?.length ? options.direct : undefined;
     this.#balancer = createLoadBalancerClient(options.balancer);
+    if (options.mode === "watch" && !this.#direct) {
+      this.#watch = new ServerWatch({ balancer: this.#balancer, clientId: options.clientId });
+      this.#watch.start();
+    }
   }
 
   /**
@@ -82,6 +99,10 @@ export class TaskClient {
           return Promise.resolve(address);
         }
       }
+    }
+    if (this.#watch?.ready) {
+      const result = this.#watch.pick(this.#options.clientId, avoid);
+      if (result.kind === "pick") return Promise.resolve(result.server.address);
     }
     return unary(this.#balancer.GetServer, this.#balancer, {
       client_id: this.#options.clientId,
@@ -133,8 +154,14 @@ export class TaskClient {
     };
   }
 
+  /** The local server watch, in `watch` mode. */
+  get watch(): ServerWatch | undefined {
+    return this.#watch;
+  }
+
   /** Closes every channel. */
   close(): void {
+    this.#watch?.close();
     this.#balancer.close();
     for (const client of this.#backends.values()) client.close();
     this.#backends.clear();

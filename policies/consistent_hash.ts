@@ -18,13 +18,13 @@
  * units followed by murmur3's 32-bit finaliser, so picking allocates nothing. An empty client
  * id is hashed like any other: every client without an id goes to the same one server.
  *
- * As in A42, the ring has at least `minRingSize` points (more points, more even spread) and at
- * most `maxRingSize`. Unlike A42, which gives each of n servers `ceil(minRingSize / n)` points,
- * the count per server only changes when n crosses a power of two: it is
- * `ceil(minRingSize / 2^floor(log2 n))`. Under A42 every join or leave also trims or extends
- * every other server's points, which moves clients between servers that stayed; here that
- * happens only at 2, 4, 8, 16... servers, and the ring holds between `minRingSize` and about
- * twice that many points. With more servers than `maxRingSize`, each server keeps one point.
+ * Every server puts the same number of points on the ring, `pointsPerServer` (128), whatever the
+ * number of servers, as ketama does. A42 instead sizes the ring as a whole (`min_ring_size`), so
+ * each join or leave trims or extends every other server's points and moves clients between
+ * servers that stayed (about 8 % more at each change, and half of all clients when a per-size
+ * band is crossed); a fixed count moves only the clients of the server that came or went. The
+ * price is memory, 8 bytes a point: 10,000 servers make a 1.3 M-point ring (10 MB), built only
+ * when membership changes. Beyond `maxRingSize` points in all, each server gets fewer, evenly.
  *
  * `prepare` builds the ring when the set of addresses changes and returns the previous state
  * untouched when neither membership nor order did (a load report, a timer refresh). When the same
@@ -35,22 +35,22 @@
  */
 import { NO_SERVERS, type Policy, type ServerView } from "./types.ts";
 
-/** Default least number of points on the ring (gRFC A42's `min_ring_size`). */
-export const DEFAULT_MIN_RING_SIZE = 1_024;
+/** Default number of points each server puts on the ring. */
+export const DEFAULT_POINTS_PER_SERVER = 128;
 /** Default and upper bound of the most points on the ring (gRFC A42's `max_ring_size`). */
 export const DEFAULT_MAX_RING_SIZE = 8_388_608;
 
 /** Options of {@linkcode consistentHash}. */
 export interface ConsistentHashOptions {
   /**
-   * Least number of points on the ring: more points spread clients more evenly, at the cost
-   * of memory and one more comparison per doubling. An integer from 1 to `maxRingSize`.
-   * @default {DEFAULT_MIN_RING_SIZE}
+   * Points each server puts on the ring: more spread clients more evenly, at the cost of memory
+   * and of a longer build when membership changes. An integer from 1 to 65,536.
+   * @default {DEFAULT_POINTS_PER_SERVER}
    */
-  minRingSize?: number;
+  pointsPerServer?: number;
   /**
-   * Most points on the ring, which caps the memory of the slow path with few servers and a large
-   * `minRingSize`. An integer from `minRingSize` to {@linkcode DEFAULT_MAX_RING_SIZE}.
+   * Most points on the ring in all, which caps the memory with very many servers. An integer
+   * from 1 to {@linkcode DEFAULT_MAX_RING_SIZE}.
    * @default {DEFAULT_MAX_RING_SIZE}
    */
   maxRingSize?: number;
@@ -68,19 +68,16 @@ export interface ConsistentHashState {
 
 /** Creates the consistent hash policy. */
 export function consistentHash(options: ConsistentHashOptions = {}): Policy<ConsistentHashState> {
-  const minRingSize = options.minRingSize ?? DEFAULT_MIN_RING_SIZE;
+  const pointsPerServer = options.pointsPerServer ?? DEFAULT_POINTS_PER_SERVER;
   const maxRingSize = options.maxRingSize ?? DEFAULT_MAX_RING_SIZE;
-  if (!Number.isInteger(minRingSize) || minRingSize < 1 || minRingSize > DEFAULT_MAX_RING_SIZE) {
+  if (!Number.isInteger(pointsPerServer) || pointsPerServer < 1 || pointsPerServer > 65_536) {
     throw new RangeError(
-      `Cannot create consistent_hash as 'minRingSize' must be an integer from 1 to ${DEFAULT_MAX_RING_SIZE}: current value is ${minRingSize}`,
+      `Cannot create consistent_hash as 'pointsPerServer' must be an integer from 1 to 65536: current value is ${pointsPerServer}`,
     );
   }
-  if (
-    !Number.isInteger(maxRingSize) || maxRingSize < minRingSize ||
-    maxRingSize > DEFAULT_MAX_RING_SIZE
-  ) {
+  if (!Number.isInteger(maxRingSize) || maxRingSize < 1 || maxRingSize > DEFAULT_MAX_RING_SIZE) {
     throw new RangeError(
-      `Cannot create consistent_hash as 'maxRingSize' must be an integer from 'minRingSize' (${minRingSize}) to ${DEFAULT_MAX_RING_SIZE}: current value is ${maxRingSize}`,
+      `Cannot create consistent_hash as 'maxRingSize' must be an integer from 1 to ${DEFAULT_MAX_RING_SIZE}: current value is ${maxRingSize}`,
     );
   }
   return {
@@ -92,7 +89,7 @@ export function consistentHash(options: ConsistentHashOptions = {}): Policy<Cons
         const kept = carryOver(snapshot.servers, previous);
         if (kept !== undefined) return kept;
       }
-      return buildRing(snapshot.servers, minRingSize, maxRingSize);
+      return buildRing(snapshot.servers, pointsPerServer, maxRingSize);
     },
     pick(snapshot, state, context) {
       const points = state.points;
@@ -111,15 +108,10 @@ export function consistentHash(options: ConsistentHashOptions = {}): Policy<Cons
   };
 }
 
-/** Points each of `n` servers puts on the ring: constant between powers of two of `n`. */
-function virtualNodes(n: number, minRingSize: number, maxRingSize: number): number {
+/** Points each of `n` servers puts on the ring: `pointsPerServer`, unless the cap binds. */
+function virtualNodes(n: number, pointsPerServer: number, maxRingSize: number): number {
   if (n <= 0) return 0;
-  const band = 2 ** (31 - Math.clz32(n)); // largest power of two <= n
-  const perServer = Math.ceil(minRingSize / band);
-  // The cap is checked against the largest n of the band, so the count stays the same in it.
-  const largest = 2 * band - 1;
-  if (perServer * largest <= maxRingSize) return perServer;
-  return Math.max(1, Math.floor(maxRingSize / largest));
+  return Math.max(1, Math.min(pointsPerServer, Math.floor(maxRingSize / n)));
 }
 
 /** Slow path: the previous state when the addresses are the same, remapped if reordered. */
@@ -150,12 +142,12 @@ function carryOver(
 /** Slow path: the ring for `servers`, built from their addresses alone. */
 function buildRing(
   servers: readonly ServerView[],
-  minRingSize: number,
+  pointsPerServer: number,
   maxRingSize: number,
 ): ConsistentHashState {
   const n = servers.length;
   const addresses = servers.map((s) => s.address);
-  const perServer = virtualNodes(n, minRingSize, maxRingSize);
+  const perServer = virtualNodes(n, pointsPerServer, maxRingSize);
   // Servers in address order (then index, for duplicate addresses), so that the stable sort
   // below breaks ties between equal points by address, whatever order the ids give.
   const byAddress = Array.from({ length: n }, (_, i) => i).sort((a, b) =>

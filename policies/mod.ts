@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { consistentHash } from "./consistent_hash.ts";
 import { leastLoad } from "./least_load.ts";
 import { pickFirst } from "./pick_first.ts";
 import { powerOfTwo } from "./power_of_two.ts";
@@ -14,7 +15,7 @@ import { roundRobin } from "./round_robin.ts";
 import type { Policy } from "./types.ts";
 
 export * from "./types.ts";
-export { leastLoad, pickFirst, powerOfTwo, roundRobin };
+export { consistentHash, leastLoad, pickFirst, powerOfTwo, roundRobin };
 
 /** Factories of every policy, by `--policy` name. */
 export const POLICIES = {
@@ -22,6 +23,7 @@ export const POLICIES = {
   pick_first: pickFirst,
   least_load: leastLoad,
   power_of_two: powerOfTwo,
+  consistent_hash: consistentHash,
 };
 
 /** A name accepted by `--policy`. */

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import {
   consistentHash,
   type ConsistentHashState,
-  DEFAULT_MIN_RING_SIZE,
+  DEFAULT_POINTS_PER_SERVER,
 } from "../policies/consistent_hash.ts";
 import type { Snapshot } from "../policies/types.ts";
 import { contextAt, countBy, pickMany, snapshotOf, type TestServer } from "./_policy_helpers.ts";
@@ -168,19 +168,14 @@ Deno.test("consistentHash() hashes an empty client id like any other: all go to 
   assert.ok(picks[0] !== undefined);
 });
 
-Deno.test("consistentHash() builds at least minRingSize points, capped by maxRingSize", () => {
+Deno.test("consistentHash() puts pointsPerServer points per server, capped by maxRingSize", () => {
   const policy = consistentHash();
-  for (const n of [1, 2, 3, 10, 11, 100, 1_000, 5_000]) {
+  for (const n of [1, 2, 3, 10, 11, 100, 1_000]) {
     const state = policy.prepare(snapshotOf(servers(range(0, n))));
-    assert.ok(state.points.length >= DEFAULT_MIN_RING_SIZE, `${n} servers`);
-    assert.ok(state.points.length <= 2 * Math.max(DEFAULT_MIN_RING_SIZE, n), `${n} servers`);
+    assert.equal(state.points.length, n * DEFAULT_POINTS_PER_SERVER, `${n} servers`);
     for (let j = 1; j < state.points.length; j++) assert.ok(state.points[j - 1] <= state.points[j]);
   }
-  // 10 and 11 servers are in the same power-of-two band: the same points per server.
-  const ten = policy.prepare(snapshotOf(servers(range(0, 10))));
-  const eleven = policy.prepare(snapshotOf(servers(range(0, 11))));
-  assert.equal(ten.points.length / 10, eleven.points.length / 11);
-  const capped = consistentHash({ minRingSize: 64, maxRingSize: 100 });
+  const capped = consistentHash({ pointsPerServer: 64, maxRingSize: 100 });
   for (const n of [1, 3, 50, 99]) {
     const size = capped.prepare(snapshotOf(servers(range(0, n)))).points.length;
     assert.ok(size <= 100 && size >= n, `${n} servers: ${size} points`);
@@ -190,18 +185,13 @@ Deno.test("consistentHash() builds at least minRingSize points, capped by maxRin
 });
 
 Deno.test("consistentHash() rejects bad ring sizes with a RangeError naming the option", () => {
-  assert.throws(() => consistentHash({ minRingSize: 0 }), {
+  assert.throws(() => consistentHash({ pointsPerServer: 0 }), {
     name: "RangeError",
     message:
-      "Cannot create consistent_hash as 'minRingSize' must be an integer from 1 to 8388608: current value is 0",
+      "Cannot create consistent_hash as 'pointsPerServer' must be an integer from 1 to 65536: current value is 0",
   });
-  assert.throws(() => consistentHash({ minRingSize: 1.5 }), RangeError);
-  assert.throws(() => consistentHash({ minRingSize: NaN }), RangeError);
-  assert.throws(() => consistentHash({ minRingSize: 8_388_609 }), RangeError);
-  assert.throws(() => consistentHash({ minRingSize: 2_048, maxRingSize: 1_024 }), {
-    name: "RangeError",
-    message:
-      "Cannot create consistent_hash as 'maxRingSize' must be an integer from 'minRingSize' (2048) to 8388608: current value is 1024",
-  });
+  assert.throws(() => consistentHash({ pointsPerServer: 1.5 }), RangeError);
+  assert.throws(() => consistentHash({ pointsPerServer: NaN }), RangeError);
+  assert.throws(() => consistentHash({ maxRingSize: 0 }), RangeError);
   assert.throws(() => consistentHash({ maxRingSize: 8_388_609 }), RangeError);
 });

@@ -1,0 +1,96 @@
+/**
+ * Client-side picking over `WatchServers`: the set arrives and follows changes, the client picks
+ * locally, a broken stream costs no task, and a balancer without the RPC means `GetServer`.
+ */
+import assert from "node:assert/strict";
+import { spawnEntry } from "../lib/entry_process.ts";
+import { runLoad } from "../lib/load_run.ts";
+import { createLoadBalancerClient } from "../lib/proto.ts";
+import { TaskClient } from "../lib/task_client.ts";
+import {
+  freePort,
+  startBackend,
+  startBalancer,
+  type Started,
+  stopAll,
+  waitFor,
+  waitForServers,
+} from "./_system.ts";
+
+Deno.test("watch mode receives the set, follows a join and a leave, and picks locally", async () => {
+  const balancer = await startBalancer(["--policy", "round_robin"]);
+  const a = startBackend(["--balancer", balancer.address]);
+  const b = startBackend(["--balancer", balancer.address]);
+  let c: Started | undefined;
+  const lb = createLoadBalancerClient(balancer.address);
+  const client = new TaskClient({ balancer: balancer.address, clientId: "w", mode: "watch" });
+  try {
+    await waitForServers(lb, [a.address, b.address]);
+    await waitFor("the watch to deliver two servers", async () => {
+      const named = new Set([await client.getServer(), await client.getServer()]);
+      return client.watch!.ready && named.size === 2;
+    });
+    assert.equal(client.watch!.policyName, "round_robin");
+    c = startBackend(["--balancer", balancer.address]);
+    await waitFor("the watch to add the third server", async () => {
+      const named = new Set(await Promise.all([1, 2, 3].map(() => client.getServer())));
+      return named.has(c!.address);
+    }, 15_000);
+    await b.process.stop();
+    await waitFor("the watch to drop the stopped server", async () => {
+      const named = await Promise.all([1, 2, 3, 4, 5, 6].map(() => client.getServer()));
+      return !named.includes(b.address);
+    }, 15_000);
+    const summary = await runLoad({ client, taskType: "SIMPLE", requests: 30, concurrency: 3 });
+    assert.equal(summary.failed, 0);
+    assert.deepEqual(Object.keys(summary.perServer).sort(), [a.address, c.address].sort());
+  } finally {
+    client.close();
+    lb.close();
+    await stopAll(balancer, a, b, c);
+  }
+});
+
+Deno.test("watch mode keeps its last set through a balancer restart, with no failed task", async () => {
+  const first = await startBalancer(["--builtin-ttl-ms", "60000"]);
+  const a = startBackend(["--balancer", first.address]);
+  const b = startBackend(["--balancer", first.address]);
+  const lb = createLoadBalancerClient(first.address);
+  const client = new TaskClient({ balancer: first.address, clientId: "w2", mode: "watch" });
+  let second: ReturnType<typeof spawnEntry> | undefined;
+  try {
+    await waitForServers(lb, [a.address, b.address]);
+    await waitFor("the watch to be ready", () => client.watch!.ready && client.watch!.connected);
+    const load = runLoad({ client, taskType: "SIMPLE", durationMs: 3_000, concurrency: 2 });
+    await new Promise((r) => setTimeout(r, 500));
+    await first.process.stop(); // the stream breaks mid-run
+    await new Promise((r) => setTimeout(r, 1_000));
+    second = spawnEntry("balancer", ["--port", String(first.port)]);
+    const summary = await load;
+    assert.equal(summary.failed, 0, JSON.stringify(summary.failuresByCode));
+    assert.ok(summary.succeeded > 100, `only ${summary.succeeded} tasks`);
+    assert.deepEqual(Object.keys(summary.perServer).sort(), [a.address, b.address].sort());
+    await waitFor("the watch to reconnect", () => client.watch!.connected, 15_000);
+  } finally {
+    client.close();
+    lb.close();
+    await stopAll(first, a, b, second ? { process: second } : undefined);
+  }
+});
+
+Deno.test("watch mode falls back to GetServer against a balancer without WatchServers", async () => {
+  // The echo server implements only GetServer, like a balancer of the original system.
+  const port = freePort();
+  const echo = spawnEntry("balancer", ["--port", String(port)], { script: "lib/echo_server.ts" });
+  const client = new TaskClient({ balancer: `127.0.0.1:${port}`, clientId: "w3", mode: "watch" });
+  try {
+    const named = await waitFor("the echo server to answer", () => client.getServer(), 15_000);
+    assert.equal(named, "127.0.0.1:1");
+    await waitFor("the watch to give up", () => !client.watch!.connected, 5_000);
+    assert.equal(client.watch!.ready, false);
+    assert.equal(await client.getServer(), "127.0.0.1:1");
+  } finally {
+    client.close();
+    await echo.stop();
+  }
+});
