@@ -12,10 +12,11 @@ import { leastLoad } from "./least_load.ts";
 import { pickFirst } from "./pick_first.ts";
 import { powerOfTwo } from "./power_of_two.ts";
 import { roundRobin } from "./round_robin.ts";
+import { weightedRoundRobin } from "./weighted_round_robin.ts";
 import type { Policy } from "./types.ts";
 
 export * from "./types.ts";
-export { consistentHash, leastLoad, pickFirst, powerOfTwo, roundRobin };
+export { consistentHash, leastLoad, pickFirst, powerOfTwo, roundRobin, weightedRoundRobin };
 
 /** Factories of every policy, by `--policy` name. */
 export const POLICIES = {
@@ -23,6 +24,7 @@ export const POLICIES = {
   pick_first: pickFirst,
   least_load: leastLoad,
   power_of_two: powerOfTwo,
+  weighted_round_robin: weightedRoundRobin,
   consistent_hash: consistentHash,
 };
 
