@@ -40,6 +40,11 @@ export class LatencyRecorder {
     this.#histogram.recordValue(Math.max(1, Math.round(ms * 1_000)));
   }
 
+  /** Forgets everything recorded (for a sliding window). */
+  reset(): void {
+    this.#histogram.reset();
+  }
+
   /** Number of latencies recorded. */
   get count(): number {
     return this.#histogram.totalCount;

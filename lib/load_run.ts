@@ -34,6 +34,8 @@ export interface LoadProgress {
   elapsedMs: number;
   /** Fraction done, 0 to 1. */
   fraction: number;
+  /** p99 latency (ms) of the tasks completed since the previous sample (0 if none). */
+  windowP99Ms: number;
 }
 
 /** What one load run measured. */
@@ -63,6 +65,7 @@ export async function runLoad(options: LoadRunOptions): Promise<LoadRunSummary> 
     throw new TypeError("Cannot run load as neither 'requests' nor 'durationMs' is given");
   }
   const latency = new LatencyRecorder();
+  const window = new LatencyRecorder();
   const perServer: Record<string, number> = {};
   const failuresByCode: Record<string, number> = {};
   let started = 0;
@@ -82,15 +85,19 @@ export async function runLoad(options: LoadRunOptions): Promise<LoadRunSummary> 
         : (performance.now() - t0) / options.durationMs!,
     );
   // A first sample at once tells an observing process that the load has started.
-  options.onProgress?.({ completed: 0, failed: 0, elapsedMs: 0, fraction: 0 });
+  options.onProgress?.({ completed: 0, failed: 0, elapsedMs: 0, fraction: 0, windowP99Ms: 0 });
   const timer = options.onProgress
-    ? setInterval(() =>
+    ? setInterval(() => {
+      const windowP99Ms = window.summary().p99;
+      window.reset();
       options.onProgress!({
         completed: succeeded,
         failed,
         elapsedMs: performance.now() - t0,
         fraction: fraction(),
-      }), options.progressEveryMs ?? 250)
+        windowP99Ms,
+      });
+    }, options.progressEveryMs ?? 250)
     : undefined;
 
   const loop = async () => {
@@ -101,7 +108,9 @@ export async function runLoad(options: LoadRunOptions): Promise<LoadRunSummary> 
       if (outcome.attempts > 1) retried++;
       if (outcome.ok) {
         succeeded++;
-        latency.record(performance.now() - begin);
+        const ms = performance.now() - begin;
+        latency.record(ms);
+        window.record(ms);
         perServer[outcome.server] = (perServer[outcome.server] ?? 0) + 1;
       } else {
         failed++;
@@ -116,7 +125,13 @@ export async function runLoad(options: LoadRunOptions): Promise<LoadRunSummary> 
     clearInterval(timer);
   }
   const durationS = (performance.now() - t0) / 1_000;
-  options.onProgress?.({ completed: succeeded, failed, elapsedMs: durationS * 1_000, fraction: 1 });
+  options.onProgress?.({
+    completed: succeeded,
+    failed,
+    elapsedMs: durationS * 1_000,
+    fraction: 1,
+    windowP99Ms: window.summary().p99,
+  });
   return {
     requests: succeeded + failed,
     succeeded,

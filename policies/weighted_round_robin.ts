@@ -77,6 +77,13 @@ export interface WeightedRoundRobinState {
    * first seen; `NaN` when its report is not usable.
    */
   readonly usableSinceMs: Float64Array;
+  /**
+   * `reported[i]`: the last usable weight of `snapshot.servers[i]` (0: none). As in A58, a report
+   * without traffic (qps or utilization 0) keeps the previous weight until it expires.
+   */
+  readonly reported: Float64Array;
+  /** `reportedAtMs[i]`: when the report behind `reported[i]` was made. */
+  readonly reportedAtMs: Float64Array;
   /** `weights[i]`: the weight the scheduler was built with, normalised to a mean of 1. */
   readonly weights: Float64Array;
 }
@@ -117,8 +124,8 @@ export function weightedRoundRobin(
       const nowMs = context?.nowMs ?? 0;
       const previous = context?.previous;
       const previousSnapshot = context?.previousSnapshot;
-      const usableSinceMs = trackStreaks(snapshot, nowMs, checked, previous, previousSnapshot);
-      const weights = effectiveWeights(snapshot, usableSinceMs, nowMs, checked);
+      const streaks = trackStreaks(snapshot, nowMs, checked, previous, previousSnapshot);
+      const weights = effectiveWeights(snapshot, streaks, nowMs, checked);
       // Unchanged weights keep the scheduler, so a timer refresh does not restart the rotation.
       const keep = previous !== undefined && previousSnapshot !== undefined &&
         sameIds(previousSnapshot.servers, snapshot.servers) &&
@@ -128,14 +135,14 @@ export function weightedRoundRobin(
       const scheduler = keep
         ? previous.scheduler
         : createEdfScheduler(weights, context?.rng ?? noOffset);
-      return { scheduler, usableSinceMs, weights };
+      return { scheduler, ...streaks, weights };
     },
     pick(snapshot, state) {
       if (snapshot.servers.length === 0) return NO_SERVERS;
       return snapshot.picks[nextIndex(state.scheduler)];
     },
     weights(snapshot, state, nowMs) {
-      return Array.from(effectiveWeights(snapshot, state.usableSinceMs, nowMs, checked));
+      return Array.from(effectiveWeights(snapshot, state, nowMs, checked));
     },
   };
 }
@@ -169,10 +176,15 @@ function reportedWeight(server: ServerView, nowMs: number, options: Checked): nu
   return weight > 0 && Number.isFinite(weight) ? weight : 0;
 }
 
+type Streaks = Pick<WeightedRoundRobinState, "usableSinceMs" | "reported" | "reportedAtMs">;
+
 /**
- * Slow path: when each server's current streak of usable reports was first seen, carried over
- * by id from the previous state; `NaN` for a server whose report is not usable now, so its
- * blackout starts over with its next usable report.
+ * Slow path: each server's last usable weight and when its current streak of usable weights
+ * began, carried over by id from the previous state. A report without traffic keeps the
+ * previous weight until `weightExpirationMs` after the report that gave it (A58); an expired or
+ * absent weight gives `NaN`, so the blackout starts over with the next usable report. The first
+ * time a policy sees a server (a new balancer, or `SetPolicy`), the streak counts from when the
+ * server became known: a server that has reported for long does not start in blackout.
  */
 function trackStreaks(
   snapshot: Snapshot,
@@ -180,23 +192,40 @@ function trackStreaks(
   options: Checked,
   previous: WeightedRoundRobinState | undefined,
   previousSnapshot: Snapshot | undefined,
-): Float64Array {
+): Streaks {
   const servers = snapshot.servers;
-  const since = new Float64Array(servers.length).fill(NaN);
-  const before = previous !== undefined && previousSnapshot !== undefined &&
-      previous.usableSinceMs.length === previousSnapshot.servers.length
-    ? previousSnapshot.servers
-    : [];
+  const n = servers.length;
+  const streaks: Streaks = {
+    usableSinceMs: new Float64Array(n).fill(NaN),
+    reported: new Float64Array(n),
+    reportedAtMs: new Float64Array(n),
+  };
+  const carry = previous !== undefined && previousSnapshot !== undefined &&
+    previous.usableSinceMs.length === previousSnapshot.servers.length;
+  const before = carry ? previousSnapshot.servers : [];
   let j = 0;
-  for (let i = 0; i < servers.length; i++) {
-    if (reportedWeight(servers[i], nowMs, options) === 0) continue;
+  for (let i = 0; i < n; i++) {
+    const server = servers[i];
     // Both lists are in ascending id order: one merge pass finds the server's previous entry.
-    const id = servers[i].id;
-    while (j < before.length && before[j].id < id) j++;
-    const carried = j < before.length && before[j].id === id ? previous!.usableSinceMs[j] : NaN;
-    since[i] = Number.isNaN(carried) ? nowMs : carried;
+    while (j < before.length && before[j].id < server.id) j++;
+    const k = j < before.length && before[j].id === server.id ? j : -1;
+    const fresh = reportedWeight(server, nowMs, options);
+    if (fresh > 0) {
+      streaks.reported[i] = fresh;
+      streaks.reportedAtMs[i] = server.load!.reportedAtMs;
+    } else if (k >= 0 && nowMs - previous!.reportedAtMs[k] < options.weightExpirationMs) {
+      streaks.reported[i] = previous!.reported[k];
+      streaks.reportedAtMs[i] = previous!.reportedAtMs[k];
+    }
+    if (streaks.reported[i] === 0) continue;
+    const carried = k >= 0 ? previous!.usableSinceMs[k] : NaN;
+    streaks.usableSinceMs[i] = !Number.isNaN(carried)
+      ? carried
+      : carry
+      ? nowMs
+      : Math.min(nowMs, server.addedAtMs);
   }
-  return since;
+  return streaks;
 }
 
 /**
@@ -206,10 +235,11 @@ function trackStreaks(
  */
 function effectiveWeights(
   snapshot: Snapshot,
-  usableSinceMs: Float64Array,
+  streaks: Streaks,
   nowMs: number,
   options: Checked,
 ): Float64Array {
+  const { usableSinceMs, reported } = streaks;
   const servers = snapshot.servers;
   const n = servers.length;
   const weights = new Float64Array(n);
@@ -218,7 +248,7 @@ function effectiveWeights(
   for (let i = 0; i < n; i++) {
     // NaN (no streak) compares false: not trusted.
     if (!(nowMs - usableSinceMs[i] >= options.blackoutPeriodMs)) continue;
-    const weight = reportedWeight(servers[i], nowMs, options);
+    const weight = reported[i];
     if (weight === 0) continue;
     weights[i] = weight;
     trusted++;

@@ -58,8 +58,11 @@ function assertWeights(actual: number[], expected: number[]): void {
 
 Deno.test("weightedRoundRobin() gives twice the picks to twice the qps per CPU, after blackout", () => {
   const policy = weightedRoundRobin();
-  // Weight = qps / utilization: 100 / 0.5 = 200 and 200 / 0.5 = 400.
-  const s = snapshotOf([{ id: 0, load: 50, qps: 100 }, { id: 1, load: 50, qps: 200 }]);
+  // Weight = qps / utilization: 100 / 0.5 = 200 and 200 / 0.5 = 400. Both just became known.
+  const s = snapshotOf([
+    { id: 0, load: 50, qps: 100, addedAtMs: 0 },
+    { id: 1, load: 50, qps: 200, addedAtMs: 0 },
+  ]);
   const early = prepareAt(policy, s, 0);
   assertAbout(picksById(policy, s, early, 300), [150, 150]);
   const almost = prepareAt(policy, s, 9_999, early, s);
@@ -285,3 +288,31 @@ Deno.test("weightedRoundRobin() refuses bad options with a RangeError naming the
 function pickContext() {
   return { clientId: "c", nowMs: 0, rng: seededRandom(1) };
 }
+
+Deno.test("weightedRoundRobin() trusts servers known for longer than the blackout at once (SetPolicy)", () => {
+  const policy = weightedRoundRobin();
+  const s = snapshotOf([
+    { id: 0, load: 50, qps: 100, addedAtMs: -60_000 },
+    { id: 1, load: 50, qps: 200, addedAtMs: -60_000 },
+  ]);
+  assertAbout(picksById(policy, s, prepareAt(policy, s, 0), 300), [100, 200]);
+});
+
+Deno.test("weightedRoundRobin() keeps a weight through reports without traffic until it expires", () => {
+  const policy = weightedRoundRobin({ weightExpirationMs: 60_000 });
+  const busy = snapshotOf([
+    { id: 0, load: 50, qps: 100, addedAtMs: -60_000 },
+    { id: 1, load: 50, qps: 200, addedAtMs: -60_000 },
+  ]);
+  const first = prepareAt(policy, busy, 0);
+  // Server 1 goes idle: its reports now say qps 0. Its weight stays what traffic showed.
+  const idle = snapshotOf([
+    { id: 0, load: 50, qps: 100, addedAtMs: -60_000, reportedAtMs: 5_000 },
+    { id: 1, load: 1, qps: 0, addedAtMs: -60_000, reportedAtMs: 5_000, seq: 1 },
+  ], 2);
+  const later = prepareAt(policy, idle, 5_000, first, busy);
+  assertAbout(picksById(policy, idle, later, 300), [100, 200]);
+  // Past the expiration the old weight is gone: plain round robin (fewer than two weights).
+  const expired = prepareAt(policy, idle, 70_000, later, idle);
+  assertAbout(picksById(policy, idle, expired, 300), [150, 150]);
+});
