@@ -14,20 +14,25 @@ import { choiceFlag, intFlag, numberFlag, parseFlags, runMain, UsageError } from
 import { DEFAULT_REPORT_INTERVAL_MS } from "./lib/load_reporter.ts";
 import { setupLogging } from "./lib/log.ts";
 import { ProgressBar } from "./lib/progress.ts";
+import { CLIENT_MODES, type ClientMode } from "./lib/task_client.ts";
 
 const PROGRAM = "bench";
 /** Seconds per scenario and target with `--quick`. */
-const QUICK_DURATION_S = 0.5;
+const QUICK_DURATION_S = 0.3;
+/** With `--quick` (and no `--modes`), only this scenario runs the watch mode too. */
+const QUICK_WATCH_SCENARIOS: ScenarioName[] = ["simple"];
 const USAGE = `Usage: deno task bench [flags]
 
   --scenarios LIST        comma-separated, from ${SCENARIO_NAMES.join(", ")} (default all)
   --policies LIST         comma-separated, from ${POLICY_NAMES.join(", ")} (default all)
+  --modes LIST            client modes to run each policy in: lookaside, watch (default both)
   --duration S            seconds of load per scenario and target (default 20)
   --concurrency C         tasks in flight (default: each scenario's own)
   --clients N             load client processes sharing the concurrency (default 1)
   --work-units N          size of a CPU-heavy task (default ${DEFAULT_WORK_UNITS})
   --report-interval-ms MS backends' load report period (default ${DEFAULT_REPORT_INTERVAL_MS})
-  --quick                 every scenario, ${QUICK_DURATION_S} s each: checks that it all works
+  --quick                 every scenario and policy, ${QUICK_DURATION_S} s each (watch mode in
+                          ${QUICK_WATCH_SCENARIOS.join(", ")} only): checks that it all works
   --out DIR               output folder (default bench-results/<timestamp>); the task may
                           write only under bench-results/ and docs/bench/
   --help                  show this text`;
@@ -43,6 +48,7 @@ async function main(): Promise<void> {
   const flags = parseFlags(PROGRAM, Deno.args, {
     scenarios: { type: "string" },
     policies: { type: "string" },
+    modes: { type: "string" },
     duration: { type: "string" },
     concurrency: { type: "string" },
     clients: { type: "string" },
@@ -68,9 +74,11 @@ async function main(): Promise<void> {
   const options = {
     scenarios: listFlag("scenarios", flags.scenarios, SCENARIO_NAMES) as ScenarioName[],
     policies: listFlag("policies", flags.policies, POLICY_NAMES) as PolicyName[],
+    modes: listFlag("modes", flags.modes, CLIENT_MODES) as ClientMode[],
+    watchScenarios: flags.quick && flags.modes === undefined ? QUICK_WATCH_SCENARIOS : undefined,
     durationS: flags.quick
       ? QUICK_DURATION_S
-      : numberFlag(PROGRAM, "duration", flags.duration, 20, 0.5, 3_600),
+      : numberFlag(PROGRAM, "duration", flags.duration, 20, 0.3, 3_600),
     concurrency: flags.concurrency === undefined
       ? undefined
       : intFlag(PROGRAM, "concurrency", flags.concurrency, 1, 1, 10_000),

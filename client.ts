@@ -34,6 +34,7 @@ const USAGE = `Usage: deno task client [flags]
   --duration S           send tasks for S seconds instead
   --concurrency C        tasks in flight at once (default 1)
   --client-id ID         sent with every GetServer (default client-<pid>)
+  --client-ids N         act as N clients, ID-0 to ID-<N-1>, one per task in turn (default 1)
   --max-attempts N       attempts per task when servers answer UNAVAILABLE (default ${DEFAULT_MAX_ATTEMPTS})
   --mode MODE            lookaside: GetServer before every task (default, as the original);
                          watch: subscribe to WatchServers and pick locally (one RPC per task)
@@ -54,6 +55,7 @@ async function main(): Promise<void> {
     duration: { type: "string" },
     concurrency: { type: "string" },
     "client-id": { type: "string" },
+    "client-ids": { type: "string" },
     "max-attempts": { type: "string" },
     direct: { type: "string" },
     mode: { type: "string" },
@@ -112,6 +114,7 @@ async function main(): Promise<void> {
   const client = new TaskClient({
     balancer,
     clientId,
+    clientIds: intFlag(PROGRAM, "client-ids", flags["client-ids"], 1, 1, 1_000_000),
     direct,
     mode: choiceFlag(PROGRAM, "mode", flags.mode, "lookaside", CLIENT_MODES),
     maxAttempts: intFlag(

@@ -15,7 +15,7 @@ import { Picker } from "./picker.ts";
 import { contract } from "./proto.ts";
 import { bindServer, createServer, shutdownServer } from "./server.ts";
 import { ServerSet } from "./server_set.ts";
-import { DEFAULT_WATCH_INTERVAL_MS, WatchHub } from "./watch_hub.ts";
+import { WatchHub } from "./watch_hub.ts";
 
 const log = getLogger(["lb", "balancer"]);
 
@@ -31,7 +31,7 @@ export interface BalancerOptions {
   port: number;
   policy: PolicyName;
   discovery: DiscoveryConfig;
-  /** Shortest time between two `WatchServers` messages. @default {DEFAULT_WATCH_INTERVAL_MS} */
+  /** Shortest time between two `WatchServers` messages. @default {100} */
   watchIntervalMs?: number;
 }
 

@@ -58,7 +58,9 @@ export async function scenarioCharts(
   ]);
   const throughput = tasks.map((r) => ({ target: r.target, throughput: r.throughput }));
   const x = { field: "target", type: "nominal", sort: targets, title: null } as const;
+  const ramp = await rampChart(scenario, tasks);
   return [
+    ...(ramp ? [ramp] : []),
     {
       file: `${scenario}-servers.svg`,
       title: `${scenario}: requests per server`,
@@ -101,6 +103,53 @@ export async function scenarioCharts(
       }),
     },
   ];
+}
+
+/**
+ * For runs where a server joined: its share of the completed tasks second by second, and the
+ * clients' p99 in each second, per target (a slow start ramps the share without a p99 spike).
+ */
+async function rampChart(scenario: ScenarioName, runs: RunResult[]): Promise<Chart | undefined> {
+  const joined = runs.filter((r) => r.servers.some((s) => s.label.endsWith("(joined)")));
+  if (joined.length === 0 || scenario !== "slow_start") return undefined;
+  const values = joined.flatMap((r) => {
+    const label = r.servers.find((s) => s.label.endsWith("(joined)"))!.label;
+    return r.timeline.flatMap((point) => {
+      const total = Object.values(point.completed).reduce((a, b) => a + b, 0);
+      return [
+        {
+          target: r.target,
+          second: point.atS,
+          panel: "joined server's share of tasks (%)",
+          value: total ? (100 * (point.completed[label] ?? 0)) / total : 0,
+        },
+        { target: r.target, second: point.atS, panel: "p99 latency (ms)", value: point.p99Ms },
+      ];
+    });
+  });
+  const title = `${scenario}: a server joins at ${joined[0].events[0]?.atS ?? "?"} s`;
+  return {
+    file: `${scenario}-ramp.svg`,
+    title,
+    svg: await renderSvg({
+      $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+      title,
+      background: "white",
+      data: { values },
+      facet: { row: { field: "panel", type: "nominal", title: null } },
+      resolve: { scale: { y: "independent" } },
+      spec: {
+        width: WIDTH,
+        height: 160,
+        mark: { type: "line", point: true },
+        encoding: {
+          x: { field: "second", type: "quantitative", title: "second of the run" },
+          y: { field: "value", type: "quantitative", title: null },
+          color: { field: "target", type: "nominal", title: null },
+        },
+      },
+    }),
+  };
 }
 
 /** Balancer `GetServer` throughput per policy against the `echo` ceiling. */

@@ -1,7 +1,12 @@
 /**
  * Runs the end-to-end benchmark: a real etcd, balancer, backends and load clients, each its own
- * process, for every scenario and every target (each policy, and the `direct` and `echo`
- * baselines), all in one run so the figures compare.
+ * process, for every scenario and every target (each policy in each client mode, and the
+ * `direct` and `echo` baselines), all in one run so the figures compare.
+ *
+ * Where a scenario leaves its servers as it found them, every target runs against the same
+ * balancer and backends: the policy is switched with `SetPolicy` and the backends drain between
+ * targets, so a target differs from the next by its policy alone (and the suite is quick). Churn
+ * and slow start change the servers, so each of their targets gets fresh ones.
  *
  * Every process started is tracked, so {@linkcode BenchRunner.abort} (Ctrl-C) and failures tear
  * everything down: no orphan process, no leftover etcd data.
@@ -18,20 +23,34 @@ import {
   type BackendClient,
   createBackendClient,
   createLoadBalancerClient,
+  type LoadBalancerClient,
   POLLING_CHANNEL_OPTIONS,
   type StatsResponse,
   unary,
 } from "./proto.ts";
 import { type Scenario, type ScenarioName, SCENARIOS } from "./bench_scenarios.ts";
+import type { ClientMode } from "./task_client.ts";
 import { waitFor } from "./wait.ts";
 
-/** What a run is measured against: a policy, or a baseline. */
-export type Target = PolicyName | "direct" | "echo";
+/** What a run is measured against: a policy (in a client mode), or a baseline. */
+export interface Target {
+  policy: PolicyName | "direct" | "echo";
+  mode: ClientMode;
+}
+
+/** `least_load`, `least_load (watch)`, `direct`. */
+export function targetLabel(target: Target): string {
+  return target.mode === "watch" ? `${target.policy} (watch)` : target.policy;
+}
 
 /** Options of {@linkcode BenchRunner}. */
 export interface BenchOptions {
   scenarios: ScenarioName[];
   policies: PolicyName[];
+  /** Client modes to run each policy in. */
+  modes: ClientMode[];
+  /** Scenarios that run the `watch` mode (when it is in `modes`); `undefined`: all. */
+  watchScenarios?: ScenarioName[];
   /** Seconds of load per scenario and target. */
   durationS: number;
   /** Tasks in flight; `undefined` takes each scenario's own. */
@@ -57,11 +76,22 @@ export interface ServerResult {
   cpuPercent: number | undefined;
 }
 
+/** One second of a run: tasks each server completed, and the clients' p99 in that second. */
+export interface TimelinePoint {
+  atS: number;
+  p99Ms: number;
+  /** Tasks completed in this second, by server label. */
+  completed: Record<string, number>;
+}
+
 /** One scenario × target measurement. */
 export interface RunResult {
   scenario: ScenarioName;
-  target: Target;
-  /** `tasks` (GetServer + ProcessTask, or ProcessTask alone for `direct`) or `lookups` (GetServer alone). */
+  /** Label of the target, e.g. `least_load (watch)`. */
+  target: string;
+  policy: Target["policy"];
+  mode: ClientMode;
+  /** `tasks` (lookup + task, or the task alone for `direct`) or `lookups` (GetServer alone). */
   kind: "tasks" | "lookups";
   concurrency: number;
   durationS: number;
@@ -75,8 +105,9 @@ export interface RunResult {
   servers: ServerResult[];
   /** Busiest server's CPU over the average, among servers up for the whole run. */
   cpuBusiestOverMean: number | undefined;
-  /** What happened during the run (churn), with the second it happened at. */
+  /** What happened during the run (churn, joins), with the second it happened at. */
   events: { atS: number; what: string }[];
+  timeline: TimelinePoint[];
 }
 
 /** A progress sample for the bar. */
@@ -95,15 +126,23 @@ export interface BenchProgress {
 interface Backend {
   label: string;
   slowdown: number;
-  port: number;
   address: string;
   process: EntryProcess;
   client: BackendClient;
-  /** Latest stats read, and the ones at the start of the measured window. */
+  /** Stats at the start of the measured window, and the latest read. */
   first?: StatsResponse;
   last?: StatsResponse;
   killed: boolean;
-  joinedAtS?: number;
+  joined: boolean;
+}
+
+/** A balancer with its backends, for one or more targets. */
+interface Environment {
+  prefix: string;
+  balancerAddress: string;
+  balancer: EntryProcess;
+  lb: LoadBalancerClient;
+  backends: Backend[];
 }
 
 const LOOKUP_SECONDS_SHARE = 0.5;
@@ -117,14 +156,15 @@ export class BenchRunner {
   #onProgress: (p: BenchProgress) => void;
   #run = 0;
   #runs: number;
+  #environments = 0;
 
   /** Creates a runner; `onProgress` is called a few times per second. */
   constructor(options: BenchOptions, onProgress: (p: BenchProgress) => void = () => {}) {
     this.#options = options;
     this.#onProgress = onProgress;
-    const targets = options.policies.length + 1;
+    const lookups = options.policies.length + 1;
     this.#runs = options.scenarios.reduce(
-      (n, s) => n + targets + (SCENARIOS[s].lookups ? targets : 0),
+      (n, s) => n + this.#targets(s).length + (SCENARIOS[s].lookups ? lookups : 0),
       0,
     );
   }
@@ -141,14 +181,8 @@ export class BenchRunner {
       this.#etcd = await startEtcd({ parentDir: this.#options.etcdDir });
       for (const name of this.#options.scenarios) {
         const scenario = SCENARIOS[name];
-        for (const target of [...this.#options.policies, "direct" as const]) {
-          results.push(await this.#taskRun(scenario, target));
-        }
-        if (scenario.lookups) {
-          for (const target of [...this.#options.policies, "echo" as const]) {
-            results.push(await this.#lookupRun(scenario, target));
-          }
-        }
+        results.push(...await this.#scenario(scenario));
+        if (scenario.lookups) results.push(...await this.#lookups(scenario));
       }
       return results;
     } finally {
@@ -160,6 +194,17 @@ export class BenchRunner {
   async abort(): Promise<void> {
     this.#aborted = true;
     await this.#teardown();
+  }
+
+  #targets(scenario: ScenarioName): Target[] {
+    const o = this.#options;
+    const modes = o.modes.filter((mode) =>
+      mode !== "watch" || o.watchScenarios === undefined || o.watchScenarios.includes(scenario)
+    );
+    return [
+      ...modes.flatMap((mode) => o.policies.map((policy): Target => ({ policy, mode }))),
+      { policy: "direct", mode: "lookaside" },
+    ];
   }
 
   async #teardown(): Promise<void> {
@@ -177,195 +222,277 @@ export class BenchRunner {
     return child;
   }
 
-  /** One scenario × target with tasks: fresh backends, a fresh balancer (unless direct). */
-  async #taskRun(scenario: Scenario, target: PolicyName | "direct"): Promise<RunResult> {
-    const o = this.#options;
-    const runIndex = ++this.#run;
-    const prefix = `/bench/${scenario.name}/${target}/`;
-    const balancerPort = freePort();
-    const balancerAddress = `127.0.0.1:${balancerPort}`;
-    const etcd = this.#etcd!.endpoint;
-    const backends: Backend[] = [];
-    let balancer: EntryProcess | undefined;
-    const startBackend = (slowdown: number, label: string): Backend => {
-      const port = freePort();
-      const process = this.#spawn("backend", [
-        "--port",
-        String(port),
-        "--etcd",
-        etcd,
-        "--etcd-prefix",
-        prefix,
-        "--balancer",
-        balancerAddress,
-        "--slowdown",
-        String(slowdown),
-        "--work-units",
-        String(o.workUnits),
-        "--report-interval-ms",
-        String(o.reportIntervalMs),
-        "--log-level",
-        "warning",
-      ], { name: `backend ${label}` });
-      const address = `127.0.0.1:${port}`;
-      const backend: Backend = {
-        label,
-        slowdown,
-        port,
-        address,
-        process,
-        client: createBackendClient(address, undefined, undefined, POLLING_CHANNEL_OPTIONS),
-        killed: false,
-      };
-      backends.push(backend);
-      return backend;
-    };
+  async #scenario(scenario: Scenario): Promise<RunResult[]> {
+    const results: RunResult[] = [];
+    const fresh = scenario.churn || scenario.joins;
+    let shared: Environment | undefined;
     try {
-      scenario.slowdowns.forEach((slowdown, i) =>
-        startBackend(slowdown, `s${i + 1}${slowdown !== 1 ? ` (x${slowdown} slow)` : ""}`)
-      );
-      if (target !== "direct") {
-        balancer = this.#spawn("balancer", [
-          "--port",
-          String(balancerPort),
-          "--etcd",
-          etcd,
-          "--etcd-prefix",
-          prefix,
-          "--policy",
-          target,
-          "--log-level",
-          "warning",
-        ], { name: `balancer ${target}` });
-        await this.#waitForBalancer(balancerAddress, backends, balancer);
+      for (const target of this.#targets(scenario.name)) {
+        const env = fresh
+          ? await this.#startEnvironment(scenario)
+          : shared ??= await this.#startEnvironment(scenario);
+        try {
+          results.push(await this.#taskRun(scenario, target, env));
+        } finally {
+          if (fresh) await this.#stopEnvironment(env);
+        }
       }
-      await Promise.all(backends.map((b) => this.#readStats(b, true, 20_000)));
-
-      const concurrency = o.concurrency ?? scenario.concurrency;
-      const clientArgs = [
-        "--task",
-        scenario.task,
-        ...(target === "direct"
-          ? ["--direct", backends.map((b) => b.address).join(",")]
-          : ["--balancer", balancerAddress]),
-      ];
-      const events: RunResult["events"] = [];
-      const summaries = await this.#runClients(
-        `${scenario.name} / ${target}`,
-        runIndex,
-        clientArgs,
-        concurrency,
-        o.durationS,
-        async (elapsedS) => {
-          await Promise.all(backends.filter((b) => !b.killed).map((b) => this.#readStats(b)));
-          if (!scenario.churn) return;
-          if (elapsedS >= o.durationS / 3 && !backends[0].killed) {
-            backends[0].killed = true;
-            backends[0].label += " (killed)";
-            backends[0].process.signal("SIGKILL");
-            events.push({ atS: round(elapsedS, 2), what: `${backends[0].address} killed` });
-          }
-          if (elapsedS >= (2 * o.durationS) / 3 && backends.length === scenario.slowdowns.length) {
-            const joined = startBackend(1, `s${backends.length + 1} (joined)`);
-            joined.joinedAtS = elapsedS;
-            events.push({ atS: round(elapsedS, 2), what: `${joined.address} started` });
-          }
-        },
-      );
-      await Promise.all(backends.filter((b) => !b.killed).map((b) => this.#readStats(b)));
-      return this.#result(scenario, target, "tasks", concurrency, summaries, backends, events);
+      return results;
     } finally {
-      for (const b of backends) b.client.close();
-      await Promise.all([balancer, ...backends.map((b) => b.process)].map((p) => p?.stop(5_000)));
+      if (shared) await this.#stopEnvironment(shared);
     }
   }
 
-  /** One scenario × target with `GetServer` alone, against a balancer or the echo server. */
-  async #lookupRun(scenario: Scenario, target: PolicyName | "echo"): Promise<RunResult> {
+  async #startEnvironment(scenario: Scenario): Promise<Environment> {
+    const prefix = `/bench/${scenario.name}/${++this.#environments}/`;
+    const port = freePort();
+    const balancerAddress = `127.0.0.1:${port}`;
+    const balancer = this.#spawn("balancer", [
+      "--port",
+      String(port),
+      "--etcd",
+      this.#etcd!.endpoint,
+      "--etcd-prefix",
+      prefix,
+      "--log-level",
+      "warning",
+    ], { name: "balancer" });
+    const env: Environment = {
+      prefix,
+      balancerAddress,
+      balancer,
+      lb: createLoadBalancerClient(balancerAddress, undefined, undefined, POLLING_CHANNEL_OPTIONS),
+      backends: [],
+    };
+    scenario.slowdowns.forEach((slowdown, i) =>
+      this.#startBackend(env, slowdown, `s${i + 1}${slowdown !== 1 ? ` (x${slowdown} slow)` : ""}`)
+    );
+    try {
+      await this.#waitForBalancer(env);
+      await Promise.all(env.backends.map((b) => this.#readStats(b, true, 20_000)));
+    } catch (error) {
+      await this.#stopEnvironment(env);
+      throw error;
+    }
+    return env;
+  }
+
+  #startBackend(env: Environment, slowdown: number, label: string): Backend {
+    const o = this.#options;
+    const port = freePort();
+    const process = this.#spawn("backend", [
+      "--port",
+      String(port),
+      "--etcd",
+      this.#etcd!.endpoint,
+      "--etcd-prefix",
+      env.prefix,
+      "--balancer",
+      env.balancerAddress,
+      "--slowdown",
+      String(slowdown),
+      "--work-units",
+      String(o.workUnits),
+      "--report-interval-ms",
+      String(o.reportIntervalMs),
+      "--log-level",
+      "warning",
+    ], { name: `backend ${label}` });
+    const address = `127.0.0.1:${port}`;
+    const backend: Backend = {
+      label,
+      slowdown,
+      address,
+      process,
+      client: createBackendClient(address, undefined, undefined, POLLING_CHANNEL_OPTIONS),
+      killed: false,
+      joined: false,
+    };
+    env.backends.push(backend);
+    return backend;
+  }
+
+  async #stopEnvironment(env: Environment): Promise<void> {
+    env.lb.close();
+    for (const b of env.backends) b.client.close();
+    await Promise.all([env.balancer, ...env.backends.map((b) => b.process)].map((p) => p.stop()));
+  }
+
+  /** Waits until the balancer lists every live backend with a load report. */
+  async #waitForBalancer(env: Environment): Promise<void> {
+    const live = env.backends.filter((b) => !b.killed);
+    await waitFor(
+      `the balancer to list ${live.length} backends`,
+      async () => {
+        const dead = [env.balancer, ...live.map((b) => b.process)].find((p) => p.exited);
+        if (dead) throw new Error(`${dead.name} exited:\n${dead.log()}`);
+        const list = await unary(env.lb.ListServers, env.lb, {}, { deadline: Date.now() + 1_000 });
+        return list.servers.filter((s) => s.has_load).length >= live.length;
+      },
+      30_000,
+      50,
+    );
+  }
+
+  /** One scenario × target with tasks. */
+  async #taskRun(scenario: Scenario, target: Target, env: Environment): Promise<RunResult> {
+    const o = this.#options;
     const runIndex = ++this.#run;
+    if (target.policy !== "direct") {
+      await unary(env.lb.SetPolicy, env.lb, { policy: target.policy }, {
+        deadline: Date.now() + 5_000,
+      });
+    }
+    // Every target starts from idle backends, whatever the previous one left queued.
+    await waitFor(
+      "the backends to drain",
+      async () => {
+        await Promise.all(env.backends.filter((b) => !b.killed).map((b) => this.#readStats(b)));
+        return env.backends.every((b) => b.killed || b.last?.in_flight === 0);
+      },
+      60_000,
+      100,
+    );
+    for (const b of env.backends) b.first = b.last;
+
+    const concurrency = o.concurrency ?? scenario.concurrency;
+    const clientArgs = [
+      "--task",
+      scenario.task,
+      "--mode",
+      target.mode,
+      ...(target.policy === "direct"
+        ? ["--direct", env.backends.map((b) => b.address).join(",")]
+        : ["--balancer", env.balancerAddress]),
+    ];
+    const events: RunResult["events"] = [];
+    const timeline: TimelinePoint[] = [];
+    let nextSecond = 1;
+    let lastCompleted = new Map(env.backends.map((b) => [b, completedOf(b)]));
+    const label = `${scenario.name} / ${targetLabel(target)}`;
+    const summaries = await this.#runClients(
+      label,
+      runIndex,
+      clientArgs,
+      concurrency,
+      o.durationS,
+      async (elapsedS, windowP99Ms) => {
+        await Promise.all(env.backends.filter((b) => !b.killed).map((b) => this.#readStats(b)));
+        if (elapsedS >= nextSecond) {
+          nextSecond++;
+          const completed: Record<string, number> = {};
+          for (const b of env.backends) {
+            completed[b.label] = completedOf(b) - (lastCompleted.get(b) ?? completedOf(b));
+          }
+          lastCompleted = new Map(env.backends.map((b) => [b, completedOf(b)]));
+          timeline.push({ atS: Math.round(elapsedS), p99Ms: windowP99Ms, completed });
+        }
+        const first = env.backends[0];
+        if (scenario.churn && elapsedS >= o.durationS / 3 && !first.killed) {
+          first.killed = true;
+          first.label += " (killed)";
+          first.process.signal("SIGKILL");
+          events.push({ atS: round(elapsedS, 2), what: `${first.address} killed` });
+        }
+        const joinAt = scenario.churn ? (2 * o.durationS) / 3 : o.durationS / 3;
+        if (
+          (scenario.churn || scenario.joins) && elapsedS >= joinAt &&
+          !env.backends.some((b) => b.joined)
+        ) {
+          const joined = this.#startBackend(env, 1, `s${env.backends.length + 1} (joined)`);
+          joined.joined = true;
+          events.push({ atS: round(elapsedS, 2), what: `${joined.address} started` });
+        }
+      },
+    );
+    await Promise.all(env.backends.filter((b) => !b.killed).map((b) => this.#readStats(b)));
+    return this.#result(
+      scenario,
+      target,
+      "tasks",
+      concurrency,
+      summaries,
+      env.backends,
+      events,
+      timeline,
+    );
+  }
+
+  /** `GetServer` alone for each policy (switched with SetPolicy) and for the echo server. */
+  async #lookups(scenario: Scenario): Promise<RunResult[]> {
+    const results: RunResult[] = [];
+    const prefix = `/bench/${scenario.name}/lookups/`;
+    // Three registered servers; lookups never dial them, so bare addresses are enough.
+    const { createEtcdClient } = await import("./etcd.ts");
+    const etcd = createEtcdClient([this.#etcd!.endpoint]);
+    try {
+      for (let i = 1; i <= 3; i++) {
+        await etcd.put(`${prefix}127.0.0.1:${60_000 + i}`).value(`127.0.0.1:${60_000 + i}`);
+      }
+    } finally {
+      etcd.close();
+    }
     const port = freePort();
     const address = `127.0.0.1:${port}`;
-    const prefix = `/bench/${scenario.name}/lookups-${target}/`;
-    let server: EntryProcess | undefined;
-    try {
-      if (target === "echo") {
-        server = this.#spawn("balancer", ["--port", String(port)], {
-          script: "lib/echo_server.ts",
-          name: "echo",
-        });
-      } else {
-        // Three registered servers; lookups never dial them, so bare addresses are enough.
-        const { createEtcdClient } = await import("./etcd.ts");
-        const etcd = createEtcdClient([this.#etcd!.endpoint]);
-        try {
-          for (let i = 1; i <= 3; i++) {
-            await etcd.put(`${prefix}127.0.0.1:${60_000 + i}`).value(`127.0.0.1:${60_000 + i}`);
-          }
-        } finally {
-          etcd.close();
-        }
-        server = this.#spawn("balancer", [
-          "--port",
-          String(port),
-          "--etcd",
-          this.#etcd!.endpoint,
-          "--etcd-prefix",
-          prefix,
-          "--policy",
-          target,
-          "--log-level",
-          "warning",
-        ], { name: `balancer ${target}` });
-      }
-      const lb = createLoadBalancerClient(address, undefined, undefined, POLLING_CHANNEL_OPTIONS);
-      try {
-        await waitFor(
-          `${target} to answer GetServer`,
-          async () => {
-            if (server!.exited) throw new Error(`${server!.name} exited:\n${server!.log()}`);
-            await unary(lb.GetServer, lb, { client_id: "bench" }, { deadline: Date.now() + 1_000 });
-            return true;
-          },
-          20_000,
-          50,
-        );
-      } finally {
-        lb.close();
-      }
-      const concurrency = this.#options.concurrency ?? scenario.concurrency;
-      const durationS = Math.max(0.5, this.#options.durationS * LOOKUP_SECONDS_SHARE);
+    const concurrency = this.#options.concurrency ?? scenario.concurrency;
+    const durationS = Math.max(0.3, this.#options.durationS * LOOKUP_SECONDS_SHARE);
+    const measure = async (target: Target) => {
+      const runIndex = ++this.#run;
       const summaries = await this.#runClients(
-        `${scenario.name} / ${target} lookups`,
+        `${scenario.name} / ${target.policy} lookups`,
         runIndex,
         ["--task", "lookup", "--balancer", address],
         concurrency,
         durationS,
         () => Promise.resolve(),
       );
-      return this.#result(scenario, target, "lookups", concurrency, summaries, [], []);
-    } finally {
-      await server?.stop(5_000);
-    }
-  }
-
-  /** Waits until the balancer lists every backend with a load report. */
-  async #waitForBalancer(address: string, backends: Backend[], balancer: EntryProcess) {
-    const lb = createLoadBalancerClient(address, undefined, undefined, POLLING_CHANNEL_OPTIONS);
-    try {
-      await waitFor(
-        `the balancer to list ${backends.length} backends`,
-        async () => {
-          const dead = [balancer, ...backends.map((b) => b.process)].find((p) => p.exited);
-          if (dead) throw new Error(`${dead.name} exited:\n${dead.log()}`);
-          const list = await unary(lb.ListServers, lb, {}, { deadline: Date.now() + 1_000 });
-          return list.servers.filter((s) => s.has_load).length >= backends.length;
-        },
-        30_000,
-        50,
-      );
-    } finally {
-      lb.close();
-    }
+      return this.#result(scenario, target, "lookups", concurrency, summaries, [], [], []);
+    };
+    const serve = async (target: Target, server: EntryProcess) => {
+      const lb = createLoadBalancerClient(address, undefined, undefined, POLLING_CHANNEL_OPTIONS);
+      try {
+        for (const policy of target.policy === "echo" ? [undefined] : this.#options.policies) {
+          await waitFor(
+            `${server.name} to answer GetServer`,
+            async () => {
+              if (server.exited) throw new Error(`${server.name} exited:\n${server.log()}`);
+              await unary(lb.GetServer, lb, { client_id: "b" }, { deadline: Date.now() + 1_000 });
+              return true;
+            },
+            20_000,
+            50,
+          );
+          if (policy) {
+            await unary(lb.SetPolicy, lb, { policy }, { deadline: Date.now() + 5_000 });
+          }
+          results.push(await measure({ policy: policy ?? "echo", mode: "lookaside" }));
+        }
+      } finally {
+        lb.close();
+        await server.stop();
+      }
+    };
+    await serve(
+      { policy: "round_robin", mode: "lookaside" },
+      this.#spawn("balancer", [
+        "--port",
+        String(port),
+        "--etcd",
+        this.#etcd!.endpoint,
+        "--etcd-prefix",
+        prefix,
+        "--log-level",
+        "warning",
+      ], { name: "balancer" }),
+    );
+    await serve(
+      { policy: "echo", mode: "lookaside" },
+      this.#spawn("balancer", ["--port", String(port)], {
+        script: "lib/echo_server.ts",
+        name: "echo",
+      }),
+    );
+    return results;
   }
 
   async #readStats(backend: Backend, first = false, timeoutMs = 2_000): Promise<void> {
@@ -385,7 +512,7 @@ export class BenchRunner {
           50,
         )
         : await read();
-      if (first || backend.first === undefined) backend.first = stats;
+      if (backend.first === undefined) backend.first = stats;
       backend.last = stats;
     } catch (error) {
       if (first) throw error;
@@ -400,7 +527,7 @@ export class BenchRunner {
     args: string[],
     concurrency: number,
     durationS: number,
-    tick: (elapsedS: number) => Promise<void>,
+    tick: (elapsedS: number, windowP99Ms: number) => Promise<void>,
   ): Promise<LoadRunSummary[]> {
     const count = Math.max(1, Math.min(this.#options.clients, concurrency));
     const clients = Array.from({ length: count }, (_, i) => {
@@ -413,6 +540,9 @@ export class BenchRunner {
         String(share),
         "--client-id",
         `bench-${i}`,
+        // Many users behind each load client, so consistent_hash has keys to spread.
+        "--client-ids",
+        "1000",
         "--json",
         "--histogram",
         "--progress-ms",
@@ -420,7 +550,7 @@ export class BenchRunner {
       ], { name: `client ${i}`, captureStdout: true });
     });
     // The run's clock starts when every client has started sending (its first progress line),
-    // so churn events land at the same point of the load for every target.
+    // so events land at the same point of the load for every target.
     await waitFor(
       "the load clients to start",
       () => {
@@ -433,9 +563,12 @@ export class BenchRunner {
     );
     const t0 = performance.now();
     let ticking = false;
+    let windowP99 = 0;
     const timer = setInterval(() => {
       const elapsedS = (performance.now() - t0) / 1_000;
-      const completed = clients.reduce((n, c) => n + (lastProgress(c.stdout())?.completed ?? 0), 0);
+      const progress = clients.map((c) => lastProgress(c.stdout()));
+      const completed = progress.reduce((n, p) => n + (p?.completed ?? 0), 0);
+      windowP99 = Math.max(windowP99, ...progress.map((p) => p?.windowP99Ms ?? 0));
       this.#onProgress({
         label,
         run: runIndex,
@@ -446,7 +579,9 @@ export class BenchRunner {
       });
       if (!ticking) {
         ticking = true;
-        tick(elapsedS).finally(() => ticking = false);
+        const p99 = windowP99;
+        windowP99 = 0;
+        tick(elapsedS, p99).finally(() => ticking = false);
       }
     }, 250);
     try {
@@ -472,6 +607,7 @@ export class BenchRunner {
     summaries: LoadRunSummary[],
     backends: Backend[],
     events: RunResult["events"],
+    timeline: TimelinePoint[],
   ): RunResult {
     const latency = LatencyRecorder.merge(summaries.map((s) => s.histogram));
     const durationS = Math.max(...summaries.map((s) => s.durationS));
@@ -490,12 +626,14 @@ export class BenchRunner {
       cpuPercent: cpuPercent(b),
     }));
     const steady = servers.filter((s, i) =>
-      !backends[i].killed && backends[i].joinedAtS === undefined && s.cpuPercent !== undefined
+      !backends[i].killed && !backends[i].joined && s.cpuPercent !== undefined
     );
     const meanCpu = sum(steady.map((s) => s.cpuPercent!)) / steady.length;
     return {
       scenario: scenario.name,
-      target,
+      target: targetLabel(target),
+      policy: target.policy,
+      mode: target.mode,
       kind,
       concurrency,
       durationS: round(durationS, 2),
@@ -510,8 +648,13 @@ export class BenchRunner {
         ? round(Math.max(...steady.map((s) => s.cpuPercent!)) / meanCpu, 3)
         : undefined,
       events,
+      timeline,
     };
   }
+}
+
+function completedOf(b: Backend): number {
+  return (b.last?.simple_completed ?? 0) + (b.last?.heavy_completed ?? 0);
 }
 
 function cpuPercent(b: Backend): number | undefined {

@@ -5,7 +5,13 @@
  */
 
 /** Names accepted by `bench --scenarios`. */
-export const SCENARIO_NAMES = ["homogeneous", "heterogeneous", "simple", "churn"] as const;
+export const SCENARIO_NAMES = [
+  "homogeneous",
+  "heterogeneous",
+  "simple",
+  "churn",
+  "slow_start",
+] as const;
 /** A scenario name. */
 export type ScenarioName = typeof SCENARIO_NAMES[number];
 
@@ -21,6 +27,8 @@ export interface Scenario {
   concurrency: number;
   /** Kill the first backend at 1/3 of the run and start a new one at 2/3. */
   churn: boolean;
+  /** Start one more backend at 1/3 of the run (its share should ramp over the slow start window). */
+  joins: boolean;
   /** Also measure `GetServer` alone against the `echo` ceiling. */
   lookups: boolean;
 }
@@ -34,6 +42,7 @@ export const SCENARIOS: Record<ScenarioName, Scenario> = {
     task: "cpu_heavy",
     concurrency: 6,
     churn: false,
+    joins: false,
     lookups: false,
   },
   heterogeneous: {
@@ -43,6 +52,7 @@ export const SCENARIOS: Record<ScenarioName, Scenario> = {
     task: "cpu_heavy",
     concurrency: 6,
     churn: false,
+    joins: false,
     lookups: false,
   },
   simple: {
@@ -52,6 +62,7 @@ export const SCENARIOS: Record<ScenarioName, Scenario> = {
     task: "simple",
     concurrency: 32,
     churn: false,
+    joins: false,
     lookups: true,
   },
   churn: {
@@ -62,6 +73,18 @@ export const SCENARIOS: Record<ScenarioName, Scenario> = {
     task: "cpu_heavy",
     concurrency: 6,
     churn: true,
+    joins: false,
+    lookups: false,
+  },
+  slow_start: {
+    name: "slow_start",
+    description:
+      "3 equal backends, CPU-heavy tasks; a fourth starts at 1/3 of the run and should ramp up over the slow start window (10 s) without a latency spike",
+    slowdowns: [1, 1, 1],
+    task: "cpu_heavy",
+    concurrency: 6,
+    churn: false,
+    joins: true,
     lookups: false,
   },
 };

@@ -4,7 +4,10 @@
  * the balancer runs, so a task costs one RPC instead of two.
  *
  * When the stream breaks, the client keeps its last set (a restarting balancer costs no failed
- * task) and reconnects with gRPC's connection backoff (1 s, ×1.6, ±20 %, at most 120 s). Until
+ * task). An update with no server at all is ignored the same way: it comes from a balancer that
+ * has just started and not yet heard from its servers far more often than from a pool that is
+ * really empty, and a stale set fails over by retries while an empty one fails every task. It
+ * reconnects with gRPC's connection backoff (1 s, ×1.6, ±20 %, at most 120 s). Until
  * it has a set, or against a balancer without `WatchServers` (UNIMPLEMENTED: one of the original
  * system), the caller falls back to `GetServer`.
  *
@@ -125,6 +128,12 @@ export class ServerWatch {
   }
 
   #apply(message: ServerList): void {
+    if (message.servers.length === 0 && this.#set.size > 0) {
+      log.warn("The balancer knows no server yet; keeping the last {count}", {
+        count: this.#set.size,
+      });
+      return;
+    }
     const now = this.#clock();
     if (
       message.policy !== this.#picker.policyName &&

@@ -48,6 +48,12 @@ export interface TaskClientOptions {
    */
   mode?: ClientMode;
   clientId: string;
+  /**
+   * Acts as this many clients, `<clientId>-0` to `<clientId>-<n-1>`, one per task in turn (a
+   * load generator standing in for many users, for consistent hashing). 1: just `clientId`.
+   * @default {1}
+   */
+  clientIds?: number;
   /** @default {DEFAULT_MAX_ATTEMPTS} */
   maxAttempts?: number;
   /** @default {DEFAULT_LOOKUP_TIMEOUT_MS} */
@@ -63,7 +69,9 @@ export type TaskOutcome =
 
 /** Sends tasks through the balancer. */
 export class TaskClient {
-  #options: Required<Omit<TaskClientOptions, "direct" | "mode">>;
+  #options: Required<Omit<TaskClientOptions, "direct" | "mode" | "clientIds">>;
+  #ids: string[];
+  #nextId = 0;
   #watch: ServerWatch | undefined;
   #direct: string[] | undefined;
   #nextDirect = 0;
@@ -79,6 +87,10 @@ export class TaskClient {
       ...options,
     };
     this.#direct = options.direct?.length ? options.direct : undefined;
+    const ids = options.clientIds ?? 1;
+    this.#ids = ids > 1
+      ? Array.from({ length: ids }, (_, i) => `${options.clientId}-${i}`)
+      : [options.clientId];
     this.#balancer = createLoadBalancerClient(options.balancer);
     if (options.mode === "watch" && !this.#direct) {
       this.#watch = new ServerWatch({ balancer: this.#balancer, clientId: options.clientId });
@@ -90,7 +102,7 @@ export class TaskClient {
    * Asks the balancer for a server, other than those in `avoid` if it has one (or takes the next
    * direct backend).
    */
-  getServer(avoid: string[] = []): Promise<string> {
+  getServer(avoid: string[] = [], clientId: string = this.#ids[0]): Promise<string> {
     if (this.#direct) {
       for (let i = 0; i < this.#direct.length; i++) {
         const address = this.#direct[this.#nextDirect];
@@ -101,11 +113,11 @@ export class TaskClient {
       }
     }
     if (this.#watch?.ready) {
-      const result = this.#watch.pick(this.#options.clientId, avoid);
+      const result = this.#watch.pick(clientId, avoid);
       if (result.kind === "pick") return Promise.resolve(result.server.address);
     }
     return unary(this.#balancer.GetServer, this.#balancer, {
-      client_id: this.#options.clientId,
+      client_id: clientId,
       avoid,
     }, { deadline: Date.now() + this.#options.lookupTimeoutMs }).then((r) => r.server_address);
   }
@@ -116,10 +128,12 @@ export class TaskClient {
     let last: grpc.ServiceError | undefined;
     let attempt = 0;
     const failedOn: string[] = [];
+    const clientId = this.#ids[this.#nextId];
+    this.#nextId = (this.#nextId + 1) % this.#ids.length;
     while (attempt < this.#options.maxAttempts) {
       attempt++;
       try {
-        server = await this.getServer(failedOn);
+        server = await this.getServer(failedOn, clientId);
       } catch (error) {
         const e = error as grpc.ServiceError;
         return {

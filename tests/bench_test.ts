@@ -18,8 +18,11 @@ Deno.test("bench --quick runs every scenario for every policy and baseline and w
       await Deno.readTextFile(new URL(`${out}/results.json`, PROJECT_ROOT)),
     );
 
+    // --quick: every policy in lookaside mode, and in watch mode in the simple scenario.
     const expected = SCENARIO_NAMES.flatMap((s) => [
-      ...[...POLICY_NAMES, "direct"].map((t) => `${s}/${t}/tasks`),
+      ...POLICY_NAMES.map((t) => `${s}/${t}/tasks`),
+      ...(s === "simple" ? POLICY_NAMES.map((t) => `${s}/${t} (watch)/tasks`) : []),
+      `${s}/direct/tasks`,
       ...(SCENARIOS[s].lookups ? [...POLICY_NAMES, "echo"].map((t) => `${s}/${t}/lookups`) : []),
     ]);
     assert.deepEqual(
@@ -46,13 +49,21 @@ Deno.test("bench --quick runs every scenario for every policy and baseline and w
         "started",
       ]);
     }
+    const joins = results.runs.filter((r: { scenario: string }) => r.scenario === "slow_start");
+    for (const run of joins) {
+      assert.deepEqual(run.events.map((e: { what: string }) => e.what.split(" ")[1]), ["started"]);
+      assert.equal(run.servers.length, 4);
+    }
     assert.equal(results.machine.cpus, navigator.hardwareConcurrency);
     assert.match(results.versions.deno, /^\d+\.\d+\.\d+/);
 
     const files = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
-    const charts = SCENARIO_NAMES.flatMap((s) =>
-      ["servers", "latency", "throughput"].map((c) => `${s}-${c}.svg`)
-    );
+    const charts = [
+      ...SCENARIO_NAMES.flatMap((s) =>
+        ["servers", "latency", "throughput"].map((c) => `${s}-${c}.svg`)
+      ),
+      "slow_start-ramp.svg",
+    ];
     assert.deepEqual(
       files,
       [...charts, "balancer-throughput.svg", "report.md", "results.json"].sort(),
