@@ -27,6 +27,8 @@ const USAGE = `Usage: deno task bench [flags]
   --policies LIST         comma-separated, from ${POLICY_NAMES.join(", ")} (default all)
   --modes LIST            client modes to run each policy in: lookaside, watch (default both)
   --duration S            seconds of load per scenario and target (default 20)
+  --rounds N              split each target's duration into N runs, interleaved with the other
+                          targets', where the servers are shared (default 3; --quick: 1)
   --concurrency C         tasks in flight (default: each scenario's own)
   --clients N             load client processes sharing the concurrency (default 1)
   --work-units N          size of a CPU-heavy task (default ${DEFAULT_WORK_UNITS})
@@ -35,6 +37,7 @@ const USAGE = `Usage: deno task bench [flags]
                           ${QUICK_WATCH_SCENARIOS.join(", ")} only): checks that it all works
   --out DIR               output folder (default bench-results/<timestamp>); the task may
                           write only under bench-results/ and docs/bench/
+  --render DIR            write report.md and the charts again from DIR/results.json, and exit
   --help                  show this text`;
 
 function listFlag<C extends string>(flag: string, value: string | undefined, all: readonly C[]) {
@@ -50,15 +53,22 @@ async function main(): Promise<void> {
     policies: { type: "string" },
     modes: { type: "string" },
     duration: { type: "string" },
+    rounds: { type: "string" },
     concurrency: { type: "string" },
     clients: { type: "string" },
     "work-units": { type: "string" },
     "report-interval-ms": { type: "string" },
     quick: { type: "boolean" },
     out: { type: "string" },
+    render: { type: "string" },
     help: { type: "boolean" },
   });
   if (flags.help) return console.log(USAGE);
+  if (flags.render !== undefined) {
+    const results = JSON.parse(await Deno.readTextFile(`${flags.render}/results.json`));
+    const files = await writeReport(flags.render, results);
+    return console.log(`Wrote ${files.map((f) => `${flags.render}/${f}`).join(", ")}`);
+  }
   if (flags.quick && flags.duration !== undefined) {
     throw new UsageError(
       `Cannot start ${PROGRAM} as '--quick' and '--duration' exclude each other`,
@@ -83,6 +93,7 @@ async function main(): Promise<void> {
       ? undefined
       : intFlag(PROGRAM, "concurrency", flags.concurrency, 1, 1, 10_000),
     clients: intFlag(PROGRAM, "clients", flags.clients, 1, 1, 64),
+    rounds: flags.quick ? 1 : intFlag(PROGRAM, "rounds", flags.rounds, 3, 1, 100),
     workUnits: numberFlag(
       PROGRAM,
       "work-units",

@@ -110,7 +110,11 @@ export async function scenarioCharts(
  * clients' p99 in each second, per target (a slow start ramps the share without a p99 spike).
  */
 async function rampChart(scenario: ScenarioName, runs: RunResult[]): Promise<Chart | undefined> {
-  const joined = runs.filter((r) => r.servers.some((s) => s.label.endsWith("(joined)")));
+  // Lookaside only: a line per policy stays readable (watch mode ramps the same way).
+  const joined = runs.filter((r) =>
+    r.mode === "lookaside" && r.policy !== "direct" &&
+    r.servers.some((s) => s.label.endsWith("(joined)"))
+  );
   if (joined.length === 0 || scenario !== "slow_start") return undefined;
   const values = joined.flatMap((r) => {
     const label = r.servers.find((s) => s.label.endsWith("(joined)"))!.label;
@@ -127,7 +131,9 @@ async function rampChart(scenario: ScenarioName, runs: RunResult[]): Promise<Cha
       ];
     });
   });
-  const title = `${scenario}: a server joins at ${joined[0].events[0]?.atS ?? "?"} s`;
+  const title = `${scenario}: a server joins at ${
+    joined[0].events[0]?.atS ?? "?"
+  } s (lookaside mode)`;
   return {
     file: `${scenario}-ramp.svg`,
     title,

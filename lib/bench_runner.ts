@@ -51,8 +51,14 @@ export interface BenchOptions {
   modes: ClientMode[];
   /** Scenarios that run the `watch` mode (when it is in `modes`); `undefined`: all. */
   watchScenarios?: ScenarioName[];
-  /** Seconds of load per scenario and target. */
+  /** Seconds of load per scenario and target (split over the rounds). */
   durationS: number;
+  /**
+   * Where the servers are shared, every target runs this many times, interleaved (round 1 of
+   * every target, then round 2...), so a drift of the machine's speed during the benchmark
+   * touches every target alike; the rounds are merged.
+   */
+  rounds: number;
   /** Tasks in flight; `undefined` takes each scenario's own. */
   concurrency?: number;
   /** Load client processes per run (the concurrency is split between them). */
@@ -134,6 +140,16 @@ interface Backend {
   last?: StatsResponse;
   killed: boolean;
   joined: boolean;
+  /** CPU time and wall time measured during each target's runs, by target label. */
+  usage: Map<string, { cpuUs: number; wallUs: number }>;
+}
+
+/** What one run of a target measured, before its rounds are merged. */
+interface RawRun {
+  summaries: LoadRunSummary[];
+  durationS: number;
+  events: RunResult["events"];
+  timeline: TimelinePoint[];
 }
 
 /** A balancer with its backends, for one or more targets. */
@@ -164,7 +180,9 @@ export class BenchRunner {
     this.#onProgress = onProgress;
     const lookups = options.policies.length + 1;
     this.#runs = options.scenarios.reduce(
-      (n, s) => n + this.#targets(s).length + (SCENARIOS[s].lookups ? lookups : 0),
+      (n, s) =>
+        n + this.#targets(s).length * this.#rounds(SCENARIOS[s]) +
+        (SCENARIOS[s].lookups ? lookups : 0),
       0,
     );
   }
@@ -222,22 +240,49 @@ export class BenchRunner {
     return child;
   }
 
+  /** Churn and slow start change their servers: one run per target, on fresh servers. */
+  #rounds(scenario: Scenario): number {
+    return scenario.churn || scenario.joins ? 1 : this.#options.rounds;
+  }
+
   async #scenario(scenario: Scenario): Promise<RunResult[]> {
-    const results: RunResult[] = [];
     const fresh = scenario.churn || scenario.joins;
+    const rounds = this.#rounds(scenario);
+    const targets = this.#targets(scenario.name);
+    const raw = new Map<Target, RawRun[]>(targets.map((t) => [t, []]));
+    const backends = new Map<Target, Backend[]>();
     let shared: Environment | undefined;
     try {
-      for (const target of this.#targets(scenario.name)) {
-        const env = fresh
-          ? await this.#startEnvironment(scenario)
-          : shared ??= await this.#startEnvironment(scenario);
-        try {
-          results.push(await this.#taskRun(scenario, target, env));
-        } finally {
-          if (fresh) await this.#stopEnvironment(env);
+      for (let round = 1; round <= rounds; round++) {
+        for (const target of targets) {
+          const env = fresh
+            ? await this.#startEnvironment(scenario)
+            : shared ??= await this.#startEnvironment(scenario);
+          try {
+            const label = rounds > 1 ? ` [${round}/${rounds}]` : "";
+            raw.get(target)!.push(
+              await this.#taskRun(scenario, target, env, this.#options.durationS / rounds, label),
+            );
+            backends.set(target, env.backends);
+          } finally {
+            if (fresh) await this.#stopEnvironment(env);
+          }
         }
       }
-      return results;
+      return targets.map((target) => {
+        const runs = raw.get(target)!;
+        return this.#result(
+          scenario,
+          target,
+          "tasks",
+          this.#options.concurrency ?? scenario.concurrency,
+          runs.flatMap((r) => r.summaries),
+          sum(runs.map((r) => r.durationS)),
+          backends.get(target)!,
+          runs.flatMap((r) => r.events),
+          runs.flatMap((r) => r.timeline),
+        );
+      });
     } finally {
       if (shared) await this.#stopEnvironment(shared);
     }
@@ -247,16 +292,7 @@ export class BenchRunner {
     const prefix = `/bench/${scenario.name}/${++this.#environments}/`;
     const port = freePort();
     const balancerAddress = `127.0.0.1:${port}`;
-    const balancer = this.#spawn("balancer", [
-      "--port",
-      String(port),
-      "--etcd",
-      this.#etcd!.endpoint,
-      "--etcd-prefix",
-      prefix,
-      "--log-level",
-      "warning",
-    ], { name: "balancer" });
+    const balancer = this.#spawnBalancer(port, prefix);
     const env: Environment = {
       prefix,
       balancerAddress,
@@ -307,9 +343,23 @@ export class BenchRunner {
       client: createBackendClient(address, undefined, undefined, POLLING_CHANNEL_OPTIONS),
       killed: false,
       joined: false,
+      usage: new Map(),
     };
     env.backends.push(backend);
     return backend;
+  }
+
+  #spawnBalancer(port: number, prefix: string): EntryProcess {
+    return this.#spawn("balancer", [
+      "--port",
+      String(port),
+      "--etcd",
+      this.#etcd!.endpoint,
+      "--etcd-prefix",
+      prefix,
+      "--log-level",
+      "warning",
+    ], { name: "balancer" });
   }
 
   async #stopEnvironment(env: Environment): Promise<void> {
@@ -335,7 +385,13 @@ export class BenchRunner {
   }
 
   /** One scenario × target with tasks. */
-  async #taskRun(scenario: Scenario, target: Target, env: Environment): Promise<RunResult> {
+  async #taskRun(
+    scenario: Scenario,
+    target: Target,
+    env: Environment,
+    durationS: number,
+    roundLabel: string,
+  ): Promise<RawRun> {
     const o = this.#options;
     const runIndex = ++this.#run;
     if (target.policy !== "direct") {
@@ -369,13 +425,13 @@ export class BenchRunner {
     const timeline: TimelinePoint[] = [];
     let nextSecond = 1;
     let lastCompleted = new Map(env.backends.map((b) => [b, completedOf(b)]));
-    const label = `${scenario.name} / ${targetLabel(target)}`;
+    const label = `${scenario.name} / ${targetLabel(target)}${roundLabel}`;
     const summaries = await this.#runClients(
       label,
       runIndex,
       clientArgs,
       concurrency,
-      o.durationS,
+      durationS,
       async (elapsedS, windowP99Ms) => {
         await Promise.all(env.backends.filter((b) => !b.killed).map((b) => this.#readStats(b)));
         if (elapsedS >= nextSecond) {
@@ -388,13 +444,13 @@ export class BenchRunner {
           timeline.push({ atS: Math.round(elapsedS), p99Ms: windowP99Ms, completed });
         }
         const first = env.backends[0];
-        if (scenario.churn && elapsedS >= o.durationS / 3 && !first.killed) {
+        if (scenario.churn && elapsedS >= durationS / 3 && !first.killed) {
           first.killed = true;
           first.label += " (killed)";
           first.process.signal("SIGKILL");
           events.push({ atS: round(elapsedS, 2), what: `${first.address} killed` });
         }
-        const joinAt = scenario.churn ? (2 * o.durationS) / 3 : o.durationS / 3;
+        const joinAt = scenario.churn ? (2 * durationS) / 3 : durationS / 3;
         if (
           (scenario.churn || scenario.joins) && elapsedS >= joinAt &&
           !env.backends.some((b) => b.joined)
@@ -406,16 +462,13 @@ export class BenchRunner {
       },
     );
     await Promise.all(env.backends.filter((b) => !b.killed).map((b) => this.#readStats(b)));
-    return this.#result(
-      scenario,
-      target,
-      "tasks",
-      concurrency,
+    for (const b of env.backends) addUsage(b, targetLabel(target));
+    return {
       summaries,
-      env.backends,
+      durationS: Math.max(...summaries.map((s) => s.durationS)),
       events,
       timeline,
-    );
+    };
   }
 
   /** `GetServer` alone for each policy (switched with SetPolicy) and for the echo server. */
@@ -446,12 +499,23 @@ export class BenchRunner {
         durationS,
         () => Promise.resolve(),
       );
-      return this.#result(scenario, target, "lookups", concurrency, summaries, [], [], []);
+      return this.#result(
+        scenario,
+        target,
+        "lookups",
+        concurrency,
+        summaries,
+        Math.max(...summaries.map((s) => s.durationS)),
+        [],
+        [],
+        [],
+      );
     };
-    const serve = async (target: Target, server: EntryProcess) => {
+    /** Measures each of `policies` on `server` (switched with SetPolicy), then stops it. */
+    const serve = async (server: EntryProcess, policies: (PolicyName | "echo")[]) => {
       const lb = createLoadBalancerClient(address, undefined, undefined, POLLING_CHANNEL_OPTIONS);
       try {
-        for (const policy of target.policy === "echo" ? [undefined] : this.#options.policies) {
+        for (const policy of policies) {
           await waitFor(
             `${server.name} to answer GetServer`,
             async () => {
@@ -462,35 +526,23 @@ export class BenchRunner {
             20_000,
             50,
           );
-          if (policy) {
+          if (policy !== "echo") {
             await unary(lb.SetPolicy, lb, { policy }, { deadline: Date.now() + 5_000 });
           }
-          results.push(await measure({ policy: policy ?? "echo", mode: "lookaside" }));
+          results.push(await measure({ policy, mode: "lookaside" }));
         }
       } finally {
         lb.close();
         await server.stop();
       }
     };
+    await serve(this.#spawnBalancer(port, prefix), this.#options.policies);
     await serve(
-      { policy: "round_robin", mode: "lookaside" },
-      this.#spawn("balancer", [
-        "--port",
-        String(port),
-        "--etcd",
-        this.#etcd!.endpoint,
-        "--etcd-prefix",
-        prefix,
-        "--log-level",
-        "warning",
-      ], { name: "balancer" }),
-    );
-    await serve(
-      { policy: "echo", mode: "lookaside" },
       this.#spawn("balancer", ["--port", String(port)], {
         script: "lib/echo_server.ts",
         name: "echo",
       }),
+      ["echo"],
     );
     return results;
   }
@@ -605,12 +657,12 @@ export class BenchRunner {
     kind: RunResult["kind"],
     concurrency: number,
     summaries: LoadRunSummary[],
+    durationS: number,
     backends: Backend[],
     events: RunResult["events"],
     timeline: TimelinePoint[],
   ): RunResult {
     const latency = LatencyRecorder.merge(summaries.map((s) => s.histogram));
-    const durationS = Math.max(...summaries.map((s) => s.durationS));
     const completed = sum(summaries.map((s) => s.succeeded));
     const failuresByCode: Record<string, number> = {};
     for (const s of summaries) {
@@ -623,7 +675,7 @@ export class BenchRunner {
       address: b.address,
       slowdown: b.slowdown,
       requests: sum(summaries.map((s) => s.perServer[b.address] ?? 0)),
-      cpuPercent: cpuPercent(b),
+      cpuPercent: cpuPercent(b, targetLabel(target)),
     }));
     const steady = servers.filter((s, i) =>
       !backends[i].killed && !backends[i].joined && s.cpuPercent !== undefined
@@ -657,12 +709,20 @@ function completedOf(b: Backend): number {
   return (b.last?.simple_completed ?? 0) + (b.last?.heavy_completed ?? 0);
 }
 
-function cpuPercent(b: Backend): number | undefined {
-  if (!b.first || !b.last || b.last === b.first) return undefined;
-  const cpuUs = b.last.cpu_user_us + b.last.cpu_system_us -
+/** Adds the CPU and wall time between `b.first` and `b.last` to the target's tally. */
+function addUsage(b: Backend, target: string): void {
+  if (!b.first || !b.last || b.last === b.first) return;
+  const tally = b.usage.get(target) ?? { cpuUs: 0, wallUs: 0 };
+  tally.cpuUs += b.last.cpu_user_us + b.last.cpu_system_us -
     (b.first.cpu_user_us + b.first.cpu_system_us);
-  const wallUs = (b.last.uptime_ms - b.first.uptime_ms) * 1_000;
-  return wallUs > 0 ? round((100 * cpuUs) / wallUs, 1) : undefined;
+  tally.wallUs += (b.last.uptime_ms - b.first.uptime_ms) * 1_000;
+  b.usage.set(target, tally);
+}
+
+/** CPU use of `b` during the target's runs, in percent of one core. */
+function cpuPercent(b: Backend, target: string): number | undefined {
+  const tally = b.usage.get(target);
+  return tally && tally.wallUs > 0 ? round((100 * tally.cpuUs) / tally.wallUs, 1) : undefined;
 }
 
 function lastLine(text: string): Record<string, unknown> | undefined {

@@ -94,7 +94,8 @@ async function runPolicies(options: DemoOptions): Promise<DemoResult[]> {
         ], { name: `backend ${port}` }));
       }
       await waitForServers(balancer, backends.length, children);
-      const client = new TaskClient({ balancer, clientId: `demo-${policy}` });
+      // 1,000 client ids, so consistent_hash has users to spread.
+      const client = new TaskClient({ balancer, clientId: `demo-${policy}`, clientIds: 1_000 });
       try {
         const summary = await runLoad({
           client,
