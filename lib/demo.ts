@@ -1,7 +1,8 @@
 /**
- * `deno task demo`: the whole system on one machine. For each policy it starts a balancer and
- * three backends as separate processes (one backend slower than the others, so the policies
- * differ), runs a client load with a progress bar, tears everything down, and prints one table.
+ * `deno task demo`: the whole system on one machine. It starts a balancer and three backends as
+ * separate processes (one backend slower than the others, so the policies differ), then for each
+ * policy switches the balancer to it and runs a client load with a progress bar; at the end it
+ * tears everything down and prints one table.
  *
  * @module
  */
@@ -12,6 +13,7 @@ import { startEtcd } from "./etcd_process.ts";
 import { type LoadRunSummary, runLoad } from "./load_run.ts";
 import { freePort } from "./ports.ts";
 import { ProgressBar } from "./progress.ts";
+import { setPolicy } from "./admin.ts";
 import { createLoadBalancerClient, POLLING_CHANNEL_OPTIONS, unary } from "./proto.ts";
 import { percent, textTable } from "./summary_text.ts";
 import { TaskClient } from "./task_client.ts";
@@ -61,39 +63,40 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult[]> {
 async function runPolicies(options: DemoOptions): Promise<DemoResult[]> {
   const results: DemoResult[] = [];
   const bar = new ProgressBar();
-  for (const policy of options.policies) {
-    const children: EntryProcess[] = [];
-    try {
-      const balancerPort = freePort();
-      const balancer = `127.0.0.1:${balancerPort}`;
-      const prefix = `/demo-${Deno.pid}-${policy}/`;
-      const discovery = options.discovery === "etcd"
-        ? ["--discovery", "etcd", "--etcd", options.etcd!, "--etcd-prefix", prefix]
-        : ["--discovery", "builtin"];
-      children.push(
-        spawnEntry("balancer", ["--port", String(balancerPort), "--policy", policy, ...discovery], {
-          name: "balancer",
-        }),
-      );
-      const backends: string[] = [];
-      for (let i = 0; i < options.backends; i++) {
-        const port = freePort();
-        const slow = i === options.backends - 1 ? options.slowdown : 1;
-        backends.push(`127.0.0.1:${port}`);
-        const registration = options.discovery === "etcd"
-          ? ["--etcd", options.etcd!, "--etcd-prefix", prefix]
-          : [];
-        children.push(spawnEntry("backend", [
-          "--port",
-          String(port),
-          "--balancer",
-          balancer,
-          "--slowdown",
-          String(slow),
-          ...registration,
-        ], { name: `backend ${port}` }));
-      }
-      await waitForServers(balancer, backends.length, children);
+  const children: EntryProcess[] = [];
+  try {
+    // One balancer and one set of backends for every policy, switched with SetPolicy, as an
+    // operator would: the servers' reports have settled by the time the adaptive policies run.
+    const balancerPort = freePort();
+    const balancer = `127.0.0.1:${balancerPort}`;
+    const prefix = `/demo-${Deno.pid}/`;
+    const discovery = options.discovery === "etcd"
+      ? ["--discovery", "etcd", "--etcd", options.etcd!, "--etcd-prefix", prefix]
+      : ["--discovery", "builtin"];
+    children.push(
+      spawnEntry("balancer", ["--port", String(balancerPort), ...discovery], { name: "balancer" }),
+    );
+    const backends: string[] = [];
+    for (let i = 0; i < options.backends; i++) {
+      const port = freePort();
+      const slow = i === options.backends - 1 ? options.slowdown : 1;
+      backends.push(`127.0.0.1:${port}`);
+      const registration = options.discovery === "etcd"
+        ? ["--etcd", options.etcd!, "--etcd-prefix", prefix]
+        : [];
+      children.push(spawnEntry("backend", [
+        "--port",
+        String(port),
+        "--balancer",
+        balancer,
+        "--slowdown",
+        String(slow),
+        ...registration,
+      ], { name: `backend ${port}` }));
+    }
+    await waitForServers(balancer, backends.length, children);
+    for (const policy of options.policies) {
+      await setPolicy(balancer, policy);
       // 1,000 client ids, so consistent_hash has users to spread.
       const client = new TaskClient({ balancer, clientId: `demo-${policy}`, clientIds: 1_000 });
       try {
@@ -105,7 +108,7 @@ async function runPolicies(options: DemoOptions): Promise<DemoResult[]> {
           idPrefix: policy,
           onProgress: (p) =>
             bar.update(
-              policy.padEnd(12),
+              policy.padEnd(20),
               p.fraction,
               `${(p.elapsedMs / 1_000).toFixed(1)}/${options.durationS} s  ${
                 (p.completed / Math.max(0.001, p.elapsedMs / 1_000)).toFixed(1)
@@ -117,9 +120,9 @@ async function runPolicies(options: DemoOptions): Promise<DemoResult[]> {
       } finally {
         client.close();
       }
-    } finally {
-      await Promise.all(children.map((child) => child.stop(5_000)));
     }
+  } finally {
+    await Promise.all(children.map((child) => child.stop(5_000)));
   }
   return results;
 }
