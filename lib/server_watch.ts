@@ -95,6 +95,15 @@ export class ServerWatch {
     call.on("end", () => this.#ended(call, undefined));
   }
 
+  /** The local servers and their weights under the local policy (slow path, for inspection). */
+  servers(): { address: string; weight: number }[] {
+    const weights = this.#picker.weights();
+    return this.#picker.snapshot.servers.map((s, i) => ({
+      address: s.address,
+      weight: weights[i],
+    }));
+  }
+
   /** Names a server locally (hot path, no I/O). Only meaningful when {@linkcode ready}. */
   pick(clientId: string, avoid?: readonly string[]): PickResult {
     return this.#picker.pick(clientId, avoid);
@@ -128,6 +137,17 @@ export class ServerWatch {
   }
 
   #apply(message: ServerList): void {
+    this.#applyServers(message);
+    // After the servers: a new policy's first state must see them (and their ages).
+    if (
+      message.policy !== this.#picker.policyName &&
+      (POLICY_NAMES as readonly string[]).includes(message.policy)
+    ) {
+      this.#picker.setPolicy(createPolicy(message.policy as PolicyName));
+    }
+  }
+
+  #applyServers(message: ServerList): void {
     if (message.servers.length === 0 && this.#set.size > 0) {
       log.warn("The balancer knows no server yet; keeping the last {count}", {
         count: this.#set.size,
@@ -135,12 +155,6 @@ export class ServerWatch {
       return;
     }
     const now = this.#clock();
-    if (
-      message.policy !== this.#picker.policyName &&
-      (POLICY_NAMES as readonly string[]).includes(message.policy)
-    ) {
-      this.#picker.setPolicy(createPolicy(message.policy as PolicyName));
-    }
     const wanted = new Set(message.servers.map((s) => s.server_address));
     for (const address of this.#set.addresses()) {
       if (wanted.has(address)) continue;

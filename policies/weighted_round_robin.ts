@@ -182,9 +182,11 @@ type Streaks = Pick<WeightedRoundRobinState, "usableSinceMs" | "reported" | "rep
  * Slow path: each server's last usable weight and when its current streak of usable weights
  * began, carried over by id from the previous state. A report without traffic keeps the
  * previous weight until `weightExpirationMs` after the report that gave it (A58); an expired or
- * absent weight gives `NaN`, so the blackout starts over with the next usable report. The first
- * time a policy sees a server (a new balancer, or `SetPolicy`), the streak counts from when the
- * server became known: a server that has reported for long does not start in blackout.
+ * absent weight gives `NaN`, so the blackout starts over with the next usable report. When a
+ * server is new to the policy's state, its streak counts from when the server became known
+ * (`addedAtMs`): a server that joins now starts its blackout now, while one that has reported
+ * for long (after `SetPolicy`, or in a watching client, whose `addedAtMs` is the balancer's) is
+ * trusted at once.
  */
 function trackStreaks(
   snapshot: Snapshot,
@@ -219,11 +221,9 @@ function trackStreaks(
     }
     if (streaks.reported[i] === 0) continue;
     const carried = k >= 0 ? previous!.usableSinceMs[k] : NaN;
-    streaks.usableSinceMs[i] = !Number.isNaN(carried)
-      ? carried
-      : carry
-      ? nowMs
-      : Math.min(nowMs, server.addedAtMs);
+    streaks.usableSinceMs[i] = !Number.isNaN(carried) ? carried : k >= 0
+      ? nowMs // its weights stopped and came back: a new streak
+      : Math.min(nowMs, server.addedAtMs); // new to this policy: count from when it joined
   }
   return streaks;
 }

@@ -72,14 +72,14 @@ Deno.test("weightedRoundRobin() gives twice the picks to twice the qps per CPU, 
 });
 
 Deno.test("weightedRoundRobin() gives a new server the mean weight during its blackout", () => {
-  const policy = weightedRoundRobin();
+  const policy = weightedRoundRobin({ slowStartMs: 0 }); // blackout alone
   const s1 = snapshotOf([{ id: 0, load: 50, qps: 100 }, { id: 1, load: 25, qps: 100 }]);
   const settled = prepareAt(policy, s1, 10_000, prepareAt(policy, s1, 0), s1);
   // Server 2 would weigh 10,000 (1,000 qps at 10 % CPU), but it just arrived.
   const s2 = snapshotOf([
     { id: 0, load: 50, qps: 100 },
     { id: 1, load: 25, qps: 100 },
-    { id: 2, load: 10, qps: 1_000, reportedAtMs: 12_000 },
+    { id: 2, load: 10, qps: 1_000, reportedAtMs: 12_000, addedAtMs: 12_000 },
   ], 2);
   const blackout = prepareAt(policy, s2, 12_000, settled, s1);
   assertAbout(picksById(policy, s2, blackout, 900), [200, 400, 300]);
@@ -89,7 +89,7 @@ Deno.test("weightedRoundRobin() gives a new server the mean weight during its bl
 });
 
 Deno.test("weightedRoundRobin() carries blackout tracking over by id as servers join and leave", () => {
-  const policy = weightedRoundRobin();
+  const policy = weightedRoundRobin({ slowStartMs: 0 }); // blackout alone
   const s1 = snapshotOf([
     { id: 0, load: 50, qps: 100 },
     { id: 1, load: 25, qps: 100 },
@@ -100,7 +100,7 @@ Deno.test("weightedRoundRobin() carries blackout tracking over by id as servers 
   const s2 = snapshotOf([
     { id: 1, load: 25, qps: 100 },
     { id: 2, load: 10, qps: 100 },
-    { id: 5, load: 50, qps: 100 },
+    { id: 5, load: 50, qps: 100, addedAtMs: 10_000 },
   ], 2);
   const next = prepareAt(policy, s2, 10_000, first, s1);
   // Trusted: 400 and 1,000; server 5 gets their mean, 700.
