@@ -50,9 +50,12 @@ export class Picker {
 
   /** Swaps in `policy` (slow path); picks from now on use it. */
   setPolicy(policy: Policy<unknown>): void {
+    // Flush pending changes first: the listeners prepare them with the old policy and its own
+    // state. A new policy never sees another policy's state as its `previous`.
+    const snapshot = this.#set.snapshot;
     this.#policy = policy;
-    this.#snapshot = this.#set.snapshot;
-    this.#state = policy.prepare(this.#snapshot, { nowMs: this.#clock(), rng: this.#rng });
+    this.#snapshot = snapshot;
+    this.#state = policy.prepare(snapshot, { nowMs: this.#clock(), rng: this.#rng });
     this.#startTimer();
   }
 

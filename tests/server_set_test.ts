@@ -3,7 +3,14 @@ import assert from "node:assert/strict";
 import { BuiltinRegistry } from "../lib/builtin_registry.ts";
 import { Picker } from "../lib/picker.ts";
 import { ServerSet } from "../lib/server_set.ts";
-import { pickFirst, roundRobin } from "../policies/mod.ts";
+import {
+  consistentHash,
+  leastLoad,
+  pickFirst,
+  powerOfTwo,
+  roundRobin,
+  weightedRoundRobin,
+} from "../policies/mod.ts";
 
 Deno.test("ServerSet.report() refuses an unknown server and changes nothing", () => {
   const set = new ServerSet(() => 0);
@@ -107,5 +114,20 @@ Deno.test("Picker names a server other than those to avoid, even under pick_firs
   assert.equal(named(["a:1", "b:1"]), "c:1");
   // Every server avoided: one is named anyway rather than none.
   assert.ok(named(["a:1", "b:1", "c:1"]) !== undefined);
+  picker.close();
+});
+
+Deno.test("Picker.setPolicy() with changes pending never hands one policy's state to another", () => {
+  const set = new ServerSet(() => 0);
+  set.add("a:1");
+  set.add("b:1");
+  const picker = new Picker(leastLoad(), set);
+  picker.pick("c");
+  for (const policy of [weightedRoundRobin(), consistentHash(), powerOfTwo(), leastLoad()]) {
+    set.report("a:1", { cpuLoad: 10, inFlight: 0, qps: 5 }); // pending: not flushed yet
+    picker.setPolicy(policy as never);
+    const r = picker.pick("c");
+    assert.ok(r.kind === "pick");
+  }
   picker.close();
 });
