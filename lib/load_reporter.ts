@@ -59,11 +59,6 @@ export class LoadReporter {
     });
   }
 
-  /** Whether the last report was accepted. */
-  get healthy(): boolean {
-    return !this.#failing && (this.#registered || !this.#options.register);
-  }
-
   /** Starts reporting (registering first in built-in discovery). */
   start(): void {
     this.#schedule(0);

@@ -47,7 +47,6 @@ export class ServerWatch {
   #failures = 0;
   #closed = false;
   #unsupported = false;
-  #messages = 0;
   #connected = false;
 
   /** Creates the watch; {@linkcode start} subscribes. */
@@ -68,11 +67,6 @@ export class ServerWatch {
     return this.#connected;
   }
 
-  /** Messages received so far. */
-  get messages(): number {
-    return this.#messages;
-  }
-
   /** The policy picks are made with (the balancer's). */
   get policyName(): string {
     return this.#picker.policyName;
@@ -88,7 +82,6 @@ export class ServerWatch {
       if (!this.#connected) log.debug("Watching servers of the balancer");
       this.#connected = true;
       this.#failures = 0;
-      this.#messages++;
       this.#apply(message);
     });
     call.on("error", (error: grpc.ServiceError) => this.#ended(call, error));

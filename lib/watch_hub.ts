@@ -61,11 +61,6 @@ export class WatchHub {
     this.#unsubscribe = set.onSnapshot(() => this.changed());
   }
 
-  /** Number of subscribers. */
-  get size(): number {
-    return this.#subscribers.size;
-  }
-
   /** The `WatchServers` handler. */
   handle(call: WatchCall, status: typeof grpc.status): void {
     if (this.#subscribers.size >= this.#maxWatchers) {

@@ -69,11 +69,6 @@ export class WorkerPool {
     });
   }
 
-  /** Waits for every queued and running job to finish. */
-  async drain(): Promise<void> {
-    while (this.inFlight > 0) await new Promise((r) => setTimeout(r, 10));
-  }
-
   /** Terminates the workers; pending jobs reject with {@linkcode PoolClosedError}. */
   close(): void {
     if (this.#closed) return;
