@@ -52,7 +52,7 @@ export function createBackendHandlers(deps: BackendServiceDeps): grpc.UntypedSer
       return callback(
         statusError(
           grpc.status.INVALID_ARGUMENT,
-          `task_type must be one of ${TASK_TYPES.join(", ")}: got '${task_type}'`,
+          `task_type must be one of ${TASK_TYPES.join(", ")}: got '${task_type.slice(0, 100)}'`,
         ),
       );
     }

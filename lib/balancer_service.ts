@@ -19,6 +19,7 @@ import type {
   ServerList,
   ServerRegistration,
   ServerResponse,
+  ServerStatus,
   SetPolicyRequest,
   SetPolicyResponse,
   WatchServersRequest,
@@ -28,6 +29,7 @@ import type { ServerSet } from "./server_set.ts";
 import { statusError } from "./status.ts";
 import { getLogger } from "@logtape/logtape";
 import { createPolicy, POLICY_NAMES, type PolicyName } from "../policies/mod.ts";
+import type { ServerView } from "../policies/types.ts";
 
 const log = getLogger(["lb", "balancer"]);
 
@@ -35,6 +37,11 @@ const log = getLogger(["lb", "balancer"]);
 export const MAX_CLIENT_ID_LENGTH = 1_024;
 /** Most entries accepted in `GetServer`'s `avoid`. */
 export const MAX_AVOID = 16;
+/**
+ * Largest `in_flight` or `queue_length` accepted by `ReportLoad`. The fields are uint32, so a
+ * negative count from a buggy backend arrives wrapped to about 4.29e9; no backend holds that many.
+ */
+export const MAX_REPORTED_TASKS = 1_000_000;
 
 /** What the handlers work on. */
 export interface BalancerServiceDeps {
@@ -115,7 +122,7 @@ export function createBalancerHandlers(
   };
 
   const ReportLoad: grpc.handleUnaryCall<LoadReport, LoadReportResponse> = (call, callback) => {
-    const { server_address, cpu_load, in_flight, qps, eps } = call.request;
+    const { server_address, cpu_load, in_flight, queue_length, qps, eps } = call.request;
     const parsed = parseAddress(server_address);
     if (!parsed.ok) {
       return callback(
@@ -138,6 +145,15 @@ export function createBalancerHandlers(
         statusError(
           grpc.status.INVALID_ARGUMENT,
           `qps and eps must be finite rates >= 0: got qps ${qps}, eps ${eps}`,
+        ),
+      );
+    }
+    if (![in_flight ?? 0, queue_length ?? 0].every((n) => n <= MAX_REPORTED_TASKS)) {
+      return callback(
+        statusError(
+          grpc.status.INVALID_ARGUMENT,
+          `in_flight and queue_length must be task counts from 0 to ${MAX_REPORTED_TASKS} ` +
+            `(a negative count arrives wrapped): got ${in_flight}, ${queue_length}`,
         ),
       );
     }
@@ -166,18 +182,23 @@ export function createBalancerHandlers(
     set.flush(); // the picker sees every change made so far
     const now = deps.clock();
     const weights = picker.weights();
+    const status = (server: ServerView, weight: number, healthy: boolean): ServerStatus => ({
+      server_address: server.address,
+      has_load: server.load !== undefined,
+      cpu_load: server.load?.cpuLoad ?? 0,
+      in_flight: server.load?.inFlight ?? 0,
+      report_age_ms: server.load ? Math.max(0, Math.round(now - server.load.reportedAtMs)) : 0,
+      qps: server.load?.qps ?? 0,
+      weight,
+      healthy,
+    });
     callback(null, {
       policy: picker.policyName,
       discovery: registry ? "builtin" : "etcd",
-      servers: picker.snapshot.servers.map((server, i) => ({
-        server_address: server.address,
-        has_load: server.load !== undefined,
-        cpu_load: server.load?.cpuLoad ?? 0,
-        in_flight: server.load?.inFlight ?? 0,
-        report_age_ms: server.load ? Math.max(0, Math.round(now - server.load.reportedAtMs)) : 0,
-        qps: server.load?.qps ?? 0,
-        weight: weights[i],
-      })),
+      servers: [
+        ...picker.snapshot.servers.map((server, i) => status(server, weights[i], true)),
+        ...set.ejected().map((server) => status(server, 0, false)),
+      ],
     });
   };
 

@@ -5,7 +5,18 @@
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { spawnEntry } from "../lib/entry_process.ts";
-import { createBackendClient, createLoadBalancerClient, unary } from "../lib/proto.ts";
+import {
+  type BackendClient,
+  createBackendClient,
+  createLoadBalancerClient,
+  type LoadBalancerClient,
+  type LoadBalancerPackage,
+  loadContract,
+  type ServerList,
+  unary,
+} from "../lib/proto.ts";
+import { DEFAULT_MAX_MESSAGE_BYTES } from "../lib/server.ts";
+import protoText from "../proto/load_balancer.proto" with { type: "text" };
 import {
   listServers,
   startBackend,
@@ -110,6 +121,243 @@ Deno.test("backend answers unknown or empty task types with INVALID_ARGUMENT nam
     assert.match(ok.result, /done/);
   } finally {
     be.close();
+    await stopAll(backend);
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Every RPC, every kind of bad value: the status, a message, and nothing changed.
+
+/** Addresses that are not `host:port` with a port from 1 to 65535. */
+const BAD_ADDRESSES = [
+  "127.0.0.1:65536",
+  "127.0.0.1:-1",
+  "127.0.0.1:abc",
+  "host:",
+  ":80",
+  "[::1",
+  "[::1]",
+  "::1:80x",
+  " 127.0.0.1:80",
+  "127.0.0.1:80 ",
+  "127.0.0.1 :80",
+  "http://127.0.0.1:80",
+  "x".repeat(10_000) + ":80",
+];
+
+/**
+ * The contract with a `bytes pad = 1000` field in every message, so that even a request type
+ * without fields (`ListServersRequest`) can be made larger than the server's limit. The servers
+ * skip the unknown field, as proto3 requires, so the size is the only thing wrong.
+ */
+const PADDED: LoadBalancerPackage = loadContract(
+  protoText.replace(/^message (\w+) \{$/gm, "message $1 {\n  bytes pad = 1000;"),
+);
+/** A pad beyond the servers' maximum message size. */
+const OVERSIZED_PAD = new Uint8Array(DEFAULT_MAX_MESSAGE_BYTES + 1_024);
+
+/** Asserts that `call` fails with `code` and a non-empty message. */
+async function expectStatus(
+  label: string,
+  call: () => Promise<unknown>,
+  code: grpc.status,
+): Promise<void> {
+  let error: grpc.ServiceError | undefined;
+  try {
+    await call();
+  } catch (e) {
+    error = e as grpc.ServiceError;
+  }
+  assert.ok(error, `${label}: answered OK, expected ${grpc.status[code]}`);
+  assert.equal(grpc.status[error.code], grpc.status[code], `${label}: ${error.details}`);
+  assert.ok(error.details.trim().length > 0, `${label}: ${grpc.status[code]} without a message`);
+  assert.ok(error.details.length <= 1_024, `${label}: message of ${error.details.length} chars`);
+}
+
+/** The first message of a `WatchServers` stream (then cancels it), or its error. */
+function firstWatchMessage(client: LoadBalancerClient, request: object): Promise<ServerList> {
+  return new Promise((resolve, reject) => {
+    const stream = client.WatchServers(request as { client_id: string }, {
+      deadline: Date.now() + 5_000,
+    });
+    stream.on("data", (message: ServerList) => {
+      resolve(message);
+      stream.cancel();
+    });
+    stream.on("error", (error) => reject(error));
+  });
+}
+
+/** What `ListServers` shows, less what moves by itself (report age, weights). */
+async function balancerState(lb: LoadBalancerClient) {
+  const list = await listServers(lb);
+  return {
+    policy: list.policy,
+    discovery: list.discovery,
+    servers: list.servers.map((s) => ({
+      address: s.server_address,
+      hasLoad: s.has_load,
+      cpuLoad: s.cpu_load,
+      inFlight: s.in_flight,
+      qps: s.qps,
+    })),
+  };
+}
+
+/** Bad balancer calls, each with the status it must get. */
+function badBalancerCalls(
+  lb: LoadBalancerClient,
+  padded: LoadBalancerClient,
+  known: string,
+): [string, () => Promise<unknown>, grpc.status][] {
+  const { INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED } = grpc.status;
+  const report = (fields: object) => () =>
+    unary(lb.ReportLoad, lb, { server_address: known, cpu_load: 50, ...fields });
+  const pad = { pad: OVERSIZED_PAD };
+  return [
+    ...BAD_ADDRESSES.flatMap((
+      address,
+    ): [string, () => Promise<unknown>, grpc.status][] => [
+      [
+        `RegisterServer '${address.slice(0, 20)}'`,
+        () => unary(lb.RegisterServer, lb, { server_address: address }),
+        INVALID_ARGUMENT,
+      ],
+      [
+        `ReportLoad '${address.slice(0, 20)}'`,
+        report({ server_address: address }),
+        INVALID_ARGUMENT,
+      ],
+    ]),
+    ["ReportLoad {}", () => unary(lb.ReportLoad, lb, {} as never), INVALID_ARGUMENT],
+    ["ReportLoad cpu_load 1e9", report({ cpu_load: 1e9 }), INVALID_ARGUMENT],
+    ["ReportLoad cpu_load -0.01", report({ cpu_load: -0.01 }), INVALID_ARGUMENT],
+    ...[-1, NaN, Infinity, -Infinity].flatMap((
+      rate,
+    ): [string, () => Promise<unknown>, grpc.status][] => [
+      [`ReportLoad qps ${rate}`, report({ qps: rate }), INVALID_ARGUMENT],
+      [`ReportLoad eps ${rate}`, report({ eps: rate }), INVALID_ARGUMENT],
+    ]),
+    ["ReportLoad in_flight -1", report({ in_flight: -1 }), INVALID_ARGUMENT],
+    ["ReportLoad queue_length -1", report({ queue_length: -1 }), INVALID_ARGUMENT],
+    ["ReportLoad in_flight 2^32-1", report({ in_flight: 2 ** 32 - 1 }), INVALID_ARGUMENT],
+    ["ReportLoad unregistered", report({ server_address: "127.0.0.1:7999" }), NOT_FOUND],
+    [
+      "ReportLoad unregistered [::1]",
+      report({ server_address: known.replace("127.0.0.1", "[::1]") }),
+      NOT_FOUND,
+    ],
+    ...["", "rr", "ROUND_ROBIN", " least_load", "least_load\n", "x".repeat(10_000)].map((
+      policy,
+    ): [string, () => Promise<unknown>, grpc.status] => [
+      `SetPolicy '${policy.slice(0, 20)}'`,
+      () => unary(lb.SetPolicy, lb, { policy }),
+      INVALID_ARGUMENT,
+    ]),
+    [
+      "GetServer avoid of 10 KB",
+      () => unary(lb.GetServer, lb, { client_id: "c", avoid: ["x".repeat(10_000)] }),
+      INVALID_ARGUMENT,
+    ],
+    ...(["GetServer", "RegisterServer", "ReportLoad", "ListServers", "SetPolicy"] as const).map((
+      method,
+    ): [string, () => Promise<unknown>, grpc.status] => [
+      `${method} oversized`,
+      () => unary(padded[method] as never, padded, pad as never),
+      RESOURCE_EXHAUSTED,
+    ]),
+    ["WatchServers oversized", () => firstWatchMessage(padded, pad), RESOURCE_EXHAUSTED],
+  ];
+}
+
+Deno.test("balancer answers every malformed, empty or oversized value of every RPC with a status and a message, and ListServers shows nothing changed", async () => {
+  const balancer = await startBalancer([
+    "--discovery",
+    "builtin",
+    "--builtin-ttl-ms",
+    "600000",
+    "--policy",
+    "least_load",
+  ]);
+  // Real backends (they may be health-checked) that report to nobody: only this test's own
+  // calls register them and move their loads.
+  const backends = [1, 2].map(() => startBackend(["--balancer", "127.0.0.1:1"]));
+  const lb = createLoadBalancerClient(balancer.address);
+  const padded = createLoadBalancerClient(balancer.address, undefined, PADDED);
+  const known = backends[0].address;
+  try {
+    for (const { address } of backends) {
+      await unary(lb.RegisterServer, lb, { server_address: address });
+    }
+    await waitForServers(lb, backends.map((b) => b.address));
+    await unary(lb.ReportLoad, lb, { server_address: known, cpu_load: 12.5, in_flight: 3, qps: 4 });
+    const before = await balancerState(lb);
+    assert.equal(before.servers.length, 2);
+    assert.equal(before.policy, "least_load");
+
+    const calls = badBalancerCalls(lb, padded, known);
+    for (const [label, call, code] of calls) {
+      await expectStatus(label, call, code);
+      assert.deepEqual(await balancerState(lb), before, `${label} changed the balancer's state`);
+    }
+    // Empty requests where every field is optional are valid and change nothing either.
+    const named = await unary(lb.GetServer, lb, {} as never);
+    assert.ok(before.servers.some((s) => s.address === named.server_address));
+    assert.equal((await firstWatchMessage(lb, {})).servers.length, 2);
+    assert.deepEqual(await balancerState(lb), before);
+    assert.equal(balancer.process.exited, false);
+    console.log(`balancer: ${calls.length} bad calls answered with their status`);
+  } finally {
+    lb.close();
+    padded.close();
+    await stopAll(balancer, ...backends);
+  }
+});
+
+/** The backend's counters that a task would move. */
+async function taskCounters(be: BackendClient) {
+  const stats = await unary(be.GetStats, be, {});
+  return { simple: stats.simple_completed, heavy: stats.heavy_completed };
+}
+
+Deno.test("backend answers malformed, empty or oversized ProcessTask and GetStats with a status and runs nothing", async () => {
+  const backend = startBackend(["--balancer", "127.0.0.1:1"]);
+  const be = createBackendClient(backend.address);
+  const padded = createBackendClient(backend.address, undefined, PADDED);
+  const { INVALID_ARGUMENT, RESOURCE_EXHAUSTED } = grpc.status;
+  try {
+    await waitForTask(be, "warm-up", "SIMPLE");
+    const before = await taskCounters(be);
+    const calls: [string, () => Promise<unknown>, grpc.status][] = [
+      ["ProcessTask {}", () => unary(be.ProcessTask, be, {} as never), INVALID_ARGUMENT],
+      ...["SIMPLE ", " CPU_HEAVY", "SIMPLE\u0000", "Simple", "x".repeat(10_000)].map((
+        taskType,
+      ): [string, () => Promise<unknown>, grpc.status] => [
+        `ProcessTask '${taskType.slice(0, 20)}'`,
+        () => unary(be.ProcessTask, be, { task_id: "t", task_type: taskType }),
+        INVALID_ARGUMENT,
+      ]),
+      [
+        "ProcessTask oversized",
+        () => unary(padded.ProcessTask, padded, { pad: OVERSIZED_PAD } as never),
+        RESOURCE_EXHAUSTED,
+      ],
+      [
+        "GetStats oversized",
+        () => unary(padded.GetStats, padded, { pad: OVERSIZED_PAD } as never),
+        RESOURCE_EXHAUSTED,
+      ],
+    ];
+    for (const [label, call, code] of calls) {
+      await expectStatus(label, call, code);
+      assert.deepEqual(await taskCounters(be), before, `${label} ran a task`);
+    }
+    assert.equal(backend.process.exited, false);
+    const ok = await unary(be.ProcessTask, be, { task_id: "after", task_type: "CPU_HEAVY" });
+    assert.match(ok.result, /done/);
+  } finally {
+    be.close();
+    padded.close();
     await stopAll(backend);
   }
 });
