@@ -19,6 +19,7 @@ import {
   runMain,
   UsageError,
 } from "./lib/flags.ts";
+import { DEFAULT_HEALTH_INTERVAL_MS, DEFAULT_HEALTH_TIMEOUT_MS } from "./lib/health_checker.ts";
 import { LOG_LEVELS, setupLogging } from "./lib/log.ts";
 import { DEFAULT_WATCH_INTERVAL_MS } from "./lib/watch_hub.ts";
 
@@ -33,6 +34,9 @@ const USAGE = `Usage: deno task balancer [flags]
   --etcd-prefix PREFIX    key prefix servers register under (default ${DEFAULT_ETCD_PREFIX})
   --builtin-ttl-ms MS     builtin discovery: drop a server silent for this long (default ${DEFAULT_BUILTIN_TTL_MS})
   --watch-interval-ms MS  shortest time between two WatchServers updates (default ${DEFAULT_WATCH_INTERVAL_MS})
+  --health-interval-ms MS check each server's grpc.health.v1 this often, 0 for never (default ${DEFAULT_HEALTH_INTERVAL_MS})
+  --health-timeout-ms MS  deadline of one health check; a server failing one is out of the
+                          picks until it passes one (default ${DEFAULT_HEALTH_TIMEOUT_MS})
   --log-level LEVEL       ${LOG_LEVELS.join(" | ")} (default info)
   --help                  show this text`;
 
@@ -46,6 +50,8 @@ async function main(): Promise<void> {
     "etcd-prefix": { type: "string" },
     "builtin-ttl-ms": { type: "string" },
     "watch-interval-ms": { type: "string" },
+    "health-interval-ms": { type: "string" },
+    "health-timeout-ms": { type: "string" },
     "log-level": { type: "string" },
     help: { type: "boolean" },
   });
@@ -86,6 +92,24 @@ async function main(): Promise<void> {
       0,
       60_000,
     ),
+    healthCheck: {
+      intervalMs: intFlag(
+        PROGRAM,
+        "health-interval-ms",
+        flags["health-interval-ms"],
+        DEFAULT_HEALTH_INTERVAL_MS,
+        0,
+        600_000,
+      ),
+      timeoutMs: intFlag(
+        PROGRAM,
+        "health-timeout-ms",
+        flags["health-timeout-ms"],
+        DEFAULT_HEALTH_TIMEOUT_MS,
+        1,
+        600_000,
+      ),
+    },
   };
   await setupLogging(
     choiceFlag(PROGRAM, "log-level", flags["log-level"], "info", LOG_LEVELS) as LogLevel,

@@ -10,12 +10,16 @@ import { createBackendHandlers, type TaskCounters } from "./backend_service.ts";
 import type { LoadSource } from "./cpu_meter.ts";
 import type { EtcdRegistration } from "./etcd_registration.ts";
 import { loadEtcd } from "./etcd_loader.ts";
+import { HealthService } from "./health.ts";
 import { LoadReporter } from "./load_reporter.ts";
 import { contract } from "./proto.ts";
 import { bindServer, createServer, shutdownServer } from "./server.ts";
 import { WorkerPool } from "./worker_pool.ts";
 
 const log = getLogger(["lb", "backend"]);
+
+/** Health service name of a backend (besides `""`, the whole process). */
+export const BACKEND_SERVICE_NAME = "load_balancer.Backend";
 
 /** Options of {@linkcode Backend}. */
 export interface BackendOptions {
@@ -43,6 +47,7 @@ export class Backend {
   #registration: EtcdRegistration | undefined;
   #reporter: LoadReporter | undefined;
   #draining = false;
+  #health = new HealthService(["", BACKEND_SERVICE_NAME]);
   #counters: TaskCounters = { simple: 0, heavy: 0, failed: 0 };
   #address = "";
 
@@ -72,6 +77,8 @@ export class Backend {
         counters: this.#counters,
       }),
     );
+    this.#health.addTo(this.#server);
+    this.#health.setAll("SERVING");
     if (o.etcd) {
       const { createEtcdClient, EtcdRegistration } = await loadEtcd();
       this.#etcd = createEtcdClient(o.etcd.endpoints);
@@ -109,14 +116,16 @@ export class Backend {
   }
 
   /**
-   * Drains: deregisters from etcd first (so the balancer stops naming it), stops reporting,
-   * finishes in-flight tasks (up to `graceMs`), then closes everything.
+   * Drains: reports NOT_SERVING and deregisters from etcd first (so the balancer stops naming
+   * it), stops reporting, finishes in-flight tasks (up to `graceMs`), then closes everything.
    */
   async stop(graceMs = 10_000): Promise<void> {
     log.info("Backend {address} draining", { address: this.#address });
+    this.#health.setAll("NOT_SERVING");
     await this.#registration?.stop();
     this.#reporter?.stop();
     this.#draining = true;
+    this.#health.close();
     await shutdownServer(this.#server, graceMs);
     this.#pool.close();
     this.#etcd?.close();

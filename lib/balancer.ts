@@ -11,6 +11,8 @@ import { createBalancerHandlers } from "./balancer_service.ts";
 import { BuiltinRegistry } from "./builtin_registry.ts";
 import type { EtcdDiscovery } from "./etcd_discovery.ts";
 import { loadEtcd } from "./etcd_loader.ts";
+import { HealthService } from "./health.ts";
+import { HealthChecker } from "./health_checker.ts";
 import { Picker } from "./picker.ts";
 import { contract } from "./proto.ts";
 import { bindServer, createServer, shutdownServer } from "./server.ts";
@@ -33,7 +35,16 @@ export interface BalancerOptions {
   discovery: DiscoveryConfig;
   /** Shortest time between two `WatchServers` messages. @default {100} */
   watchIntervalMs?: number;
+  /**
+   * Active health checks of the servers (`grpc.health.v1`); `intervalMs: 0` turns them off, and
+   * servers are then in the picks from registration until discovery drops them.
+   * @default {{ intervalMs: DEFAULT_HEALTH_INTERVAL_MS, timeoutMs: DEFAULT_HEALTH_TIMEOUT_MS }}
+   */
+  healthCheck?: { intervalMs?: number; timeoutMs?: number };
 }
+
+/** Health service name of the balancer (besides `""`, the whole process). */
+export const BALANCER_SERVICE_NAME = "load_balancer.LoadBalancer";
 
 /** A running balancer. */
 export class Balancer {
@@ -46,6 +57,9 @@ export class Balancer {
   #discovery: EtcdDiscovery | undefined;
   #port = 0;
   #watch: WatchHub;
+  #health = new HealthService(["", BALANCER_SERVICE_NAME]);
+  #checker: HealthChecker | undefined;
+  #unsubscribeHealth: () => void;
 
   /** Builds the balancer; {@linkcode start} serves it. */
   constructor(options: BalancerOptions) {
@@ -67,6 +81,15 @@ export class Balancer {
         clock,
       }),
     );
+    // SERVING while it can name a server: a probe in front of the balancer sees it useless
+    // before any client does.
+    this.#health.addTo(this.#server);
+    this.#unsubscribeHealth = this.set.onSnapshot((snapshot) => {
+      this.#health.setAll(snapshot.servers.length > 0 ? "SERVING" : "NOT_SERVING");
+    });
+    if ((options.healthCheck?.intervalMs ?? 1) > 0) {
+      this.#checker = new HealthChecker({ set: this.set, ...options.healthCheck });
+    }
   }
 
   /** The port it listens on (after {@linkcode start}). */
@@ -77,6 +100,7 @@ export class Balancer {
   /** Starts discovery and serving; resolves with the bound port. */
   async start(): Promise<number> {
     const { discovery } = this.#options;
+    this.#checker?.start();
     if (discovery.kind === "etcd") {
       const { createEtcdClient, EtcdDiscovery } = await loadEtcd();
       this.#etcd = createEtcdClient(discovery.endpoints);
@@ -106,8 +130,12 @@ export class Balancer {
   /** Stops accepting, lets in-flight calls finish (up to `graceMs`), closes discovery. */
   async stop(graceMs = 5_000): Promise<void> {
     // Watch streams never end by themselves; end them so the graceful stop can finish.
+    this.#unsubscribeHealth();
+    this.#health.setAll("NOT_SERVING");
+    this.#health.close();
     this.#watch.close();
     await shutdownServer(this.#server, graceMs);
+    this.#checker?.stop();
     this.#registry?.stop();
     await this.#discovery?.stop();
     this.#etcd?.close();

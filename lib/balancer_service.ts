@@ -19,6 +19,7 @@ import type {
   ServerList,
   ServerRegistration,
   ServerResponse,
+  ServerStatus,
   SetPolicyRequest,
   SetPolicyResponse,
   WatchServersRequest,
@@ -28,6 +29,7 @@ import type { ServerSet } from "./server_set.ts";
 import { statusError } from "./status.ts";
 import { getLogger } from "@logtape/logtape";
 import { createPolicy, POLICY_NAMES, type PolicyName } from "../policies/mod.ts";
+import type { ServerView } from "../policies/types.ts";
 
 const log = getLogger(["lb", "balancer"]);
 
@@ -180,18 +182,23 @@ export function createBalancerHandlers(
     set.flush(); // the picker sees every change made so far
     const now = deps.clock();
     const weights = picker.weights();
+    const status = (server: ServerView, weight: number, healthy: boolean): ServerStatus => ({
+      server_address: server.address,
+      has_load: server.load !== undefined,
+      cpu_load: server.load?.cpuLoad ?? 0,
+      in_flight: server.load?.inFlight ?? 0,
+      report_age_ms: server.load ? Math.max(0, Math.round(now - server.load.reportedAtMs)) : 0,
+      qps: server.load?.qps ?? 0,
+      weight,
+      healthy,
+    });
     callback(null, {
       policy: picker.policyName,
       discovery: registry ? "builtin" : "etcd",
-      servers: picker.snapshot.servers.map((server, i) => ({
-        server_address: server.address,
-        has_load: server.load !== undefined,
-        cpu_load: server.load?.cpuLoad ?? 0,
-        in_flight: server.load?.inFlight ?? 0,
-        report_age_ms: server.load ? Math.max(0, Math.round(now - server.load.reportedAtMs)) : 0,
-        qps: server.load?.qps ?? 0,
-        weight: weights[i],
-      })),
+      servers: [
+        ...picker.snapshot.servers.map((server, i) => status(server, weights[i], true)),
+        ...set.ejected().map((server) => status(server, 0, false)),
+      ],
     });
   };
 

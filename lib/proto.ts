@@ -116,6 +116,7 @@ export interface ServerStatus {
   report_age_ms: number;
   qps: number;
   weight: number;
+  healthy: boolean;
 }
 /** `ListServers` response. */
 export interface ListServersResponse {
@@ -197,12 +198,15 @@ export const POLLING_CHANNEL_OPTIONS: grpc.ChannelOptions = {
   "grpc.max_reconnect_backoff_ms": 250,
 };
 
-/** Opens a `LoadBalancer` client to `address` (`host:port`). */
+/**
+ * Opens a `LoadBalancer` client to `address` (`host:port`). `channelOptions` may carry
+ * `interceptors` (the control-plane token: `lib/auth.ts` `withToken`).
+ */
 export function createLoadBalancerClient(
   address: string,
   credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
   pkg: LoadBalancerPackage = contract,
-  channelOptions: grpc.ChannelOptions = {},
+  channelOptions: grpc.ClientOptions = {},
 ): LoadBalancerClient {
   return new pkg.LoadBalancer(
     address,
@@ -216,7 +220,7 @@ export function createBackendClient(
   address: string,
   credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
   pkg: LoadBalancerPackage = contract,
-  channelOptions: grpc.ChannelOptions = {},
+  channelOptions: grpc.ClientOptions = {},
 ): BackendClient {
   return new pkg.Backend(address, credentials, channelOptions) as unknown as BackendClient;
 }

@@ -24,9 +24,18 @@ export interface LoadInput {
 /** Called with every new snapshot. */
 export type SnapshotListener = (snapshot: Snapshot, previous: Snapshot) => void;
 
-/** The live servers, keyed by address. */
+/** Called, synchronously, when `address` joins (`joined`) or leaves the set. */
+export type MembershipListener = (address: string, joined: boolean) => void;
+
+/**
+ * The live servers, keyed by address. A member can be ejected (failing its health checks, or
+ * not checked yet): it stays a member, keeps its load reports, and is left out of snapshots
+ * until it is readmitted.
+ */
 export class ServerSet {
   #servers = new Map<string, ServerView>();
+  #ejected = new Set<string>();
+  #membershipListeners: MembershipListener[] = [];
   #nextId = 0;
   #snapshot: Snapshot = createSnapshot(0, []);
   #dirty = false;
@@ -44,14 +53,36 @@ export class ServerSet {
     return this.#snapshot;
   }
 
-  /** Number of live servers. */
+  /** Number of members, ejected ones included. */
   get size(): number {
     return this.#servers.size;
   }
 
-  /** Whether `address` is live. */
+  /** Whether `address` is a member (ejected or not). */
   has(address: string): boolean {
     return this.#servers.has(address);
+  }
+
+  /** Whether `address` is a member in the picks (not ejected). */
+  isHealthy(address: string): boolean {
+    return this.#servers.has(address) && !this.#ejected.has(address);
+  }
+
+  /** The ejected members, in the order they became known. */
+  ejected(): ServerView[] {
+    return [...this.#servers.values()].filter((server) => this.#ejected.has(server.address));
+  }
+
+  /**
+   * Ejects `address` from the picks (`healthy` false) or readmits it; returns whether anything
+   * changed (false for a non-member).
+   */
+  setHealthy(address: string, healthy: boolean): boolean {
+    if (!this.#servers.has(address) || this.#ejected.has(address) !== healthy) return false;
+    if (healthy) this.#ejected.delete(address);
+    else this.#ejected.add(address);
+    this.#markDirty();
+    return true;
   }
 
   /** Addresses of the live servers, in the order they became known. */
@@ -70,13 +101,16 @@ export class ServerSet {
       Object.freeze({ id: this.#nextId++, address, load: undefined, addedAtMs }),
     );
     this.#markDirty();
+    for (const listener of this.#membershipListeners) listener(address, true);
     return true;
   }
 
   /** Removes `address`; returns false if it was not live. */
   remove(address: string): boolean {
     if (!this.#servers.delete(address)) return false;
+    this.#ejected.delete(address);
     this.#markDirty();
+    for (const listener of this.#membershipListeners) listener(address, false);
     return true;
   }
 
@@ -117,6 +151,17 @@ export class ServerSet {
     };
   }
 
+  /**
+   * Registers a listener for joins and leaves, called inside {@linkcode add} and
+   * {@linkcode remove} (before the next snapshot); returns a function that removes it.
+   */
+  onMembership(listener: MembershipListener): () => void {
+    this.#membershipListeners.push(listener);
+    return () => {
+      this.#membershipListeners = this.#membershipListeners.filter((l) => l !== listener);
+    };
+  }
+
   /** Rebuilds the snapshot now if a change is pending. */
   flush(): void {
     if (!this.#dirty) return;
@@ -124,7 +169,11 @@ export class ServerSet {
     const previous = this.#snapshot;
     // A Map iterates in insertion order and ids grow with insertion, but a report re-sets an
     // entry without moving it, so the order stays ascending by id.
-    this.#snapshot = createSnapshot(previous.version + 1, [...this.#servers.values()]);
+    const servers = [...this.#servers.values()];
+    this.#snapshot = createSnapshot(
+      previous.version + 1,
+      this.#ejected.size === 0 ? servers : servers.filter((s) => !this.#ejected.has(s.address)),
+    );
     for (const listener of this.#listeners) listener(this.#snapshot, previous);
   }
 

@@ -24,9 +24,11 @@ export interface Started {
   process: EntryProcess;
 }
 
-/** Starts a balancer on a free port and waits until it answers `ListServers`. */
-export async function startBalancer(args: string[] = []): Promise<Started> {
-  const port = freePort();
+/**
+ * Starts a balancer on `port` (a free one by default; a restart passes the old one) and waits
+ * until it answers `ListServers`.
+ */
+export async function startBalancer(args: string[] = [], port = freePort()): Promise<Started> {
   const process = spawnEntry("balancer", ["--port", String(port), "--log-level", "debug", ...args]);
   const address = `127.0.0.1:${port}`;
   const client = createLoadBalancerClient(address, undefined, undefined, POLLING_CHANNEL_OPTIONS);
@@ -68,7 +70,7 @@ export function listServers(client: LoadBalancerClient): Promise<ListServersResp
   return unary(client.ListServers, client, {}, { deadline: Date.now() + 2_000 });
 }
 
-/** Waits until the balancer lists exactly `addresses` (in any order). */
+/** Waits until the balancer lists exactly `addresses` (in any order), all in the picks. */
 export async function waitForServers(
   client: LoadBalancerClient,
   addresses: string[],
@@ -80,8 +82,9 @@ export async function waitForServers(
     `balancer to list [${want}]`,
     async () => {
       const list = await listServers(client);
-      const have = list.servers.filter((s) => !withLoad || s.has_load).map((s) => s.server_address);
-      return have.length === addresses.length && have.sort().join(",") === want;
+      const have = list.servers.filter((s) => s.healthy && (!withLoad || s.has_load));
+      return list.servers.length === addresses.length &&
+        have.map((s) => s.server_address).sort().join(",") === want;
     },
     timeoutMs,
     25,

@@ -1,11 +1,12 @@
 /**
- * The whole system on a real etcd, every part a real process: eviction of a killed backend,
+ * The whole system on a real etcd, every part a real process: ejection and eviction of a killed backend,
  * a new backend's first picks, graceful deregistration, and etcd outages.
  */
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { createEtcdClient } from "../lib/etcd.ts";
 import { createLoadBalancerClient, type LoadBalancerClient, unary } from "../lib/proto.ts";
+import { bindServer, createServer, shutdownServer } from "../lib/server.ts";
 import { startEtcd } from "./_etcd.ts";
 import {
   listServers,
@@ -49,12 +50,22 @@ async function withSystem(
   }
 }
 
+/**
+ * A gRPC server with no service at all, as an original backend looks to the balancer's health
+ * check (UNIMPLEMENTED: alive, so healthy).
+ */
+async function startBareServer(): Promise<{ address: string; stop: () => Promise<void> }> {
+  const server = createServer();
+  const port = await bindServer(server, "127.0.0.1", 0);
+  return { address: `127.0.0.1:${port}`, stop: () => shutdownServer(server, 1_000) };
+}
+
 async function getServer(lb: LoadBalancerClient): Promise<string> {
   const r = await unary(lb.GetServer, lb, { client_id: "t" }, { deadline: Date.now() + 2_000 });
   return r.server_address;
 }
 
-Deno.test("a backend killed with SIGKILL leaves the picks within the lease TTL plus one second", async () => {
+Deno.test("a backend killed with SIGKILL leaves the picks within one second, and the set after its lease TTL", async () => {
   await withSystem("round_robin", async ({ lb, backend }) => {
     const a = backend();
     const b = backend();
@@ -69,12 +80,18 @@ Deno.test("a backend killed with SIGKILL leaves the picks within the lease TTL p
         const picks = [await getServer(lb), await getServer(lb)];
         return !picks.includes(b.address);
       },
-      (TTL_S + 1) * 1_000,
+      1_000,
       10,
     );
+    const ejectedMs = performance.now() - killedAt;
+    // Ejected by its failed health check, it stays a member until etcd drops its key.
+    await waitForServers(lb, [a.address], (TTL_S + 1) * 1_000);
     const evictedMs = performance.now() - killedAt;
-    console.log(`eviction after SIGKILL: ${evictedMs.toFixed(0)} ms (lease TTL ${TTL_S} s)`);
-    assert.deepEqual((await listServers(lb)).servers.map((s) => s.server_address), [a.address]);
+    console.log(
+      `after SIGKILL: out of the picks in ${ejectedMs.toFixed(0)} ms, out of the set in ${
+        evictedMs.toFixed(0)
+      } ms (lease TTL ${TTL_S} s)`,
+    );
   });
 });
 
@@ -132,10 +149,11 @@ Deno.test("a backend stopped with SIGTERM deregisters before it exits", async ()
 Deno.test("an original backend's bare-address key is discovered, and RegisterServer says to use etcd", async () => {
   await withSystem("pick_first", async ({ etcd, lb }) => {
     const etcdClient = createEtcdClient([etcd.endpoint]);
+    const original = await startBareServer();
     try {
-      await etcdClient.put("/servers/127.0.0.1:7001").value("127.0.0.1:7001");
+      await etcdClient.put(`/servers/${original.address}`).value(original.address);
       await etcdClient.put("/servers/garbage").value("{not json");
-      await waitForServers(lb, ["127.0.0.1:7001"]);
+      await waitForServers(lb, [original.address]);
       await assert.rejects(
         unary(lb.RegisterServer, lb, { server_address: "127.0.0.1:7002" }),
         (e: grpc.ServiceError) =>
@@ -143,10 +161,11 @@ Deno.test("an original backend's bare-address key is discovered, and RegisterSer
           /\/servers\/127\.0\.0\.1:7002/.test(e.details),
       );
       assert.deepEqual((await listServers(lb)).servers.map((s) => s.server_address), [
-        "127.0.0.1:7001",
+        original.address,
       ]);
     } finally {
       etcdClient.close();
+      await original.stop();
     }
   });
 });
@@ -160,11 +179,13 @@ Deno.test("the balancer serves its last set while etcd is down and catches up wh
     for (let i = 0; i < 5; i++) assert.equal(await getServer(lb), a.address);
     await etcd.start();
     const etcdClient = createEtcdClient([etcd.endpoint]);
+    const joiner = await startBareServer();
     try {
-      await etcdClient.put("/servers/127.0.0.1:7009").value("127.0.0.1:7009");
-      await waitForServers(lb, [a.address, "127.0.0.1:7009"], 20_000);
+      await etcdClient.put(`/servers/${joiner.address}`).value(joiner.address);
+      await waitForServers(lb, [a.address, joiner.address], 20_000);
     } finally {
       etcdClient.close();
+      await joiner.stop();
     }
   });
 });

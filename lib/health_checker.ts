@@ -1,0 +1,147 @@
+/**
+ * The balancer's active health checks: every member of the {@linkcode ServerSet} is asked
+ * `grpc.health.v1.Health/Check` every interval, with a deadline, and ejected from the picks on
+ * the first failure; it is readmitted on its first success.
+ *
+ * A periodic Check (rather than only a `Watch` stream) is what catches a hung server: a process
+ * stopped with SIGSTOP keeps its connections open, so a stream would stay silent while the
+ * deadline of the next Check fails it. A dead server fails at once (connection refused). A new
+ * member waits for its first successful check before it is picked (Envoy's
+ * `ignore_new_hosts_until_first_hc`), which costs one round trip and saves naming a server that
+ * is already gone. A server without the health service (an original backend answers
+ * UNIMPLEMENTED) is alive by that answer, and counts as healthy.
+ *
+ * Worst case to eject: a dead server `intervalMs`, a hung one `intervalMs + timeoutMs`.
+ *
+ * @module
+ */
+import * as grpc from "@grpc/grpc-js";
+import { getLogger } from "@logtape/logtape";
+import { check, createHealthClient, type HealthClient } from "./health.ts";
+import type { ServerSet } from "./server_set.ts";
+import { statusName } from "./status.ts";
+
+const log = getLogger(["lb", "health"]);
+
+/** Default time between the end of one check of a server and the start of the next. */
+export const DEFAULT_HEALTH_INTERVAL_MS = 250;
+/** Default deadline of one check. */
+export const DEFAULT_HEALTH_TIMEOUT_MS = 500;
+
+/**
+ * Channel options of the probes: gRPC's connection backoff (1 s, ×1.6, jitter 0.2), but capped
+ * at 5 s instead of 120 s, since a probe's job is to notice a server that came back.
+ */
+const PROBE_CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  "grpc.initial_reconnect_backoff_ms": 1_000,
+  "grpc.max_reconnect_backoff_ms": 5_000,
+};
+
+/** Options of {@linkcode HealthChecker}. */
+export interface HealthCheckerOptions {
+  set: ServerSet;
+  /** @default {DEFAULT_HEALTH_INTERVAL_MS} */
+  intervalMs?: number;
+  /** @default {DEFAULT_HEALTH_TIMEOUT_MS} */
+  timeoutMs?: number;
+  /** Service name asked about; `""` is the whole server. @default {""} */
+  service?: string;
+  /** Credentials of the probe channels. @default {insecure} */
+  credentials?: grpc.ChannelCredentials;
+}
+
+interface Probe {
+  address: string;
+  client: HealthClient;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  /** Result of the last check; undefined before the first one ends. */
+  healthy: boolean | undefined;
+  closed: boolean;
+}
+
+/** Checks every member of a set, ejecting and readmitting them. */
+export class HealthChecker {
+  #set: ServerSet;
+  #intervalMs: number;
+  #timeoutMs: number;
+  #service: string;
+  #credentials: grpc.ChannelCredentials;
+  #probes = new Map<string, Probe>();
+  #unsubscribe: (() => void) | undefined;
+
+  /** Creates a checker; {@linkcode start} begins checking. */
+  constructor(options: HealthCheckerOptions) {
+    this.#set = options.set;
+    this.#intervalMs = options.intervalMs ?? DEFAULT_HEALTH_INTERVAL_MS;
+    this.#timeoutMs = options.timeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS;
+    this.#service = options.service ?? "";
+    this.#credentials = options.credentials ?? grpc.credentials.createInsecure();
+  }
+
+  /** Follows the set's members: holds new ones out of the picks until their first check. */
+  start(): void {
+    this.#unsubscribe = this.#set.onMembership((address, joined) => {
+      if (joined) this.#add(address);
+      else this.#remove(address);
+    });
+    for (const address of this.#set.addresses()) this.#add(address);
+  }
+
+  /** Stops every probe. */
+  stop(): void {
+    this.#unsubscribe?.();
+    for (const address of [...this.#probes.keys()]) this.#remove(address);
+  }
+
+  #add(address: string): void {
+    if (this.#probes.has(address)) return;
+    this.#set.setHealthy(address, false);
+    const probe: Probe = {
+      address,
+      client: createHealthClient(address, this.#credentials, PROBE_CHANNEL_OPTIONS),
+      timer: undefined,
+      healthy: undefined,
+      closed: false,
+    };
+    this.#probes.set(address, probe);
+    this.#run(probe);
+  }
+
+  #remove(address: string): void {
+    const probe = this.#probes.get(address);
+    if (probe === undefined) return;
+    this.#probes.delete(address);
+    probe.closed = true;
+    clearTimeout(probe.timer);
+    probe.client.close();
+  }
+
+  async #run(probe: Probe): Promise<void> {
+    let reason = "";
+    try {
+      const status = await check(probe.client, this.#service, this.#timeoutMs);
+      if (status !== "SERVING") reason = `it reports ${status}`;
+    } catch (error) {
+      const { code, details } = error as grpc.ServiceError;
+      // No health service: it answered, so it is alive.
+      if (code !== grpc.status.UNIMPLEMENTED) reason = `${statusName(code)}: ${details}`;
+    }
+    if (probe.closed) return;
+    this.#record(probe, reason === "", reason);
+    probe.timer = setTimeout(() => this.#run(probe), this.#intervalMs);
+  }
+
+  #record(probe: Probe, healthy: boolean, reason: string): void {
+    const was = probe.healthy;
+    probe.healthy = healthy;
+    this.#set.setHealthy(probe.address, healthy);
+    if (healthy && was === false) {
+      log.info("Server {address} readmitted: its health check passes", { address: probe.address });
+    } else if (!healthy && was !== false) {
+      log.warn("Server {address} ejected: health check failed ({reason})", {
+        address: probe.address,
+        reason,
+      });
+    }
+  }
+}
