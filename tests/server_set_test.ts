@@ -131,3 +131,27 @@ Deno.test("Picker.setPolicy() with changes pending never hands one policy's stat
   }
   picker.close();
 });
+
+Deno.test("ServerSet.setHealthy() ejects a member from the snapshot and readmits it, keeping its id and load", () => {
+  const set = new ServerSet(() => 0);
+  const events: string[] = [];
+  set.onMembership((address, joined) => events.push(`${joined ? "+" : "-"}${address}`));
+  set.add("a:1");
+  set.add("b:1");
+  set.report("b:1", { cpuLoad: 30, inFlight: 1 });
+  const id = set.snapshot.servers[1].id;
+  assert.equal(set.setHealthy("b:1", false), true);
+  assert.equal(set.setHealthy("b:1", false), false); // no change
+  assert.deepEqual(set.snapshot.servers.map((s) => s.address), ["a:1"]);
+  assert.deepEqual(set.ejected().map((s) => s.address), ["b:1"]);
+  assert.equal(set.isHealthy("b:1"), false);
+  assert.equal(set.report("b:1", { cpuLoad: 40, inFlight: 2 }), true); // still a member
+  assert.equal(set.setHealthy("b:1", true), true);
+  const b = set.snapshot.servers[1];
+  assert.deepEqual([b.address, b.id, b.load?.cpuLoad], ["b:1", id, 40]);
+  assert.equal(set.setHealthy("z:1", false), false); // not a member: nothing changes
+  set.setHealthy("a:1", false);
+  set.remove("a:1");
+  assert.deepEqual(set.ejected(), []);
+  assert.deepEqual(events, ["+a:1", "+b:1", "-a:1"]);
+});
