@@ -1,5 +1,5 @@
 /**
- * Retry delays with gRPC's connection-backoff shape (initial delay, ×1.6, ±20 % jitter, a cap),
+ * Retry delays with gRPC's connection-backoff defaults (1 s initial, ×1.6, ±20 % jitter, 120 s cap),
  * and a sleep that an `AbortSignal` cuts short.
  *
  * @module
@@ -13,7 +13,7 @@ export interface BackoffOptions {
   multiplier?: number;
   /** Each delay is moved at random by up to this fraction, either way. @default {0.2} */
   jitter?: number;
-  /** @default {30_000} */
+  /** @default {120_000} */
   maxMs?: number;
 }
 
@@ -26,7 +26,7 @@ export function retryDelayMs(
   options: BackoffOptions = {},
   rng: () => number = Math.random,
 ): number {
-  const { initialMs = 1_000, multiplier = 1.6, jitter = 0.2, maxMs = 30_000 } = options;
+  const { initialMs = 1_000, multiplier = 1.6, jitter = 0.2, maxMs = 120_000 } = options;
   const base = Math.min(maxMs, initialMs * multiplier ** attempt);
   return Math.round(base * (1 + jitter * (rng() * 2 - 1)));
 }

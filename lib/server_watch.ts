@@ -121,7 +121,7 @@ export class ServerWatch {
       log.warn("The balancer has no WatchServers (an original one?): using GetServer");
       return;
     }
-    const delay = retryDelayMs(this.#failures++, { maxMs: 120_000 });
+    const delay = retryDelayMs(this.#failures++);
     log.warn(
       "Server watch broke ({reason}); keeping the last {count} server(s), reconnecting in {delay} ms",
       { reason: error?.details ?? "stream ended", count: this.#set.size, delay },

@@ -71,12 +71,12 @@ Deno.test("parseServerValue() rejects keys outside the prefix or with no name", 
   assert.match(reasonOf(parseServerValue("/servers/", "10.0.0.1:1", PREFIX)), /no name/);
 });
 
-Deno.test("retryDelayMs() grows by 1.6 from 1 s with 20% jitter and a 30 s cap", () => {
+Deno.test("retryDelayMs() grows by 1.6 from 1 s with 20% jitter and a 120 s cap (gRPC's connection backoff)", () => {
   assert.equal(retryDelayMs(0, {}, () => 0.5), 1_000);
   assert.equal(retryDelayMs(1, {}, () => 0.5), 1_600);
   assert.equal(retryDelayMs(0, {}, () => 0), 800);
   assert.equal(retryDelayMs(0, {}, () => 1), 1_200);
-  assert.equal(retryDelayMs(50, {}, () => 0.5), 30_000);
+  assert.equal(retryDelayMs(50, {}, () => 0.5), 120_000);
 });
 
 function reasonOf(parsed: ReturnType<typeof parseServerValue>): string {
