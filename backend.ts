@@ -23,6 +23,8 @@ import {
 } from "./lib/flags.ts";
 import { DEFAULT_REPORT_INTERVAL_MS } from "./lib/load_reporter.ts";
 import { LOG_LEVELS, setupLogging } from "./lib/log.ts";
+import { tokenFlag } from "./lib/auth.ts";
+import { tlsFlags } from "./lib/tls.ts";
 
 const PROGRAM = "backend";
 const USAGE = `Usage: deno task backend --port PORT [flags]
@@ -38,6 +40,12 @@ const USAGE = `Usage: deno task backend --port PORT [flags]
   --slowdown F              multiplies the heavy work, to emulate a slower server (default 1)
   --report-interval-ms MS   load report period (default ${DEFAULT_REPORT_INTERVAL_MS})
   --load-source SOURCE      ${LOAD_SOURCES.join(" | ")} (default process)
+  --token-file PATH         send the balancer's token in this file with reports and registration
+  --tls-cert PATH           serve TLS with this certificate (PEM; with --tls-key), and show it
+                            to a --tls-mutual balancer
+  --tls-key PATH            the certificate's private key
+  --tls-ca PATH             CA trusted for the balancer's certificate and client certificates
+  --tls-mutual              require client certificates signed by --tls-ca
   --log-level LEVEL         ${LOG_LEVELS.join(" | ")} (default info)
   --help                    show this text`;
 
@@ -54,6 +62,11 @@ async function main(): Promise<void> {
     slowdown: { type: "string" },
     "report-interval-ms": { type: "string" },
     "load-source": { type: "string" },
+    "token-file": { type: "string" },
+    "tls-cert": { type: "string" },
+    "tls-key": { type: "string" },
+    "tls-ca": { type: "string" },
+    "tls-mutual": { type: "boolean" },
     "log-level": { type: "string" },
     help: { type: "boolean" },
   });
@@ -99,6 +112,8 @@ async function main(): Promise<void> {
       600_000,
     ),
     loadSource: choiceFlag(PROGRAM, "load-source", flags["load-source"], "process", LOAD_SOURCES),
+    tls: tlsFlags(PROGRAM, flags, "server"),
+    token: tokenFlag(PROGRAM, flags["token-file"]),
   });
   await setupLogging(
     choiceFlag(PROGRAM, "log-level", flags["log-level"], "info", LOG_LEVELS) as LogLevel,

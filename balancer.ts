@@ -21,6 +21,8 @@ import {
 } from "./lib/flags.ts";
 import { DEFAULT_HEALTH_INTERVAL_MS, DEFAULT_HEALTH_TIMEOUT_MS } from "./lib/health_checker.ts";
 import { LOG_LEVELS, setupLogging } from "./lib/log.ts";
+import { tokenFlag } from "./lib/auth.ts";
+import { tlsFlags } from "./lib/tls.ts";
 import { DEFAULT_WATCH_INTERVAL_MS } from "./lib/watch_hub.ts";
 
 const PROGRAM = "balancer";
@@ -37,6 +39,13 @@ const USAGE = `Usage: deno task balancer [flags]
   --health-interval-ms MS check each server's grpc.health.v1 this often, 0 for never (default ${DEFAULT_HEALTH_INTERVAL_MS})
   --health-timeout-ms MS  deadline of one health check; a server failing one is out of the
                           picks until it passes one (default ${DEFAULT_HEALTH_TIMEOUT_MS})
+  --token-file PATH       require the token in this file on ReportLoad, RegisterServer,
+                          SetPolicy and ListServers (keep it under ./secrets)
+  --protect-get-server    with --token-file: require it on GetServer and WatchServers too
+  --tls-cert PATH         serve TLS with this certificate (PEM; with --tls-key)
+  --tls-key PATH          the certificate's private key
+  --tls-ca PATH           CA trusted for client certificates and the servers' (health checks)
+  --tls-mutual            require client certificates signed by --tls-ca
   --log-level LEVEL       ${LOG_LEVELS.join(" | ")} (default info)
   --help                  show this text`;
 
@@ -52,6 +61,12 @@ async function main(): Promise<void> {
     "watch-interval-ms": { type: "string" },
     "health-interval-ms": { type: "string" },
     "health-timeout-ms": { type: "string" },
+    "token-file": { type: "string" },
+    "protect-get-server": { type: "boolean" },
+    "tls-cert": { type: "string" },
+    "tls-key": { type: "string" },
+    "tls-ca": { type: "string" },
+    "tls-mutual": { type: "boolean" },
     "log-level": { type: "string" },
     help: { type: "boolean" },
   });
@@ -79,7 +94,13 @@ async function main(): Promise<void> {
       3_600_000,
     ),
   };
+  if (flags["protect-get-server"] && flags["token-file"] === undefined) {
+    throw new UsageError(`Cannot start ${PROGRAM} as '--protect-get-server' needs '--token-file'`);
+  }
   const options = {
+    tls: tlsFlags(PROGRAM, flags, "server"),
+    token: tokenFlag(PROGRAM, flags["token-file"]),
+    protectGetServer: flags["protect-get-server"] ?? false,
     host: flags.host ?? "127.0.0.1",
     port: intFlag(PROGRAM, "port", flags.port, 50051, 0, 65535),
     policy: choiceFlag(PROGRAM, "policy", flags.policy, "round_robin", POLICY_NAMES),

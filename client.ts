@@ -17,12 +17,14 @@ import {
   UsageError,
 } from "./lib/flags.ts";
 import { formatServers, listServers, setPolicy } from "./lib/admin.ts";
+import { tokenFlag } from "./lib/auth.ts";
 import { runLoad } from "./lib/load_run.ts";
 import { POLICY_NAMES } from "./policies/mod.ts";
 import { LOG_LEVELS, setupLogging } from "./lib/log.ts";
 import { ProgressBar } from "./lib/progress.ts";
 import { formatSummary } from "./lib/summary_text.ts";
 import { CLIENT_MODES, DEFAULT_MAX_ATTEMPTS, TaskClient } from "./lib/task_client.ts";
+import { tlsFlags } from "./lib/tls.ts";
 
 const PROGRAM = "client";
 const USAGE = `Usage: deno task client [flags]
@@ -44,6 +46,11 @@ const USAGE = `Usage: deno task client [flags]
   --json                 print the summary as one JSON object on stdout
   --progress-ms MS       with --json: also print a progress object every MS ms before it
   --histogram            with --json: include the latency histogram (compressed base64)
+  --token-file PATH      send the control-plane token in this file on every call to the
+                         balancer (its --token-file); keep it under ./secrets
+  --tls-ca PATH          use TLS to the balancer and backends, trusting this CA (PEM)
+  --tls-cert PATH        with --tls-key: the client certificate, for a --tls-mutual balancer
+  --tls-key PATH         the client certificate's private key
   --log-level LEVEL      ${LOG_LEVELS.join(" | ")} (default warning)
   --help                 show this text`;
 
@@ -64,11 +71,19 @@ async function main(): Promise<void> {
     "set-policy": { type: "string" },
     "progress-ms": { type: "string" },
     histogram: { type: "boolean" },
+    "token-file": { type: "string" },
+    "tls-ca": { type: "string" },
+    "tls-cert": { type: "string" },
+    "tls-key": { type: "string" },
     "log-level": { type: "string" },
     help: { type: "boolean" },
   });
   if (flags.help) return console.log(USAGE);
   const balancer = addressFlag(PROGRAM, "balancer", flags.balancer, "127.0.0.1:50051")!;
+  const security = {
+    tls: tlsFlags(PROGRAM, flags, "client"),
+    token: tokenFlag(PROGRAM, flags["token-file"]),
+  };
   if (flags.list || flags["set-policy"] !== undefined) {
     await setupLogging("warning");
     if (flags["set-policy"] !== undefined) {
@@ -79,11 +94,11 @@ async function main(): Promise<void> {
         "round_robin",
         POLICY_NAMES,
       );
-      const previous = await setPolicy(balancer, policy);
+      const previous = await setPolicy(balancer, policy, security);
       console.log(`policy ${previous} -> ${policy}`);
     }
     if (flags.list) {
-      const list = await listServers(balancer);
+      const list = await listServers(balancer, security);
       console.log(flags.json ? JSON.stringify(list) : formatServers(list));
     }
     return;
@@ -112,6 +127,7 @@ async function main(): Promise<void> {
   const concurrency = intFlag(PROGRAM, "concurrency", flags.concurrency, 1, 1, 10_000);
   const clientId = flags["client-id"] ?? `client-${Deno.pid}`;
   const client = new TaskClient({
+    ...security,
     balancer,
     clientId,
     clientIds: intFlag(PROGRAM, "client-ids", flags["client-ids"], 1, 1, 1_000_000),

@@ -4,14 +4,39 @@
  *
  * @module
  */
-import { createLoadBalancerClient, type ListServersResponse, unary } from "./proto.ts";
+import { withToken } from "./auth.ts";
+import {
+  createLoadBalancerClient,
+  type ListServersResponse,
+  type LoadBalancerClient,
+  unary,
+} from "./proto.ts";
 import { textTable } from "./summary_text.ts";
+import { channelCredentials, type TlsConfig } from "./tls.ts";
 
 const DEADLINE_MS = 5_000;
 
+/** How to reach the balancer: TLS and the control-plane token, both optional. */
+export interface AdminOptions {
+  tls?: TlsConfig;
+  token?: string;
+}
+
+function connect(balancer: string, options: AdminOptions): LoadBalancerClient {
+  return createLoadBalancerClient(
+    balancer,
+    channelCredentials(options.tls),
+    undefined,
+    withToken({}, options.token),
+  );
+}
+
 /** Fetches the balancer's policy and servers. */
-export async function listServers(balancer: string): Promise<ListServersResponse> {
-  const client = createLoadBalancerClient(balancer);
+export async function listServers(
+  balancer: string,
+  options: AdminOptions = {},
+): Promise<ListServersResponse> {
+  const client = connect(balancer, options);
   try {
     return await unary(client.ListServers, client, {}, { deadline: Date.now() + DEADLINE_MS });
   } finally {
@@ -20,8 +45,12 @@ export async function listServers(balancer: string): Promise<ListServersResponse
 }
 
 /** Switches the balancer's policy; resolves with the previous one. */
-export async function setPolicy(balancer: string, policy: string): Promise<string> {
-  const client = createLoadBalancerClient(balancer);
+export async function setPolicy(
+  balancer: string,
+  policy: string,
+  options: AdminOptions = {},
+): Promise<string> {
+  const client = connect(balancer, options);
   try {
     const response = await unary(client.SetPolicy, client, { policy }, {
       deadline: Date.now() + DEADLINE_MS,

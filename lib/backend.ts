@@ -14,6 +14,7 @@ import { HealthService } from "./health.ts";
 import { LoadReporter } from "./load_reporter.ts";
 import { contract } from "./proto.ts";
 import { bindServer, createServer, shutdownServer } from "./server.ts";
+import type { TlsConfig } from "./tls.ts";
 import { WorkerPool } from "./worker_pool.ts";
 
 const log = getLogger(["lb", "backend"]);
@@ -36,6 +37,13 @@ export interface BackendOptions {
   slowdown: number;
   reportIntervalMs: number;
   loadSource: LoadSource;
+  /**
+   * TLS of its server, and of its reports to the balancer (trusting `caPem`, showing `certPem`
+   * to a balancer that asks). @default {plaintext}
+   */
+  tls?: TlsConfig;
+  /** Control-plane token sent with its reports and registration. */
+  token?: string;
 }
 
 /** A running backend. */
@@ -65,7 +73,7 @@ export class Backend {
   /** Serves, then registers and starts reporting. Resolves with the advertised address. */
   async start(): Promise<string> {
     const o = this.#options;
-    const port = await bindServer(this.#server, o.host, o.port);
+    const port = await bindServer(this.#server, o.host, o.port, o.tls);
     this.#address = `${o.host.includes(":") ? `[${o.host}]` : o.host}:${port}`;
     this.#server.addService(
       contract.Backend.service,
@@ -98,6 +106,8 @@ export class Backend {
         intervalMs: o.reportIntervalMs,
         source: o.loadSource,
         register: !o.etcd,
+        tls: o.tls,
+        token: o.token,
         tasks: () => ({
           inFlight: this.#pool.inFlight,
           queueLength: this.#pool.queueLength,

@@ -18,6 +18,7 @@ import { contract } from "./proto.ts";
 import { bindServer, createServer, shutdownServer } from "./server.ts";
 import { ServerSet } from "./server_set.ts";
 import { WatchHub } from "./watch_hub.ts";
+import { channelCredentials, type TlsConfig } from "./tls.ts";
 
 const log = getLogger(["lb", "balancer"]);
 
@@ -41,6 +42,15 @@ export interface BalancerOptions {
    * @default {{ intervalMs: DEFAULT_HEALTH_INTERVAL_MS, timeoutMs: DEFAULT_HEALTH_TIMEOUT_MS }}
    */
   healthCheck?: { intervalMs?: number; timeoutMs?: number };
+  /**
+   * TLS of its server, and of its health checks to the servers (which trust `caPem` and show
+   * `certPem` as a client certificate). @default {plaintext}
+   */
+  tls?: TlsConfig;
+  /** Control-plane token the control RPCs require (the health service stays open). */
+  token?: string;
+  /** With `token`: require it on `GetServer` and `WatchServers` too. @default {false} */
+  protectGetServer?: boolean;
 }
 
 /** Health service name of the balancer (besides `""`, the whole process). */
@@ -79,6 +89,8 @@ export class Balancer {
         etcdPrefix: options.discovery.kind === "etcd" ? options.discovery.prefix : "",
         watch: this.#watch,
         clock,
+        token: options.token,
+        protectGetServer: options.protectGetServer,
       }),
     );
     // SERVING while it can name a server: a probe in front of the balancer sees it useless
@@ -88,7 +100,11 @@ export class Balancer {
       this.#health.setAll(snapshot.servers.length > 0 ? "SERVING" : "NOT_SERVING");
     });
     if ((options.healthCheck?.intervalMs ?? 1) > 0) {
-      this.#checker = new HealthChecker({ set: this.set, ...options.healthCheck });
+      this.#checker = new HealthChecker({
+        set: this.set,
+        ...options.healthCheck,
+        credentials: channelCredentials(options.tls),
+      });
     }
   }
 
@@ -117,7 +133,12 @@ export class Balancer {
     } else {
       this.#registry!.start();
     }
-    this.#port = await bindServer(this.#server, this.#options.host, this.#options.port);
+    this.#port = await bindServer(
+      this.#server,
+      this.#options.host,
+      this.#options.port,
+      this.#options.tls,
+    );
     log.info("Balancer listening on {host}:{port} with policy {policy} and {discovery} discovery", {
       host: this.#options.host,
       port: this.#port,

@@ -1,12 +1,16 @@
 /**
  * The `LoadBalancer` service handlers: input checks, then the set, registry and picker.
  *
- * Every bad input answers a status with a message and changes nothing.
+ * Every bad input answers a status with a message and changes nothing. With a control-plane
+ * token, the control RPCs (`ReportLoad`, `RegisterServer`, `SetPolicy`, `ListServers`, and
+ * `GetServer`/`WatchServers` if asked) check it before anything else: a call without it, or
+ * with a wrong one, answers UNAUTHENTICATED and changes nothing.
  *
  * @module
  */
 import * as grpc from "@grpc/grpc-js";
 import { MAX_ADDRESS_LENGTH, parseAddress } from "./address.ts";
+import { checkToken } from "./auth.ts";
 import type { BuiltinRegistry } from "./builtin_registry.ts";
 import type { Picker } from "./picker.ts";
 import type {
@@ -54,6 +58,10 @@ export interface BalancerServiceDeps {
   /** `WatchServers` subscriptions. */
   watch: WatchHub;
   clock: () => number;
+  /** Control-plane token the control RPCs require; none: every RPC is open. */
+  token?: string;
+  /** With `token`: require it on `GetServer` and `WatchServers` too. @default {false} */
+  protectGetServer?: boolean;
 }
 
 /** Creates the handlers of the `LoadBalancer` service. */
@@ -226,12 +234,34 @@ export function createBalancerHandlers(
   const WatchServers: grpc.handleServerStreamingCall<WatchServersRequest, ServerList> = (call) =>
     deps.watch.handle(call, grpc.status);
 
+  const control = guard(deps.token);
+  const lookup = guard(deps.protectGetServer ? deps.token : undefined);
   return {
-    GetServer,
-    RegisterServer,
-    ReportLoad,
-    ListServers,
-    SetPolicy,
-    WatchServers,
+    GetServer: lookup(GetServer),
+    RegisterServer: control(RegisterServer),
+    ReportLoad: control(ReportLoad),
+    ListServers: control(ListServers),
+    SetPolicy: control(SetPolicy),
+    WatchServers: lookup(WatchServers),
   } as grpc.UntypedServiceImplementation;
+}
+
+/** A unary or server-streaming handler (what the `LoadBalancer` service has). */
+type Handler =
+  // deno-lint-ignore no-explicit-any
+  | grpc.handleUnaryCall<any, any>
+  // deno-lint-ignore no-explicit-any
+  | grpc.handleServerStreamingCall<any, any>;
+
+/** Wraps handlers so they run only for calls carrying `token` (all of them without one). */
+function guard(token: string | undefined): <H extends Handler>(handler: H) => H {
+  if (token === undefined) return (handler) => handler;
+  return <H extends Handler>(handler: H) =>
+    ((call: Parameters<H>[0], callback?: grpc.sendUnaryData<unknown>) => {
+      const denied = checkToken(call.metadata, token);
+      if (!denied) return (handler as (...args: unknown[]) => void)(call, callback);
+      log.debug("Refused {peer}: {reason}", { peer: call.getPeer(), reason: denied.details });
+      if (callback) callback(denied);
+      else (call as grpc.ServerWritableStream<unknown, unknown>).emit("error", denied); // ends it
+    }) as H;
 }

@@ -11,16 +11,23 @@
 /** Environment variables grpc-js and our entries read. */
 export const ENV_ALLOW = "GRPC_*,grpc_proxy,http_proxy,https_proxy,no_proxy,no_grpc_proxy";
 
-/** `deno run` permission flags of each entry (as in deno.json's tasks). */
+/**
+ * `deno run` permission flags of each entry (as in deno.json's tasks). Balancer, backend and
+ * client may read `secrets/` (gitignored): token files and TLS keys go there.
+ */
 export const ENTRY_PERMISSIONS = {
-  balancer: ["--allow-net=127.0.0.1", "--allow-read=node_modules", `--allow-env=${ENV_ALLOW}`],
+  balancer: [
+    "--allow-net=127.0.0.1",
+    "--allow-read=node_modules,secrets",
+    `--allow-env=${ENV_ALLOW}`,
+  ],
   backend: [
     "--allow-net=127.0.0.1",
-    "--allow-read=node_modules",
+    "--allow-read=node_modules,secrets",
     "--allow-sys=loadavg",
     `--allow-env=${ENV_ALLOW}`,
   ],
-  client: ["--allow-net=127.0.0.1", `--allow-env=${ENV_ALLOW}`],
+  client: ["--allow-net=127.0.0.1", "--allow-read=secrets", `--allow-env=${ENV_ALLOW}`],
   demo: [
     "--allow-net=127.0.0.1",
     "--allow-read=node_modules,.demo-etcd",

@@ -142,6 +142,26 @@ export function etcdFlag(program: string, value: string | undefined): string[] |
   return urls;
 }
 
+/**
+ * Reads the text of the file a flag names (a token, a certificate). The `deno task`s may read
+ * only `./secrets` (and `node_modules`): a file elsewhere is refused by Deno, which this turns
+ * into one line saying what to do.
+ */
+export function fileFlag(program: string, flag: string, path: string): string {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch (error) {
+    const why = error instanceof Deno.errors.NotCapable
+      ? "is outside what this task may read: put it under ./secrets, or run `deno run` with a wider --allow-read"
+      : error instanceof Deno.errors.NotFound
+      ? "does not exist"
+      : `cannot be read (${(error as Error).message})`;
+    throw new UsageError(`Cannot start ${program} as the file of '--${flag}' ${why}: '${path}'`, {
+      cause: error,
+    });
+  }
+}
+
 /** Stops `stop` on the first SIGINT or SIGTERM, then exits with status 0. */
 export function onShutdownSignal(stop: () => Promise<void>): void {
   let stopping = false;

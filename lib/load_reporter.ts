@@ -8,10 +8,12 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { getLogger } from "@logtape/logtape";
+import { withToken } from "./auth.ts";
 import { retryDelayMs } from "./backoff.ts";
 import { CpuMeter, loadavgPercent, type LoadSource } from "./cpu_meter.ts";
 import { createLoadBalancerClient, type LoadBalancerClient, unary } from "./proto.ts";
 import { statusName } from "./status.ts";
+import { channelCredentials, type TlsConfig } from "./tls.ts";
 
 const log = getLogger(["lb", "reporter"]);
 
@@ -32,6 +34,10 @@ export interface LoadReporterOptions {
   register: boolean;
   /** Current in-flight and queued task counts, and tasks completed and failed so far. */
   tasks: () => { inFlight: number; queueLength: number; completed: number; failed: number };
+  /** TLS to the balancer. @default {plaintext} */
+  tls?: TlsConfig;
+  /** Control-plane token sent with every report and registration. */
+  token?: string;
 }
 
 /** Reports load on a timer until stopped. */
@@ -53,10 +59,15 @@ export class LoadReporter {
     this.#intervalMs = options.intervalMs ?? DEFAULT_REPORT_INTERVAL_MS;
     // Reports are heartbeats in built-in discovery: after the balancer was down, the channel
     // must not sit in grpc-js's default reconnect backoff (up to 120 s) while the TTL runs out.
-    this.#client = createLoadBalancerClient(options.balancer, undefined, undefined, {
-      "grpc.initial_reconnect_backoff_ms": 250,
-      "grpc.max_reconnect_backoff_ms": 5_000,
-    });
+    this.#client = createLoadBalancerClient(
+      options.balancer,
+      channelCredentials(options.tls),
+      undefined,
+      withToken({
+        "grpc.initial_reconnect_backoff_ms": 250,
+        "grpc.max_reconnect_backoff_ms": 5_000,
+      }, options.token),
+    );
   }
 
   /** Starts reporting (registering first in built-in discovery). */

@@ -4,22 +4,36 @@
  * @module
  */
 import * as grpc from "@grpc/grpc-js";
+import http2 from "node:http2";
+import { serverCredentials, type TlsConfig } from "./tls.ts";
 
 /** Default bound on the messages a server accepts: small, since no RPC here carries much. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024;
 
 /** Creates a grpc-js server with our limits. */
 export function createServer(maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES): grpc.Server {
+  // Deno's node:http2 lacks this constant, so grpc-js answered a request whose content-type is
+  // not application/grpc with HTTP 200 and no grpc-status instead of 415 Unsupported Media Type.
+  (http2.constants as { HTTP_STATUS_UNSUPPORTED_MEDIA_TYPE?: number })
+    .HTTP_STATUS_UNSUPPORTED_MEDIA_TYPE ??= 415;
   return new grpc.Server({
     "grpc.max_receive_message_length": maxMessageBytes,
   });
 }
 
-/** Binds `server` to `host:port` without TLS; resolves with the port (useful with port 0). */
-export function bindServer(server: grpc.Server, host: string, port: number): Promise<number> {
+/**
+ * Binds `server` to `host:port`, with TLS when `tls` is given; resolves with the port (useful
+ * with port 0).
+ */
+export function bindServer(
+  server: grpc.Server,
+  host: string,
+  port: number,
+  tls?: TlsConfig,
+): Promise<number> {
   const target = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
   return new Promise((resolve, reject) => {
-    server.bindAsync(target, grpc.ServerCredentials.createInsecure(), (error, bound) => {
+    server.bindAsync(target, serverCredentials(tls), (error, bound) => {
       if (error) {
         reject(new Error(`Cannot listen on ${target}: ${error.message}`, { cause: error }));
       } else resolve(bound);

@@ -11,6 +11,7 @@
  * @module
  */
 import * as grpc from "@grpc/grpc-js";
+import { withToken } from "./auth.ts";
 import {
   type BackendClient,
   createBackendClient,
@@ -19,6 +20,7 @@ import {
   unary,
 } from "./proto.ts";
 import { ServerWatch } from "./server_watch.ts";
+import { channelCredentials, type TlsConfig } from "./tls.ts";
 
 /** How a client learns which server to use. */
 export type ClientMode = "lookaside" | "watch";
@@ -60,6 +62,10 @@ export interface TaskClientOptions {
   lookupTimeoutMs?: number;
   /** @default {DEFAULT_TASK_TIMEOUT_MS} */
   taskTimeoutMs?: number;
+  /** TLS to the balancer and the backends. @default {plaintext} */
+  tls?: TlsConfig;
+  /** Control-plane token, sent to the balancer only (`GetServer`, `WatchServers`). */
+  token?: string;
 }
 
 /** Outcome of one task. */
@@ -69,7 +75,10 @@ export type TaskOutcome =
 
 /** Sends tasks through the balancer. */
 export class TaskClient {
-  #options: Required<Omit<TaskClientOptions, "direct" | "mode" | "clientIds">>;
+  #options: Required<
+    Omit<TaskClientOptions, "direct" | "mode" | "clientIds" | "tls" | "token">
+  >;
+  #credentials: grpc.ChannelCredentials;
   #ids: string[];
   #nextId = 0;
   #watch: ServerWatch | undefined;
@@ -91,7 +100,13 @@ export class TaskClient {
     this.#ids = ids > 1
       ? Array.from({ length: ids }, (_, i) => `${options.clientId}-${i}`)
       : [options.clientId];
-    this.#balancer = createLoadBalancerClient(options.balancer);
+    this.#credentials = channelCredentials(options.tls);
+    this.#balancer = createLoadBalancerClient(
+      options.balancer,
+      this.#credentials,
+      undefined,
+      withToken({}, options.token),
+    );
     if (options.mode === "watch" && !this.#direct) {
       this.#watch = new ServerWatch({ balancer: this.#balancer, clientId: options.clientId });
       this.#watch.start();
@@ -190,7 +205,7 @@ export class TaskClient {
   #backend(address: string): BackendClient {
     let client = this.#backends.get(address);
     if (!client) {
-      client = createBackendClient(address);
+      client = createBackendClient(address, this.#credentials);
       this.#backends.set(address, client);
     }
     return client;

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { ChannelCredentials, ClientOptions } from "@grpc/grpc-js";
 import { type EntryProcess, spawnEntry } from "../lib/entry_process.ts";
 import { freePort } from "../lib/ports.ts";
 import {
@@ -26,12 +27,21 @@ export interface Started {
 
 /**
  * Starts a balancer on `port` (a free one by default; a restart passes the old one) and waits
- * until it answers `ListServers`.
+ * until it answers `ListServers` (asked with `credentials` and `clientOptions`, for a balancer
+ * with TLS or a token).
  */
-export async function startBalancer(args: string[] = [], port = freePort()): Promise<Started> {
+export async function startBalancer(
+  args: string[] = [],
+  port = freePort(),
+  credentials?: ChannelCredentials,
+  clientOptions: ClientOptions = {},
+): Promise<Started> {
   const process = spawnEntry("balancer", ["--port", String(port), "--log-level", "debug", ...args]);
   const address = `127.0.0.1:${port}`;
-  const client = createLoadBalancerClient(address, undefined, undefined, POLLING_CHANNEL_OPTIONS);
+  const client = createLoadBalancerClient(address, credentials, undefined, {
+    ...POLLING_CHANNEL_OPTIONS,
+    ...clientOptions,
+  });
   try {
     await waitFor(
       `balancer ${address} to answer`,
