@@ -113,7 +113,8 @@ export function channelCredentials(tls?: TlsConfig): grpc.ChannelCredentials {
 
 /**
  * TLS channel credentials that also work for IP targets under Deno (see the module doc). One
- * grpc-js credentials object per IP, whose identity check names that IP.
+ * grpc-js credentials object per IP, whose identity check names that IP. A channel given
+ * `grpc.ssl_target_name_override` checks that name instead, as grpc-js does.
  */
 class TlsChannelCredentials extends grpc.ChannelCredentials {
   #context: SecureContext;
@@ -140,7 +141,8 @@ class TlsChannelCredentials extends grpc.ChannelCredentials {
     >
   ): ReturnType<grpc.ChannelCredentials["_createSecureConnector"]> {
     const host = targetHost(target.path);
-    if (isIP(host) === 0) {
+    // A name target, or a server name given explicitly: grpc-js's own handling is right.
+    if (isIP(host) === 0 || options["grpc.ssl_target_name_override"]) {
       return this.#byName._createSecureConnector(target, options, callCredentials);
     }
     let credentials = this.#byIp.get(host);

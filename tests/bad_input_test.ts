@@ -396,6 +396,31 @@ const BAD_FLAGS: [("balancer" | "backend" | "client"), string[], RegExp][] = [
     ["--requests", "3", "--duration", "2"],
     /'--requests' and '--duration' exclude each other/,
   ],
+  [
+    "balancer",
+    ["--token-file", "tests/fixtures/tls/ca.crt"],
+    /the file of '--token-file' is outside what this task may read: put it under \.\/secrets/,
+  ],
+  ["balancer", ["--token-file", "secrets/no-such-file"], /'--token-file' does not exist/],
+  ["balancer", ["--protect-get-server"], /'--protect-get-server' needs '--token-file'/],
+  ["balancer", ["--tls-ca", "secrets/ca.crt"], /'--tls-cert' and '--tls-key' must be given/],
+  [
+    "backend",
+    [
+      "--port",
+      "0",
+      "--balancer",
+      "127.0.0.1:1",
+      "--tls-cert",
+      "a",
+      "--tls-key",
+      "b",
+      "--tls-mutual",
+    ],
+    /'--tls-mutual' needs '--tls-ca'/,
+  ],
+  ["client", ["--tls-key", "secrets/client.key"], /'--tls-cert' and '--tls-key' must be given/],
+  ["client", ["--tls-ca", "tests/fixtures/tls/ca.crt"], /'--tls-ca' is outside what this task/],
 ];
 
 Deno.test("entries refuse bad flags with one line naming the flag, and exit with status 2", async () => {
