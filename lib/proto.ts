@@ -7,7 +7,8 @@
  * @module
  */
 import * as grpc from "@grpc/grpc-js";
-import { fromJSON } from "@grpc/proto-loader";
+import { fromJSON, type PackageDefinition, type ServiceDefinition } from "@grpc/proto-loader";
+import type { Buffer } from "node:buffer";
 import protobuf from "protobufjs";
 import protoText from "../proto/load_balancer.proto" with { type: "text" };
 
@@ -23,11 +24,29 @@ const LOADER_OPTIONS = {
 /** Builds grpc-js service constructors from `.proto` source text (package `load_balancer`). */
 export function loadContract(source: string): LoadBalancerPackage {
   const root = protobuf.parse(source, { keepCase: true }).root;
-  const definition = fromJSON(root.toJSON(), LOADER_OPTIONS);
+  const definition = strictRequests(fromJSON(root.toJSON(), LOADER_OPTIONS));
   const loaded = grpc.loadPackageDefinition(definition) as unknown as {
     load_balancer: LoadBalancerPackage;
   };
   return loaded.load_balancer;
+}
+
+/**
+ * Makes servers refuse a request whose string field claims more bytes than the message holds.
+ * protobufjs reads a Node `Buffer` (what grpc-js hands over) leniently and cuts such a string
+ * short, so a malformed `RegisterServer` could register a truncated address; a plain
+ * `Uint8Array` view of the same bytes is read strictly and throws (grpc-js answers INTERNAL).
+ */
+function strictRequests(definition: PackageDefinition): PackageDefinition {
+  for (const service of Object.values(definition)) {
+    if ("format" in service) continue; // a message type, not a service
+    for (const method of Object.values(service as ServiceDefinition)) {
+      const lenient = method.requestDeserialize;
+      method.requestDeserialize = (bytes: Buffer) =>
+        lenient(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) as Buffer);
+    }
+  }
+  return definition;
 }
 
 /** Service constructors of package `load_balancer`. */
