@@ -188,7 +188,7 @@ function firstWatchMessage(client: LoadBalancerClient, request: object): Promise
   });
 }
 
-/** What `ListServers` shows, less what moves by itself (report age, weights). */
+/** What `ListServers` shows, less what moves by itself (report age, weights, health). */
 async function balancerState(lb: LoadBalancerClient) {
   const list = await listServers(lb);
   return {
@@ -200,7 +200,7 @@ async function balancerState(lb: LoadBalancerClient) {
       cpuLoad: s.cpu_load,
       inFlight: s.in_flight,
       qps: s.qps,
-    })),
+    })).sort((a, b) => a.address.localeCompare(b.address)),
   };
 }
 
