@@ -1,12 +1,14 @@
 /**
- * The etcd client the balancer and the backends build: call deadlines, keepalive pings and a
- * short watch backoff. The key layout and value format are in `etcd_layout.ts`, which does not
- * load the etcd3 package.
+ * The etcd client the balancer and the backends build: call deadlines, keepalive pings, a short
+ * watch backoff, and optionally TLS and a username/password. The key layout and value format are
+ * in `etcd_layout.ts`, which does not load the etcd3 package.
  *
  * @module
  */
+import type * as grpc from "@grpc/grpc-js";
 import { Etcd3, type IOptions } from "etcd3";
 import { type BackoffOptions, retryDelayMs } from "./backoff.ts";
+import { channelCredentials, type TlsConfig } from "./tls.ts";
 
 /** Deadline of each unary etcd call (ms), so a call cannot hang while etcd is down. */
 export const DEFAULT_ETCD_CALL_TIMEOUT_MS = 5_000;
@@ -49,20 +51,39 @@ export interface EtcdClientOptions {
    * @default {DEFAULT_ETCD_KEEPALIVE_TIMEOUT_MS}
    */
   keepaliveTimeoutMs?: number;
+  /** TLS to etcd (`https://` endpoints) and etcd's username/password auth. */
+  security?: EtcdSecurity;
+}
+
+/** How the client checks etcd and proves itself to it. */
+export interface EtcdSecurity {
+  /**
+   * For `https://` endpoints: `caPem` signed etcd's certificate (default: the system's roots);
+   * `certPem` and `keyPem` are this client's, for an etcd run with `--client-cert-auth`.
+   * `mutual` is not used (it is a server's setting).
+   */
+  tls?: TlsConfig;
+  /** An etcd user (`etcdctl user add`), for an etcd with auth enabled. */
+  auth?: { username: string; password: string };
 }
 
 /**
- * Creates an etcd client for `endpoints` (`http://host:port`).
+ * Creates an etcd client for `endpoints` (`http://host:port`, or all `https://host:port`).
  *
  * etcd3 1.1.2 declares a `dialTimeout` option but never reads it, so the bound on each call
- * comes from a gRPC deadline instead. The client must be closed with `close()`.
+ * comes from a gRPC deadline instead. With `security.auth`, etcd3 trades the password for a
+ * token on the first call and again whenever etcd says the token is no longer valid (the
+ * exchange gets the same deadline). The client must be closed with `close()`.
  *
- * @throws {TypeError} if `endpoints` is empty.
+ * @throws {TypeError} if `endpoints` is empty, mixes `http://` and `https://`, or does not fit
+ * `security` (TLS with `http://`, a certificate without its key, an empty username or
+ * password).
  */
 export function createEtcdClient(endpoints: string[], options: EtcdClientOptions = {}): Etcd3 {
   if (endpoints.length === 0) {
     throw new TypeError("Cannot create etcd client as no endpoint was given");
   }
+  checkSecurity(endpoints, options.security ?? {});
   const callTimeoutMs = options.callTimeoutMs ?? DEFAULT_ETCD_CALL_TIMEOUT_MS;
   const watchBackoffMaxMs = options.watchBackoffMaxMs ?? DEFAULT_WATCH_BACKOFF_MAX_MS;
   const clientOptions: IOptions = {
@@ -78,8 +99,68 @@ export function createEtcdClient(endpoints: string[], options: EtcdClientOptions
     faultHandling: {
       watchBackoff: backoffSchedule({ initialMs: 100, maxMs: watchBackoffMaxMs }),
     },
+    auth: options.security?.auth && { ...options.security.auth },
   };
-  return new Etcd3(clientOptions);
+  const client = new Etcd3(clientOptions);
+  if (endpoints[0].startsWith("https://")) {
+    useCredentials(client, channelCredentials(options.security?.tls ?? {}));
+  }
+  return client;
+}
+
+/** Refuses endpoints and security that cannot work together. */
+function checkSecurity(endpoints: string[], security: EtcdSecurity): void {
+  const plain = endpoints.filter((url) => !url.startsWith("https://"));
+  if (plain.length > 0 && plain.length < endpoints.length) {
+    throw new TypeError(
+      `Cannot create etcd client as endpoints must be all https:// or all http://: current value is '${
+        endpoints.join(",")
+      }'`,
+    );
+  }
+  if (plain.length > 0 && security.tls) {
+    throw new TypeError(
+      `Cannot create etcd client as TLS options need https:// endpoints: current value is '${
+        endpoints.join(",")
+      }'`,
+    );
+  }
+  if ((security.tls?.certPem === undefined) !== (security.tls?.keyPem === undefined)) {
+    throw new TypeError(
+      "Cannot create etcd client as a client certificate and its private key go together: only one was given",
+    );
+  }
+  if (security.auth && (!security.auth.username || !security.auth.password)) {
+    throw new TypeError(
+      "Cannot create etcd client as auth needs both a username and a password: one is empty",
+    );
+  }
+}
+
+/** The parts of etcd3 1.1.2 (pinned exactly) that hold the channel credentials. */
+interface Etcd3Internals {
+  pool?: {
+    hosts?: { channelCredentials?: grpc.ChannelCredentials }[];
+    authenticator?: { credentials?: grpc.ChannelCredentials };
+  };
+}
+
+/**
+ * Makes `client` connect with `credentials` instead of the ones etcd3 builds itself. etcd3 calls
+ * grpc-js's `createSsl`, whose channels send the host as the TLS server name, which Deno refuses
+ * for an IP address (`https://127.0.0.1:2379` could never connect); `tls.ts`'s credentials
+ * handle that. etcd3 creates its gRPC clients on first use, so swapping before any call is
+ * enough.
+ */
+function useCredentials(client: Etcd3, credentials: grpc.ChannelCredentials): void {
+  const pool = (client as unknown as Etcd3Internals).pool;
+  const authenticator = pool?.authenticator;
+  const hosts = pool?.hosts ?? [];
+  if (!authenticator?.credentials || !hosts.every((host) => host.channelCredentials)) {
+    throw new Error("etcd3's internals have changed: cannot set its TLS credentials");
+  }
+  authenticator.credentials = credentials;
+  for (const host of hosts) host.channelCredentials = credentials;
 }
 
 type WatchBackoff = NonNullable<NonNullable<IOptions["faultHandling"]>["watchBackoff"]>;

@@ -1,6 +1,7 @@
 /**
  * A throwaway single-member etcd: started from the PATH on free ports of 127.0.0.1 with a fresh
- * data dir, for the tests, the demo's `--discovery etcd` and the benchmark.
+ * data dir, for the tests, the demo's `--discovery etcd` and the benchmark. Optionally it serves
+ * clients over TLS (and requires client certificates), and has auth enabled with a `root` user.
  *
  * @module
  */
@@ -9,7 +10,7 @@ import { waitFor } from "./wait.ts";
 
 /** A running (or stopped) single-member etcd. */
 export interface EtcdProcess {
-  /** Client URL, `http://127.0.0.1:<port>`. */
+  /** Client URL, `http://127.0.0.1:<port>` (`https://` with TLS). */
   readonly endpoint: string;
   /** The data directory (its `etcd.log` holds etcd's own log). */
   readonly dataDir: string;
@@ -36,6 +37,24 @@ export interface StartEtcdOptions {
   args?: string[];
   /** Parent folder of the data dir. @default {the system's temporary folder} */
   parentDir?: string;
+  /** Serve clients over TLS only. @default {plain HTTP} */
+  tls?: EtcdTlsFiles;
+  /**
+   * Enable auth once started, with a `root` user (role `root`) of this password. Over TLS the
+   * setup connects with `tls.certFile` and `tls.keyFile` as its client certificate.
+   */
+  rootPassword?: string;
+}
+
+/** PEM files of an etcd serving clients over TLS. */
+export interface EtcdTlsFiles {
+  /** CA that signed `certFile`, and that client certificates must be signed by. */
+  caFile: string;
+  /** etcd's certificate (SAN IP:127.0.0.1) and its key. */
+  certFile: string;
+  keyFile: string;
+  /** Refuse clients without a certificate signed by `caFile` (`--client-cert-auth`). */
+  clientCertAuth?: boolean;
 }
 
 /**
@@ -47,8 +66,11 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdPro
   const peerPort = freePort();
   if (options.parentDir) await Deno.mkdir(options.parentDir, { recursive: true });
   const dataDir = await Deno.makeTempDir({ prefix: "etcd-", dir: options.parentDir });
-  const endpoint = `http://127.0.0.1:${clientPort}`;
+  const tls = options.tls;
+  const endpoint = `${tls ? "https" : "http"}://127.0.0.1:${clientPort}`;
   const peerUrl = `http://127.0.0.1:${peerPort}`;
+  // Over TLS, /health is also served on a plain HTTP metrics port, so checking it needs no certs.
+  const healthUrl = tls ? `http://127.0.0.1:${freePort()}` : endpoint;
   const args = [
     "--name=default",
     `--data-dir=${dataDir}/data`,
@@ -60,6 +82,7 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdPro
     // etcd writes its log there instead of to our stderr; it is kept for post-mortems.
     "--logger=zap",
     `--log-outputs=${dataDir}/etcd.log`,
+    ...tls ? tlsArgs(tls, healthUrl) : [],
     ...options.args ?? [],
   ];
   let child: Deno.ChildProcess | undefined;
@@ -80,7 +103,7 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdPro
     try {
       await waitFor(`etcd at ${endpoint} to become healthy`, async () => {
         if (exited) throw new Error(`etcd exited early; see ${dataDir}/etcd.log`);
-        return await isHealthy(endpoint);
+        return await isHealthy(healthUrl);
       }, ETCD_START_TIMEOUT_MS);
     } catch (error) {
       await signal("SIGKILL");
@@ -102,7 +125,14 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdPro
     await running.status;
   };
 
-  await spawn().catch(async (error) => {
+  const first = async () => {
+    await spawn();
+    if (options.rootPassword !== undefined) {
+      await enableAuth(endpoint, options.rootPassword, tls);
+    }
+  };
+  await first().catch(async (error) => {
+    await signal("SIGKILL");
     await Deno.remove(dataDir, { recursive: true }).catch(() => {});
     throw error;
   });
@@ -123,6 +153,38 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdPro
       await Deno.remove(dataDir, { recursive: true });
     },
   };
+}
+
+function tlsArgs(tls: EtcdTlsFiles, metricsUrl: string): string[] {
+  return [
+    `--cert-file=${tls.certFile}`,
+    `--key-file=${tls.keyFile}`,
+    ...tls.clientCertAuth ? [`--trusted-ca-file=${tls.caFile}`, "--client-cert-auth"] : [],
+    `--listen-metrics-urls=${metricsUrl}`,
+  ];
+}
+
+/** Adds user `root` with role `root`, then turns auth on (etcd refuses it without a root). */
+async function enableAuth(endpoint: string, password: string, tls?: EtcdTlsFiles): Promise<void> {
+  // Loaded here so that the demo and the benchmark, which never enable auth, do not need etcd3.
+  const { createEtcdClient } = await import("./etcd.ts");
+  const read = (path: string) => Deno.readTextFile(path);
+  const client = createEtcdClient([endpoint], {
+    security: tls && {
+      tls: {
+        caPem: await read(tls.caFile),
+        certPem: await read(tls.certFile),
+        keyPem: await read(tls.keyFile),
+      },
+    },
+  });
+  try {
+    await client.auth.userAdd({ name: "root", password });
+    await client.auth.userGrantRole({ user: "root", role: "root" });
+    await client.auth.authEnable();
+  } finally {
+    client.close();
+  }
 }
 
 async function isHealthy(endpoint: string): Promise<boolean> {

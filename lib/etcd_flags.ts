@@ -1,0 +1,89 @@
+/**
+ * The flags that secure the connection to etcd, shared by the balancer and the backend:
+ * `--etcd-ca`, `--etcd-cert`, `--etcd-key` (TLS, files) and `--etcd-user`,
+ * `--etcd-password-file` (etcd's auth). Their definitions, help lines and parsing live here
+ * once. This module does not load the etcd3 package.
+ *
+ * @module
+ */
+import type { EtcdSecurity } from "./etcd.ts";
+import { fileFlag, UsageError } from "./flags.ts";
+
+/** `parseArgs` definitions of the etcd security flags, to spread into an entry's own. */
+export const ETCD_SECURITY_FLAGS = {
+  "etcd-ca": { type: "string" },
+  "etcd-cert": { type: "string" },
+  "etcd-key": { type: "string" },
+  "etcd-user": { type: "string" },
+  "etcd-password-file": { type: "string" },
+} as const;
+
+/** The etcd security flags as parsed (file paths and a username). */
+export type EtcdSecurityFlags = {
+  [flag in keyof typeof ETCD_SECURITY_FLAGS]?: string;
+};
+
+const HELP: [string, string][] = [
+  ["--etcd-ca FILE", "CA of etcd's certificate, for https:// endpoints (default: system roots)"],
+  ["--etcd-cert FILE", "client certificate for an etcd with --client-cert-auth (with --etcd-key)"],
+  ["--etcd-key FILE", "private key of --etcd-cert"],
+  ["--etcd-user NAME", "etcd user, for an etcd with auth enabled (with --etcd-password-file)"],
+  ["--etcd-password-file FILE", "file holding that user's password (trimmed)"],
+];
+
+/** The help lines of the etcd security flags, descriptions starting at column `width`. */
+export function etcdSecurityUsage(width: number): string {
+  return HELP.map(([flag, text]) => `  ${flag.padEnd(width - 2)}${text}`).join("\n");
+}
+
+/**
+ * Reads the etcd security flags of `program` for `endpoints` (from `--etcd`): `undefined` when
+ * none is given. Each mistake is one line naming the flag: a flag without `--etcd`, TLS files
+ * with `http://` endpoints, a certificate without its key, a user without a password (or the
+ * reverse), an empty password, a file that cannot be read.
+ */
+export function etcdSecurityFlags(
+  program: string,
+  flags: EtcdSecurityFlags,
+  endpoints: string[] | undefined,
+): EtcdSecurity | undefined {
+  const given = (Object.keys(ETCD_SECURITY_FLAGS) as (keyof EtcdSecurityFlags)[])
+    .filter((flag) => flags[flag] !== undefined);
+  if (given.length === 0) return undefined;
+  const fail = (why: string) => {
+    throw new UsageError(`Cannot start ${program} as ${why}`);
+  };
+  if (endpoints === undefined) fail(`'--${given[0]}' needs '--etcd URL'`);
+  together(flags, "etcd-cert", "etcd-key", fail);
+  together(flags, "etcd-user", "etcd-password-file", fail);
+  const tlsFlag = given.find((flag) => flag === "etcd-ca" || flag === "etcd-cert");
+  const plain = endpoints!.find((url) => !url.startsWith("https://"));
+  if (tlsFlag && plain) {
+    fail(`'--${tlsFlag}' needs https:// endpoints in '--etcd': current value is '${plain}'`);
+  }
+  const read = (flag: keyof EtcdSecurityFlags) => {
+    const path = flags[flag];
+    return path === undefined ? undefined : fileFlag(program, flag, path);
+  };
+  const password = read("etcd-password-file")?.trim();
+  if (password === "") fail(`the file of '--etcd-password-file' is empty`);
+  if (flags["etcd-user"] === "") fail(`'--etcd-user' must not be empty`);
+  return {
+    tls: tlsFlag
+      ? { caPem: read("etcd-ca"), certPem: read("etcd-cert"), keyPem: read("etcd-key") }
+      : undefined,
+    auth: password === undefined ? undefined : { username: flags["etcd-user"]!, password },
+  };
+}
+
+/** Fails unless `a` and `b` are both given or both absent. */
+function together(
+  flags: EtcdSecurityFlags,
+  a: keyof EtcdSecurityFlags,
+  b: keyof EtcdSecurityFlags,
+  fail: (why: string) => never,
+): void {
+  if ((flags[a] === undefined) !== (flags[b] === undefined)) {
+    fail(`'--${a}' and '--${b}' go together: only '--${flags[a] === undefined ? b : a}' was given`);
+  }
+}
