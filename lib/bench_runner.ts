@@ -349,8 +349,9 @@ export class BenchRunner {
     return backend;
   }
 
-  #spawnBalancer(port: number, prefix: string): EntryProcess {
+  #spawnBalancer(port: number, prefix: string, extra: string[] = []): EntryProcess {
     return this.#spawn("balancer", [
+      ...extra,
       "--port",
       String(port),
       "--etcd",
@@ -475,7 +476,8 @@ export class BenchRunner {
   async #lookups(scenario: Scenario): Promise<RunResult[]> {
     const results: RunResult[] = [];
     const prefix = `/bench/${scenario.name}/lookups/`;
-    // Three registered servers; lookups never dial them, so bare addresses are enough.
+    // Three registered servers; lookups never dial them, so bare addresses are enough (with the
+    // balancer's health checks off, as nothing answers there).
     const { createEtcdClient } = await import("./etcd.ts");
     const etcd = createEtcdClient([this.#etcd!.endpoint]);
     try {
@@ -536,7 +538,10 @@ export class BenchRunner {
         await server.stop();
       }
     };
-    await serve(this.#spawnBalancer(port, prefix), this.#options.policies);
+    await serve(
+      this.#spawnBalancer(port, prefix, ["--health-interval-ms", "0"]),
+      this.#options.policies,
+    );
     await serve(
       this.#spawn("balancer", ["--port", String(port)], {
         script: "lib/echo_server.ts",
