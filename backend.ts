@@ -10,6 +10,7 @@ import { Backend } from "./lib/backend.ts";
 import { LOAD_SOURCES } from "./lib/cpu_meter.ts";
 import { DEFAULT_WORK_UNITS } from "./lib/cpu_work.ts";
 import { DEFAULT_ETCD_PREFIX, DEFAULT_LEASE_TTL_S } from "./lib/etcd_layout.ts";
+import { ETCD_SECURITY_FLAGS, etcdSecurityFlags, etcdSecurityUsage } from "./lib/etcd_flags.ts";
 import {
   addressFlag,
   choiceFlag,
@@ -34,6 +35,7 @@ const USAGE = `Usage: deno task backend --port PORT [flags]
   --balancer HOST:PORT      balancer to report load to (and register with, without --etcd)
   --etcd URL[,URL]          register in etcd, e.g. http://127.0.0.1:2379
   --etcd-prefix PREFIX      key prefix (default ${DEFAULT_ETCD_PREFIX})
+${etcdSecurityUsage(28)}
   --lease-ttl S             etcd lease TTL in seconds (default ${DEFAULT_LEASE_TTL_S})
   --workers N               Web Workers for CPU-heavy tasks (default 1)
   --work-units N            size of a CPU-heavy task (default ${DEFAULT_WORK_UNITS}; 1 unit = 1e6 loop rounds)
@@ -56,6 +58,7 @@ async function main(): Promise<void> {
     balancer: { type: "string" },
     etcd: { type: "string" },
     "etcd-prefix": { type: "string" },
+    ...ETCD_SECURITY_FLAGS,
     "lease-ttl": { type: "string" },
     workers: { type: "string" },
     "work-units": { type: "string" },
@@ -91,6 +94,7 @@ async function main(): Promise<void> {
         endpoints: etcd,
         prefix,
         ttlS: intFlag(PROGRAM, "lease-ttl", flags["lease-ttl"], DEFAULT_LEASE_TTL_S, 1, 3_600),
+        security: etcdSecurityFlags(PROGRAM, flags, etcd),
       }
       : undefined,
     workers: intFlag(PROGRAM, "workers", flags.workers, 1, 1, 256),

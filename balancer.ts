@@ -10,6 +10,7 @@ import { POLICY_NAMES } from "./policies/mod.ts";
 import { Balancer, type DiscoveryConfig } from "./lib/balancer.ts";
 import { DEFAULT_BUILTIN_TTL_MS } from "./lib/builtin_registry.ts";
 import { DEFAULT_ETCD_PREFIX } from "./lib/etcd_layout.ts";
+import { ETCD_SECURITY_FLAGS, etcdSecurityFlags, etcdSecurityUsage } from "./lib/etcd_flags.ts";
 import {
   choiceFlag,
   etcdFlag,
@@ -34,6 +35,7 @@ const USAGE = `Usage: deno task balancer [flags]
   --discovery KIND        builtin | etcd (default: etcd when --etcd is given, else builtin)
   --etcd URL[,URL]        etcd endpoints, e.g. http://127.0.0.1:2379
   --etcd-prefix PREFIX    key prefix servers register under (default ${DEFAULT_ETCD_PREFIX})
+${etcdSecurityUsage(26)}
   --builtin-ttl-ms MS     builtin discovery: drop a server silent for this long (default ${DEFAULT_BUILTIN_TTL_MS})
   --watch-interval-ms MS  shortest time between two WatchServers updates (default ${DEFAULT_WATCH_INTERVAL_MS})
   --health-interval-ms MS check each server's grpc.health.v1 this often, 0 for never (default ${DEFAULT_HEALTH_INTERVAL_MS})
@@ -57,6 +59,7 @@ async function main(): Promise<void> {
     discovery: { type: "string" },
     etcd: { type: "string" },
     "etcd-prefix": { type: "string" },
+    ...ETCD_SECURITY_FLAGS,
     "builtin-ttl-ms": { type: "string" },
     "watch-interval-ms": { type: "string" },
     "health-interval-ms": { type: "string" },
@@ -83,17 +86,20 @@ async function main(): Promise<void> {
   if (prefix === "") {
     throw new UsageError(`Cannot start ${PROGRAM} as '--etcd-prefix' must not be empty`);
   }
-  const discovery: DiscoveryConfig = kind === "etcd" ? { kind, endpoints: etcd!, prefix } : {
-    kind,
-    ttlMs: intFlag(
-      PROGRAM,
-      "builtin-ttl-ms",
-      flags["builtin-ttl-ms"],
-      DEFAULT_BUILTIN_TTL_MS,
-      100,
-      3_600_000,
-    ),
-  };
+  const security = etcdSecurityFlags(PROGRAM, flags, etcd);
+  const discovery: DiscoveryConfig = kind === "etcd"
+    ? { kind, endpoints: etcd!, prefix, security }
+    : {
+      kind,
+      ttlMs: intFlag(
+        PROGRAM,
+        "builtin-ttl-ms",
+        flags["builtin-ttl-ms"],
+        DEFAULT_BUILTIN_TTL_MS,
+        100,
+        3_600_000,
+      ),
+    };
   if (flags["protect-get-server"] && flags["token-file"] === undefined) {
     throw new UsageError(`Cannot start ${PROGRAM} as '--protect-get-server' needs '--token-file'`);
   }

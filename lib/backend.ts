@@ -6,6 +6,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { Etcd3 } from "etcd3";
+import type { EtcdSecurity } from "./etcd.ts";
 import { createBackendHandlers, type TaskCounters } from "./backend_service.ts";
 import type { LoadSource } from "./cpu_meter.ts";
 import type { EtcdRegistration } from "./etcd_registration.ts";
@@ -29,7 +30,7 @@ export interface BackendOptions {
   /** Balancer `host:port` to report load to (and register with, without etcd). */
   balancer?: string;
   /** etcd registration; without it the backend registers with the balancer. */
-  etcd?: { endpoints: string[]; prefix: string; ttlS: number };
+  etcd?: { endpoints: string[]; prefix: string; ttlS: number; security?: EtcdSecurity };
   workers: number;
   /** Work units per CPU-heavy task, before the slowdown. */
   workUnits: number;
@@ -89,7 +90,7 @@ export class Backend {
     this.#health.setAll("SERVING");
     if (o.etcd) {
       const { createEtcdClient, EtcdRegistration } = await loadEtcd();
-      this.#etcd = createEtcdClient(o.etcd.endpoints);
+      this.#etcd = createEtcdClient(o.etcd.endpoints, { security: o.etcd.security });
       this.#registration = new EtcdRegistration({
         client: this.#etcd,
         prefix: o.etcd.prefix,

@@ -6,6 +6,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { Etcd3 } from "etcd3";
+import type { EtcdSecurity } from "./etcd.ts";
 import { createPolicy, type PolicyName } from "../policies/mod.ts";
 import { createBalancerHandlers } from "./balancer_service.ts";
 import { BuiltinRegistry } from "./builtin_registry.ts";
@@ -25,7 +26,7 @@ const log = getLogger(["lb", "balancer"]);
 /** Where the balancer learns which servers are live. */
 export type DiscoveryConfig =
   | { kind: "builtin"; ttlMs: number }
-  | { kind: "etcd"; endpoints: string[]; prefix: string };
+  | { kind: "etcd"; endpoints: string[]; prefix: string; security?: EtcdSecurity };
 
 /** Options of {@linkcode Balancer}. */
 export interface BalancerOptions {
@@ -119,7 +120,7 @@ export class Balancer {
     this.#checker?.start();
     if (discovery.kind === "etcd") {
       const { createEtcdClient, EtcdDiscovery } = await loadEtcd();
-      this.#etcd = createEtcdClient(discovery.endpoints);
+      this.#etcd = createEtcdClient(discovery.endpoints, { security: discovery.security });
       this.#discovery = new EtcdDiscovery({
         client: this.#etcd,
         prefix: discovery.prefix,

@@ -24,16 +24,20 @@ export type EtcdSecurityFlags = {
 };
 
 const HELP: [string, string][] = [
-  ["--etcd-ca FILE", "CA of etcd's certificate, for https:// endpoints (default: system roots)"],
-  ["--etcd-cert FILE", "client certificate for an etcd with --client-cert-auth (with --etcd-key)"],
-  ["--etcd-key FILE", "private key of --etcd-cert"],
-  ["--etcd-user NAME", "etcd user, for an etcd with auth enabled (with --etcd-password-file)"],
-  ["--etcd-password-file FILE", "file holding that user's password (trimmed)"],
+  ["--etcd-ca PATH", "CA of etcd's certificate, for https:// (default: the system's roots)"],
+  ["--etcd-cert PATH", "client certificate, for an etcd with --client-cert-auth"],
+  ["--etcd-key PATH", "private key of --etcd-cert"],
+  ["--etcd-user NAME", "etcd user, for an etcd with auth enabled"],
+  ["--etcd-password-file PATH", "file holding that user's password (keep it under ./secrets)"],
 ];
 
 /** The help lines of the etcd security flags, descriptions starting at column `width`. */
 export function etcdSecurityUsage(width: number): string {
-  return HELP.map(([flag, text]) => `  ${flag.padEnd(width - 2)}${text}`).join("\n");
+  return HELP.map(([flag, text]) =>
+    flag.length < width - 2
+      ? `  ${flag.padEnd(width - 2)}${text}`
+      : `  ${flag}\n${" ".repeat(width)}${text}`
+  ).join("\n");
 }
 
 /**
