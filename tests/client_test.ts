@@ -111,7 +111,15 @@ async function startBalancerOn(port: number) {
 }
 
 Deno.test("TaskClient gets another server on retry even under pick_first (GetServer avoid)", async () => {
-  const balancer = await startBalancer(["--policy", "pick_first", "--builtin-ttl-ms", "60000"]);
+  // Health checks off: they would eject the dead server, and this tests the client's own retry.
+  const balancer = await startBalancer([
+    "--policy",
+    "pick_first",
+    "--builtin-ttl-ms",
+    "60000",
+    "--health-interval-ms",
+    "0",
+  ]);
   const a = startBackend(["--balancer", balancer.address]);
   const b = startBackend(["--balancer", balancer.address]);
   const lb = createLoadBalancerClient(balancer.address);
