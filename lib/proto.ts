@@ -192,15 +192,22 @@ export interface BackendClient extends grpc.Client {
   GetStats: Unary<StatsRequest, StatsResponse>;
 }
 
-/** Calls a unary method and resolves with its response; rejects with the `ServiceError`. */
+/**
+ * Calls a unary method and resolves with its response; rejects with the `ServiceError`.
+ * `waitForReady` makes the call wait for a connection (within its deadline) instead of failing
+ * at once while the channel is down.
+ */
 export function unary<Req, Res>(
   method: Unary<Req, Res>,
   client: grpc.Client,
   request: Req,
-  options: grpc.CallOptions = {},
+  options: grpc.CallOptions & { waitForReady?: boolean } = {},
 ): Promise<Res> {
+  const { waitForReady, ...callOptions } = options;
+  const metadata = new grpc.Metadata();
+  if (waitForReady) metadata.setOptions({ waitForReady });
   return new Promise((resolve, reject) => {
-    method.call(client, request, new grpc.Metadata(), options, (error, response) => {
+    method.call(client, request, metadata, callOptions, (error, response) => {
       if (error) reject(error);
       else resolve(response as Res);
     });

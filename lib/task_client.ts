@@ -131,10 +131,15 @@ export class TaskClient {
       const result = this.#watch.pick(clientId, avoid);
       if (result.kind === "pick") return Promise.resolve(result.server.address);
     }
+    // The balancer is the one place to ask: wait for its connection (within the deadline) rather
+    // than fail at once while the channel sits in reconnect backoff, so a balancer restart costs
+    // the client latency, not failed tasks. Backends are called fail-fast: there is another one.
     return unary(this.#balancer.GetServer, this.#balancer, {
       client_id: clientId,
       avoid,
-    }, { deadline: Date.now() + this.#options.lookupTimeoutMs }).then((r) => r.server_address);
+    }, { deadline: Date.now() + this.#options.lookupTimeoutMs, waitForReady: true }).then((r) =>
+      r.server_address
+    );
   }
 
   /** Runs one task: lookup, then `ProcessTask`, retrying on UNAVAILABLE from the server. */
