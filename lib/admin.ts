@@ -69,11 +69,17 @@ export function formatServers(list: ListServersResponse): string {
     s.has_load ? String(s.in_flight) : "-",
     s.has_load ? s.qps.toFixed(1) : "-",
     s.has_load ? `${s.report_age_ms} ms` : "never",
+    s.healthy ? "ok" : "ejected",
     s.weight.toFixed(2),
   ]);
+  const ejected = list.servers.filter((s) => !s.healthy).length;
   return [
-    `policy ${list.policy}, ${list.discovery} discovery, ${list.servers.length} server(s)`,
+    `policy ${list.policy}, ${list.discovery} discovery, ${list.servers.length} server(s)` +
+    (ejected ? `, ${ejected} ejected by health checks` : ""),
     "",
-    textTable([["server", "cpu %", "in flight", "qps", "last report", "weight"], ...rows]),
+    textTable([
+      ["server", "cpu %", "in flight", "qps", "last report", "health", "weight"],
+      ...rows,
+    ]),
   ].join("\n");
 }
