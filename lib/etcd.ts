@@ -6,6 +6,7 @@
  * @module
  */
 import type * as grpc from "@grpc/grpc-js";
+import { Buffer } from "node:buffer";
 import { Etcd3, type IOptions } from "etcd3";
 import { type BackoffOptions, retryDelayMs } from "./backoff.ts";
 import { channelCredentials, type TlsConfig } from "./tls.ts";
@@ -101,11 +102,25 @@ export function createEtcdClient(endpoints: string[], options: EtcdClientOptions
     },
     auth: options.security?.auth && { ...options.security.auth },
   };
-  const client = new Etcd3(clientOptions);
-  if (endpoints[0].startsWith("https://")) {
-    useCredentials(client, channelCredentials(options.security?.tls ?? {}));
+  if (!endpoints[0].startsWith("https://")) return new Etcd3(clientOptions);
+  const tls = options.security?.tls ?? {};
+  // etcd3 builds credentials of its own, swapped out below; given the CA, it does not read the
+  // system's bundle either.
+  if (tls.caPem !== undefined) {
+    clientOptions.credentials = { rootCertificate: Buffer.from(tls.caPem) };
   }
-  return client;
+  try {
+    const client = new Etcd3(clientOptions);
+    useCredentials(client, channelCredentials(tls));
+    return client;
+  } catch (error) {
+    // Without a CA, grpc-js has Deno read the system's bundle, which the `deno task`s may not.
+    if (!(error instanceof Deno.errors.NotCapable)) throw error;
+    throw new Error(
+      `Cannot connect to etcd over TLS as no CA was given and Deno may not read the system's CA bundle (${error.message}): give the CA of etcd's certificate (--etcd-ca), or allow reading the bundle`,
+      { cause: error },
+    );
+  }
 }
 
 /** Refuses endpoints and security that cannot work together. */

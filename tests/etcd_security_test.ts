@@ -1,0 +1,242 @@
+/**
+ * etcd over TLS and with username/password, against a real etcd and real balancer and backend
+ * processes started with `--etcd-ca`, `--etcd-cert`, `--etcd-key`, `--etcd-user` and
+ * `--etcd-password-file`; and the one-line errors of those flags.
+ */
+import assert from "node:assert/strict";
+import * as grpc from "@grpc/grpc-js";
+import { etcdSecurityFlags } from "../lib/etcd_flags.ts";
+import { createEtcdClient } from "../lib/etcd.ts";
+import { spawnEntry } from "../lib/entry_process.ts";
+import { createBackendClient, type LoadBalancerClient, unary } from "../lib/proto.ts";
+import { type EtcdProcess, startEtcd, type StartEtcdOptions } from "./_etcd.ts";
+import { type Secrets, testSecrets } from "./_secrets.ts";
+import {
+  createLoadBalancerClient,
+  listServers,
+  startBackend,
+  startBalancer,
+  type Started,
+  stopAll,
+  waitFor,
+  waitForServers,
+} from "./_system.ts";
+
+const FIXTURES = new URL("fixtures/tls/", import.meta.url).pathname;
+const PASSWORD = "etcd-root-pa55word";
+
+/** etcd serving TLS with the fixture server certificate. */
+function etcdTls(clientCertAuth: boolean): StartEtcdOptions["tls"] {
+  return {
+    caFile: `${FIXTURES}ca.crt`,
+    certFile: `${FIXTURES}server.crt`,
+    keyFile: `${FIXTURES}server.key`,
+    clientCertAuth,
+  };
+}
+
+/** Runs `body` with an etcd started with `options` and a secrets directory; stops everything. */
+async function withEtcd(
+  options: StartEtcdOptions,
+  body: (ctx: { etcd: EtcdProcess; secrets: Secrets; started: Started[] }) => Promise<void>,
+): Promise<void> {
+  await using secrets = await testSecrets();
+  const etcd = await startEtcd(options);
+  const started: Started[] = [];
+  try {
+    await body({ etcd, secrets, started });
+  } finally {
+    await stopAll(...started);
+    await etcd.close();
+  }
+}
+
+/** Asks the balancer for a server, then runs a SIMPLE task there; resolves with that server. */
+async function taskThroughBalancer(lb: LoadBalancerClient): Promise<string> {
+  const { server_address } = await unary(lb.GetServer, lb, { client_id: "t" }, {
+    deadline: Date.now() + 2_000,
+  });
+  const backend = createBackendClient(server_address);
+  try {
+    const response = await unary(backend.ProcessTask, backend, {
+      task_id: "etcd-security",
+      task_type: "SIMPLE",
+    }, { deadline: Date.now() + 2_000 });
+    assert.ok(response.result, "the task has a result");
+    return server_address;
+  } finally {
+    backend.close();
+  }
+}
+
+/**
+ * A balancer and a backend with `flags`: the backend registers, is listed and runs a task.
+ * Resolves with the backend.
+ */
+async function assertEndToEnd(started: Started[], flags: string[]): Promise<Started> {
+  const balancer = await startBalancer(flags);
+  started.push(balancer);
+  const backend = startBackend(flags);
+  started.push(backend);
+  const lb = createLoadBalancerClient(balancer.address);
+  try {
+    await waitForServers(lb, [backend.address]);
+    const served = await waitFor("a task through the balancer", () => taskThroughBalancer(lb));
+    assert.equal(served, backend.address);
+    return backend;
+  } finally {
+    lb.close();
+  }
+}
+
+/** Waits until `process`'s log matches `pattern`; fails early if it exits. */
+async function waitForLog(entry: Started, pattern: RegExp): Promise<void> {
+  await waitFor(`log of ${entry.process.name} to match ${pattern}`, () => {
+    if (entry.process.exited) throw new Error(`exited:\n${entry.process.log()}`);
+    return pattern.test(entry.process.log());
+  });
+}
+
+Deno.test("etcd over TLS with client certificates: a backend registers, the balancer lists it, a task runs", async () => {
+  await withEtcd({ tls: etcdTls(true) }, async ({ etcd, secrets, started }) => {
+    await assertEndToEnd(started, [
+      "--etcd",
+      etcd.endpoint,
+      "--etcd-ca",
+      secrets.path("ca.crt"),
+      "--etcd-cert",
+      secrets.path("client.crt"),
+      "--etcd-key",
+      secrets.path("client.key"),
+    ]);
+  });
+});
+
+Deno.test("a balancer that does not trust etcd's certificate keeps serving, retries, and logs why", async () => {
+  await withEtcd({ tls: etcdTls(false) }, async ({ etcd, secrets, started }) => {
+    // A CA, but not the one that signed etcd's certificate.
+    const balancer = await startBalancer([
+      "--etcd",
+      etcd.endpoint,
+      "--etcd-ca",
+      secrets.path("untrusted-ca.crt"),
+    ]);
+    started.push(balancer);
+    await waitForLog(balancer, /Could not list .* unable to verify the first certificate/);
+    const lb = createLoadBalancerClient(balancer.address);
+    try {
+      await assert.rejects(
+        unary(lb.GetServer, lb, { client_id: "t" }, { deadline: Date.now() + 2_000 }),
+        (error: grpc.ServiceError) => error.code === grpc.status.UNAVAILABLE,
+      );
+      assert.deepEqual((await listServers(lb)).servers, []);
+    } finally {
+      lb.close();
+    }
+    assert.equal(balancer.process.exited, false, "the balancer keeps running and retrying");
+  });
+});
+
+Deno.test("a balancer given https:// etcd and no --etcd-ca stops with one line naming --etcd-ca", async () => {
+  // Under the deno task's permissions Deno may not read the system's CA bundle.
+  const balancer = spawnEntry("balancer", ["--port", "0", "--etcd", "https://127.0.0.1:2379"]);
+  const status = await balancer.status;
+  assert.equal(status.code, 1, balancer.log());
+  assert.match(
+    balancer.log(),
+    /^error: Cannot connect to etcd over TLS as no CA was given.*--etcd-ca/,
+  );
+  assert.equal(balancer.log().split("\n").length, 1, balancer.log());
+});
+
+Deno.test("etcd with auth: the right user and password work end to end; a wrong password is one clear error", async () => {
+  await withEtcd(
+    { tls: etcdTls(false), rootPassword: PASSWORD },
+    async ({ etcd, secrets, started }) => {
+      const tls = ["--etcd", etcd.endpoint, "--etcd-ca", secrets.path("ca.crt")];
+      const right = await secrets.write("etcd-password", `${PASSWORD}\n`);
+      const good = await assertEndToEnd(started, [
+        ...tls,
+        "--etcd-user",
+        "root",
+        "--etcd-password-file",
+        right,
+      ]);
+
+      const wrong = await secrets.write("wrong-password", "not-the-password");
+      const flags = [...tls, "--etcd-user", "root", "--etcd-password-file", wrong];
+      const balancer = await startBalancer(flags);
+      const backend = startBackend(flags);
+      started.push(balancer, backend);
+      const refused = /authentication failed, invalid user ID or password/;
+      await waitForLog(balancer, refused);
+      await waitForLog(backend, refused);
+      for (const entry of [balancer, backend]) {
+        // One warning; the retries that follow log at debug level.
+        const warnings = entry.process.log().split("\n").filter((line) =>
+          line.includes("[WRN]") && refused.test(line)
+        );
+        assert.equal(warnings.length, 1, entry.process.log());
+        assert.equal(entry.process.exited, false, "it keeps retrying");
+      }
+      const lb = createLoadBalancerClient(balancer.address);
+      try {
+        assert.deepEqual((await listServers(lb)).servers, [], "nothing listed without auth");
+      } finally {
+        lb.close();
+      }
+      const root = createEtcdClient([etcd.endpoint], {
+        security: {
+          tls: { caPem: await Deno.readTextFile(`${FIXTURES}ca.crt`) },
+          auth: { username: "root", password: PASSWORD },
+        },
+      });
+      try {
+        const keys = await root.getAll().prefix("/servers/").keys();
+        assert.deepEqual(keys, [`/servers/${good.address}`], "only the right backend");
+      } finally {
+        root.close();
+      }
+    },
+  );
+});
+
+Deno.test("etcd security flags: a file Deno may not read, and bad combinations, are one line naming the flag", async () => {
+  const balancer = spawnEntry("balancer", [
+    "--port",
+    "0",
+    "--etcd",
+    "https://127.0.0.1:2379",
+    "--etcd-ca",
+    `${FIXTURES}ca.crt`,
+  ]);
+  const status = await balancer.status;
+  assert.equal(status.code, 2);
+  assert.match(balancer.log(), /^error: .*'--etcd-ca' is outside what this task may read/);
+  assert.equal(balancer.log().split("\n").length, 1, balancer.log());
+
+  await using secrets = await testSecrets();
+  const empty = await secrets.write("empty", " \n");
+  const https = ["https://127.0.0.1:2379"];
+  const cases: [Record<string, string>, string[] | undefined, RegExp][] = [
+    [{ "etcd-ca": secrets.path("ca.crt") }, undefined, /'--etcd-ca' needs '--etcd URL'/],
+    [
+      { "etcd-ca": secrets.path("ca.crt") },
+      ["http://127.0.0.1:2379"],
+      /'--etcd-ca' needs https:\/\/ endpoints/,
+    ],
+    [{ "etcd-cert": secrets.path("client.crt") }, https, /only '--etcd-cert' was given/],
+    [{ "etcd-password-file": empty }, https, /only '--etcd-password-file' was given/],
+    [{ "etcd-user": "root" }, https, /only '--etcd-user' was given/],
+    [
+      { "etcd-user": "root", "etcd-password-file": empty },
+      https,
+      /'--etcd-password-file' is empty/,
+    ],
+    [{ "etcd-ca": "secrets/missing.crt" }, https, /'--etcd-ca' does not exist/],
+  ];
+  for (const [flags, endpoints, message] of cases) {
+    assert.throws(() => etcdSecurityFlags("balancer", flags, endpoints), message);
+  }
+  assert.equal(etcdSecurityFlags("balancer", {}, https), undefined);
+});
