@@ -156,6 +156,8 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdPro
 }
 
 function tlsArgs(tls: EtcdTlsFiles, metricsUrl: string): string[] {
+  // `--trusted-ca-file` alone makes etcd ask for an optional client certificate, and Deno's TLS
+  // fails that handshake when it has none (BadCertificate): set it only when one is required.
   return [
     `--cert-file=${tls.certFile}`,
     `--key-file=${tls.keyFile}`,
