@@ -2,11 +2,12 @@
  * The client side of the original protocol: ask the balancer for a server, then send the task
  * to it, reusing one channel per server (the original opened two new channels per request).
  *
- * When the named server answers UNAVAILABLE (it died, or is draining), the client asks the
- * balancer again, naming the servers that failed in `GetServer`'s `avoid` field so it gets
- * another one, and retries, up to `maxAttempts` in all; every other failure is returned as is,
- * not retried, because retrying a bad request only repeats it. (A balancer of the original
- * system ignores `avoid`; the retry then lands wherever it points.)
+ * When the call to the named server fails in transport (UNAVAILABLE: it died, or is draining; or
+ * its stream was reset before it sent any status, see {@linkcode isTransportFailure}), the client
+ * asks the balancer again, naming the servers that failed in `GetServer`'s `avoid` field so it
+ * gets another one, and retries, up to `maxAttempts` in all; every status the server itself sent
+ * is returned as is, not retried, because retrying a bad request only repeats it. (A balancer of
+ * the original system ignores `avoid`; the retry then lands wherever it points.)
  *
  * @module
  */
@@ -22,12 +23,24 @@ import {
 import { ServerWatch } from "./server_watch.ts";
 import { channelCredentials, type TlsConfig } from "./tls.ts";
 
+/**
+ * Whether a failed call never got a status from the server: UNAVAILABLE, or INTERNAL made up by
+ * grpc-js from an HTTP/2 stream reset ("Received RST_STREAM ..."), which is how a server killed
+ * between its response headers and its trailers shows up under Deno (seen once in fault 5,
+ * SIGKILL under load). Either way the task may or may not have run, as with any retry after a
+ * dropped connection; an INTERNAL the server sent itself is not retried.
+ */
+export function isTransportFailure(error: grpc.ServiceError): boolean {
+  return error.code === grpc.status.UNAVAILABLE ||
+    (error.code === grpc.status.INTERNAL && /^Received RST_STREAM/.test(error.details ?? ""));
+}
+
 /** How a client learns which server to use. */
 export type ClientMode = "lookaside" | "watch";
 /** Every client mode. */
 export const CLIENT_MODES: readonly ClientMode[] = ["lookaside", "watch"];
 
-/** Attempts per task, the first included, when servers answer UNAVAILABLE. */
+/** Attempts per task, the first included, when calls to servers fail in transport. */
 export const DEFAULT_MAX_ATTEMPTS = 3;
 /** Deadline of a `GetServer` call. */
 export const DEFAULT_LOOKUP_TIMEOUT_MS = 5_000;
@@ -142,7 +155,7 @@ export class TaskClient {
     );
   }
 
-  /** Runs one task: lookup, then `ProcessTask`, retrying on UNAVAILABLE from the server. */
+  /** Runs one task: lookup, then `ProcessTask`, retrying on a transport failure. */
   async run(taskId: string, taskType: string): Promise<TaskOutcome> {
     let server: string | undefined;
     let last: grpc.ServiceError | undefined;
@@ -173,7 +186,7 @@ export class TaskClient {
         return { ok: true, server, result: response.result, attempts: attempt };
       } catch (error) {
         last = error as grpc.ServiceError;
-        if (last.code !== grpc.status.UNAVAILABLE) break;
+        if (!isTransportFailure(last)) break;
         this.#forget(server);
         // The next GetServer names the failed servers in `avoid`, so the balancer picks another.
         failedOn.push(server);
