@@ -37,7 +37,7 @@ const USAGE = `Usage: deno task client [flags]
   --concurrency C        tasks in flight at once (default 1)
   --client-id ID         sent with every GetServer (default client-<pid>)
   --client-ids N         act as N clients, ID-0 to ID-<N-1>, one per task in turn (default 1)
-  --max-attempts N       attempts per task when servers answer UNAVAILABLE (default ${DEFAULT_MAX_ATTEMPTS})
+  --max-attempts N       attempts per task when calls to servers fail in transport (default ${DEFAULT_MAX_ATTEMPTS})
   --mode MODE            lookaside: GetServer before every task (default, as the original);
                          watch: subscribe to WatchServers and pick locally (one RPC per task)
   --direct HOST:PORT,..  skip the balancer: send to these backends in turn (a baseline)
