@@ -18,9 +18,22 @@ import {
 /** Levels accepted by `--log-level`. */
 export const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warning", "error"];
 
+/**
+ * Renders a logged value: strings bare, errors as their message on one line (a log line stays a
+ * line; the stack of a network error says nothing to an operator), anything else inspected.
+ */
+export function renderValue(value: unknown, inspect: (value: unknown) => string): string {
+  if (typeof value === "string") return value;
+  if (value instanceof Error) {
+    const cause = value.cause instanceof Error ? ` (cause: ${value.cause.message})` : "";
+    return `${value.message}${cause}`.replace(/\s*\n\s*/g, " ");
+  }
+  return inspect(value);
+}
+
 /** Configures LogTape for an entry script: `level` and above go to stderr as text lines. */
 export async function setupLogging(level: LogLevel): Promise<void> {
-  const format = getTextFormatter({ timestamp: "time", value: "bare" });
+  const format = getTextFormatter({ timestamp: "time", value: renderValue });
   const encoder = new TextEncoder();
   const stderr = (record: LogRecord) => {
     Deno.stderr.writeSync(encoder.encode(format(record)));
