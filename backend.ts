@@ -24,6 +24,7 @@ import {
 } from "./lib/flags.ts";
 import { DEFAULT_REPORT_INTERVAL_MS } from "./lib/load_reporter.ts";
 import { LOG_LEVELS, setupLogging } from "./lib/log.ts";
+import { DEFAULT_MAX_MESSAGE_BYTES, maxMessageFlag } from "./lib/server.ts";
 import { tokenFlag } from "./lib/auth.ts";
 import { tlsFlags } from "./lib/tls.ts";
 
@@ -48,6 +49,8 @@ ${etcdSecurityUsage(28)}
   --tls-key PATH            the certificate's private key
   --tls-ca PATH             CA trusted for the balancer's certificate and client certificates
   --tls-mutual              require client certificates signed by --tls-ca
+  --max-message-bytes N     largest request accepted; larger ones answer RESOURCE_EXHAUSTED
+                            (default ${DEFAULT_MAX_MESSAGE_BYTES})
   --log-level LEVEL         ${LOG_LEVELS.join(" | ")} (default info)
   --help                    show this text`;
 
@@ -70,6 +73,7 @@ async function main(): Promise<void> {
     "tls-key": { type: "string" },
     "tls-ca": { type: "string" },
     "tls-mutual": { type: "boolean" },
+    "max-message-bytes": { type: "string" },
     "log-level": { type: "string" },
     help: { type: "boolean" },
   });
@@ -118,6 +122,7 @@ async function main(): Promise<void> {
     loadSource: choiceFlag(PROGRAM, "load-source", flags["load-source"], "process", LOAD_SOURCES),
     tls: tlsFlags(PROGRAM, flags, "server"),
     token: tokenFlag(PROGRAM, flags["token-file"]),
+    maxMessageBytes: maxMessageFlag(PROGRAM, flags["max-message-bytes"]),
   });
   await setupLogging(
     choiceFlag(PROGRAM, "log-level", flags["log-level"], "info", LOG_LEVELS) as LogLevel,

@@ -22,6 +22,7 @@ import {
 } from "./lib/flags.ts";
 import { DEFAULT_HEALTH_INTERVAL_MS, DEFAULT_HEALTH_TIMEOUT_MS } from "./lib/health_checker.ts";
 import { LOG_LEVELS, setupLogging } from "./lib/log.ts";
+import { DEFAULT_MAX_MESSAGE_BYTES, maxMessageFlag } from "./lib/server.ts";
 import { tokenFlag } from "./lib/auth.ts";
 import { tlsFlags } from "./lib/tls.ts";
 import { DEFAULT_WATCH_INTERVAL_MS } from "./lib/watch_hub.ts";
@@ -48,6 +49,8 @@ ${etcdSecurityUsage(26)}
   --tls-key PATH          the certificate's private key
   --tls-ca PATH           CA trusted for client certificates and the servers' (health checks)
   --tls-mutual            require client certificates signed by --tls-ca
+  --max-message-bytes N   largest request accepted; larger ones answer RESOURCE_EXHAUSTED
+                          (default ${DEFAULT_MAX_MESSAGE_BYTES})
   --log-level LEVEL       ${LOG_LEVELS.join(" | ")} (default info)
   --help                  show this text`;
 
@@ -70,6 +73,7 @@ async function main(): Promise<void> {
     "tls-key": { type: "string" },
     "tls-ca": { type: "string" },
     "tls-mutual": { type: "boolean" },
+    "max-message-bytes": { type: "string" },
     "log-level": { type: "string" },
     help: { type: "boolean" },
   });
@@ -106,6 +110,7 @@ async function main(): Promise<void> {
   const options = {
     tls: tlsFlags(PROGRAM, flags, "server"),
     token: tokenFlag(PROGRAM, flags["token-file"]),
+    maxMessageBytes: maxMessageFlag(PROGRAM, flags["max-message-bytes"]),
     protectGetServer: flags["protect-get-server"] ?? false,
     host: flags.host ?? "127.0.0.1",
     port: intFlag(PROGRAM, "port", flags.port, 50051, 0, 65535),

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type * as grpc from "@grpc/grpc-js";
 import { getLogger } from "@logtape/logtape";
 import type { Etcd3 } from "etcd3";
 import type { EtcdSecurity } from "./etcd.ts";
@@ -45,12 +46,14 @@ export interface BackendOptions {
   tls?: TlsConfig;
   /** Control-plane token sent with its reports and registration. */
   token?: string;
+  /** Largest request accepted, in bytes; larger ones answer RESOURCE_EXHAUSTED. @default {DEFAULT_MAX_MESSAGE_BYTES} */
+  maxMessageBytes?: number;
 }
 
 /** A running backend. */
 export class Backend {
   #options: BackendOptions;
-  #server = createServer();
+  #server: grpc.Server;
   #pool: WorkerPool;
   #etcd: Etcd3 | undefined;
   #registration: EtcdRegistration | undefined;
@@ -63,6 +66,7 @@ export class Backend {
   /** Builds the backend; {@linkcode start} serves it. */
   constructor(options: BackendOptions) {
     this.#options = options;
+    this.#server = createServer(options.maxMessageBytes);
     this.#pool = new WorkerPool(options.workers);
   }
 

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type * as grpc from "@grpc/grpc-js";
 import { getLogger } from "@logtape/logtape";
 import type { Etcd3 } from "etcd3";
 import type { EtcdSecurity } from "./etcd.ts";
@@ -43,6 +44,8 @@ export interface BalancerOptions {
    * @default {{ intervalMs: DEFAULT_HEALTH_INTERVAL_MS, timeoutMs: DEFAULT_HEALTH_TIMEOUT_MS }}
    */
   healthCheck?: { intervalMs?: number; timeoutMs?: number };
+  /** Largest request accepted, in bytes; larger ones answer RESOURCE_EXHAUSTED. @default {DEFAULT_MAX_MESSAGE_BYTES} */
+  maxMessageBytes?: number;
   /**
    * TLS of its server, and of its health checks to the servers (which trust `caPem` and show
    * `certPem` as a client certificate). @default {plaintext}
@@ -62,7 +65,7 @@ export class Balancer {
   readonly set: ServerSet = new ServerSet();
   readonly picker: Picker;
   #options: BalancerOptions;
-  #server = createServer();
+  #server: grpc.Server;
   #registry: BuiltinRegistry | undefined;
   #etcd: Etcd3 | undefined;
   #discovery: EtcdDiscovery | undefined;
@@ -75,6 +78,7 @@ export class Balancer {
   /** Builds the balancer; {@linkcode start} serves it. */
   constructor(options: BalancerOptions) {
     this.#options = options;
+    this.#server = createServer(options.maxMessageBytes);
     this.picker = new Picker(createPolicy(options.policy), this.set);
     const clock = () => performance.now();
     if (options.discovery.kind === "builtin") {

@@ -4,11 +4,26 @@
  * @module
  */
 import * as grpc from "@grpc/grpc-js";
+import { intFlag } from "./flags.ts";
 import http2 from "node:http2";
 import { serverCredentials, type TlsConfig } from "./tls.ts";
 
 /** Default bound on the messages a server accepts: small, since no RPC here carries much. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024;
+
+/** Smallest and largest values of `--max-message-bytes`. */
+const MAX_MESSAGE_RANGE = [1_024, 64 * 1024 * 1024] as const;
+
+/** Reads `--max-message-bytes` (bytes, 1 KiB to 64 MiB), or the default when absent. */
+export function maxMessageFlag(program: string, value: string | undefined): number {
+  return intFlag(
+    program,
+    "max-message-bytes",
+    value,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    ...MAX_MESSAGE_RANGE,
+  );
+}
 
 /** Creates a grpc-js server with our limits. */
 export function createServer(maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES): grpc.Server {

@@ -376,6 +376,16 @@ const BAD_FLAGS: [("balancer" | "backend" | "client"), string[], RegExp][] = [
     /'--etcd' must be a comma-separated list of http\(s\):\/\/host:port URLs/,
   ],
   ["balancer", ["--bogus"], /Unknown option '--bogus'/],
+  [
+    "balancer",
+    ["--max-message-bytes", "100"],
+    /'--max-message-bytes' must be an integer from 1024 to 67108864: current value is '100'/,
+  ],
+  [
+    "backend",
+    ["--port", "0", "--balancer", "127.0.0.1:1", "--max-message-bytes", "1e6"],
+    /'--max-message-bytes' must be an integer from 1024/,
+  ],
   ["backend", ["--balancer", "127.0.0.1:50051"], /'--port' is required/],
   ["backend", ["--port", "0"], /needs '--etcd URL' or '--balancer HOST:PORT'/],
   ["backend", ["--port", "0", "--balancer", "nowhere"], /'--balancer' must be host:port/],
@@ -432,4 +442,20 @@ Deno.test("entries refuse bad flags with one line naming the flag, and exit with
     assert.equal(lines.length, 1, `${entry} ${args.join(" ")} printed:\n${child.log()}`);
     assert.match(lines[0], pattern);
   }));
+});
+
+Deno.test("--max-message-bytes sets the largest request a balancer accepts", async () => {
+  const balancer = await startBalancer(["--max-message-bytes", "2048"]);
+  const padded = createLoadBalancerClient(balancer.address, undefined, PADDED);
+  try {
+    const list = (pad: number) =>
+      unary(padded.ListServers, padded, { pad: new Uint8Array(pad) } as never, {
+        deadline: Date.now() + 5_000,
+      });
+    await list(1_500); // under the limit
+    await expectStatus("ListServers of 3 KB", () => list(3_000), grpc.status.RESOURCE_EXHAUSTED);
+  } finally {
+    padded.close();
+    await stopAll(balancer);
+  }
 });
