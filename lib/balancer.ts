@@ -96,6 +96,7 @@ export class Balancer {
         clock,
         token: options.token,
         protectGetServer: options.protectGetServer,
+        whenChecked: (address) => this.#checker?.whenChecked(address) ?? Promise.resolve(),
       }),
     );
     // SERVING while it can name a server: a probe in front of the balancer sees it useless

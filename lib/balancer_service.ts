@@ -62,6 +62,11 @@ export interface BalancerServiceDeps {
   token?: string;
   /** With `token`: require it on `GetServer` and `WatchServers` too. @default {false} */
   protectGetServer?: boolean;
+  /**
+   * Resolves once a server's first health check has ended; `RegisterServer` waits for it, so
+   * its success means the server is in the picks (as in the original) if it is healthy.
+   */
+  whenChecked?: (address: string) => Promise<void>;
 }
 
 /** Creates the handlers of the `LoadBalancer` service. */
@@ -94,12 +99,10 @@ export function createBalancerHandlers(
     }
     const result = picker.pick(clientId, avoid);
     if (result.kind === "none") {
-      return callback(
-        statusError(
-          grpc.status.UNAVAILABLE,
-          `No server available: ${result.reason} (${howToRegister})`,
-        ),
-      );
+      const why = set.size > 0
+        ? `all ${set.size} known server(s) fail their health checks`
+        : `${result.reason} (${howToRegister})`;
+      return callback(statusError(grpc.status.UNAVAILABLE, `No server available: ${why}`));
     }
     callback(null, { server_address: result.server.address });
   };
@@ -126,7 +129,8 @@ export function createBalancerHandlers(
       );
     }
     registry.register(parsed.address);
-    callback(null, { success: true });
+    const checked = deps.whenChecked?.(parsed.address) ?? Promise.resolve();
+    checked.then(() => callback(null, { success: true }));
   };
 
   const ReportLoad: grpc.handleUnaryCall<LoadReport, LoadReportResponse> = (call, callback) => {

@@ -57,6 +57,9 @@ interface Probe {
   /** Result of the last check; undefined before the first one ends. */
   healthy: boolean | undefined;
   closed: boolean;
+  /** Settles when the first check has ended (or the probe closed). */
+  checked: Promise<void>;
+  onChecked: () => void;
 }
 
 /** Checks every member of a set, ejecting and readmitting them. */
@@ -87,6 +90,14 @@ export class HealthChecker {
     for (const address of this.#set.addresses()) this.#add(address);
   }
 
+  /**
+   * Resolves once `address` has had its first check (at once for a server checked before, or
+   * not a member), so a caller can wait until a new server is in the picks, or known not to be.
+   */
+  whenChecked(address: string): Promise<void> {
+    return this.#probes.get(address)?.checked ?? Promise.resolve();
+  }
+
   /** Stops every probe. */
   stop(): void {
     this.#unsubscribe?.();
@@ -96,12 +107,16 @@ export class HealthChecker {
   #add(address: string): void {
     if (this.#probes.has(address)) return;
     this.#set.setHealthy(address, false);
+    let onChecked = () => {};
+    const checked = new Promise<void>((resolve) => onChecked = resolve);
     const probe: Probe = {
       address,
       client: createHealthClient(address, this.#credentials, PROBE_CHANNEL_OPTIONS),
       timer: undefined,
       healthy: undefined,
       closed: false,
+      checked,
+      onChecked,
     };
     this.#probes.set(address, probe);
     this.#run(probe);
@@ -112,6 +127,7 @@ export class HealthChecker {
     if (probe === undefined) return;
     this.#probes.delete(address);
     probe.closed = true;
+    probe.onChecked();
     clearTimeout(probe.timer);
     probe.client.close();
   }
@@ -128,6 +144,7 @@ export class HealthChecker {
     }
     if (probe.closed) return;
     this.#record(probe, reason === "", reason);
+    probe.onChecked();
     probe.timer = setTimeout(() => this.#run(probe), this.#intervalMs);
   }
 

@@ -98,6 +98,7 @@ export class TaskClient {
   #direct: string[] | undefined;
   #nextDirect = 0;
   #balancer: LoadBalancerClient;
+  #balancerAnswered = false;
   #backends = new Map<string, BackendClient>();
 
   /** Creates a client; channels open lazily. */
@@ -144,15 +145,21 @@ export class TaskClient {
       const result = this.#watch.pick(clientId, avoid);
       if (result.kind === "pick") return Promise.resolve(result.server.address);
     }
-    // The balancer is the one place to ask: wait for its connection (within the deadline) rather
-    // than fail at once while the channel sits in reconnect backoff, so a balancer restart costs
-    // the client latency, not failed tasks. Backends are called fail-fast: there is another one.
+    // Once the balancer has answered, it is the one place to ask: wait for its connection
+    // (within the deadline) rather than fail at once while the channel sits in reconnect backoff,
+    // so a balancer restart costs latency, not failed tasks. Before its first answer, fail fast:
+    // a wrong address or a TLS mismatch is reported at once, with its cause. Backends are
+    // always called fail-fast: there is another one.
     return unary(this.#balancer.GetServer, this.#balancer, {
       client_id: clientId,
       avoid,
-    }, { deadline: Date.now() + this.#options.lookupTimeoutMs, waitForReady: true }).then((r) =>
-      r.server_address
-    );
+    }, {
+      deadline: Date.now() + this.#options.lookupTimeoutMs,
+      waitForReady: this.#balancerAnswered,
+    }).then((r) => {
+      this.#balancerAnswered = true;
+      return r.server_address;
+    });
   }
 
   /** Runs one task: lookup, then `ProcessTask`, retrying on a transport failure. */

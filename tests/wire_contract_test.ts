@@ -25,6 +25,7 @@ Deno.test("original stubs register, report, look up and run tasks on our process
   const lb = createLoadBalancerClient(balancer.address, undefined, original);
   const be = createBackendClient(backend.address, undefined, original);
   try {
+    await waitForTask(be, "t-0", "SIMPLE"); // serving, as an original backend is when it registers
     const registered = await unary(lb.RegisterServer, lb, { server_address: backend.address });
     assert.deepEqual(registered, { success: true });
     const reported = await unary(lb.ReportLoad, lb, {
