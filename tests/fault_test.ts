@@ -151,6 +151,13 @@ function describe(totals: LoadTotals): string {
     `${totals.retried} retried, max latency ${totals.maxLatencyMs.toFixed(0)} ms`;
 }
 
+/** Waits until `client` has finished 20 tasks on `backend`: the load has reached it. */
+function loadReaches(client: TimedClient, backend: Started): Promise<unknown> {
+  return waitFor(`the load to reach ${backend.address}`, () => {
+    return client.outcomes.filter((o) => o.server === backend.address).length >= 20;
+  }, 15_000);
+}
+
 const sorted = (...started: Started[]) => started.map((s) => s.address).sort();
 const ms = (since: number) => `${(performance.now() - since).toFixed(0)} ms`;
 
@@ -187,9 +194,7 @@ Deno.test("fault 1: a backend killed with SIGKILL under load (CPU_HEAVY x4, look
     await waitForServers(lb, sorted(a, b, c));
     const client = sys.client({ balancer: balancer.address });
     const load = sys.load({ client, taskType: "CPU_HEAVY", concurrency: 4 });
-    await waitFor("the load to reach the backend to kill", () => {
-      return client.outcomes.filter((o) => o.server === b.address).length >= 20;
-    }, 15_000);
+    await loadReaches(client, b);
 
     b.process.signal("SIGKILL");
     const ejectedMs = await timeUntilHealth(lb, b.address, false);
@@ -221,9 +226,7 @@ Deno.test("fault 2: a backend hung with SIGSTOP under load (CPU_HEAVY x4, lookas
     await waitForServers(lb, sorted(a, b));
     const client = sys.client({ balancer: balancer.address });
     const load = sys.load({ client, taskType: "CPU_HEAVY", concurrency: 4 });
-    await waitFor("the load to reach the backend to hang", () => {
-      return client.outcomes.filter((o) => o.server === b.address).length >= 20;
-    }, 15_000);
+    await loadReaches(client, b);
 
     b.process.signal("SIGSTOP");
     let resumed = false;
@@ -271,9 +274,7 @@ Deno.test("fault 3: a backend drained with SIGTERM under load (CPU_HEAVY x4, loo
     await waitForServers(lb, sorted(a, b, c));
     const client = sys.client({ balancer: balancer.address });
     const load = sys.load({ client, taskType: "CPU_HEAVY", concurrency: 4 });
-    await waitFor("the load to reach the backend to drain", () => {
-      return client.outcomes.filter((o) => o.server === c.address).length >= 20;
-    }, 15_000);
+    await loadReaches(client, c);
 
     const termAt = performance.now();
     const stopped = c.process.stop();
