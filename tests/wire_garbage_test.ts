@@ -71,6 +71,11 @@ const CONCURRENCY = 16;
 const WARM_UP_ROUNDS = 4;
 /** Bound on RSS growth over a measured round, after the warm-up (the figures are printed). */
 const MAX_RSS_GROWTH_BYTES = 16 * 1024 * 1024;
+/**
+ * The same bound for the many-clients workload, whose heap settles less evenly (growth over the
+ * measured workload: 0 to 9 MiB in ten runs); a leak of 1.6 KB per call would pass it.
+ */
+const MAX_CLIENTS_RSS_GROWTH_BYTES = 32 * 1024 * 1024;
 const INTERNAL = 13;
 const RESOURCE_EXHAUSTED = 8;
 
@@ -441,7 +446,10 @@ Deno.test("many short-lived clients with distinct client_ids and watchers opened
         SHORT_LIVED_CALLS / CALLS_PER_CLIENT
       } channels, ${WATCHERS} watchers; balancer RSS ${mib(before)} before, ${mib(after)} after`,
     );
-    assert.ok(after - before < MAX_RSS_GROWTH_BYTES, `balancer grew by ${mib(after - before)}`);
+    assert.ok(
+      after - before < MAX_CLIENTS_RSS_GROWTH_BYTES,
+      `balancer grew by ${mib(after - before)}`,
+    );
     assert.equal(balancer.process.exited, false, balancer.process.log());
     const named = await unary(lb.GetServer, lb, { client_id: "after" });
     assert.equal(named.server_address, backend.address);
