@@ -72,8 +72,8 @@ const WARM_UP_ROUNDS = 4;
 /** Bound on RSS growth over a measured round, after the warm-up (the figures are printed). */
 const MAX_RSS_GROWTH_BYTES = 16 * 1024 * 1024;
 /**
- * The same bound for the many-clients workload, whose heap settles less evenly (growth over the
- * measured workload: 0 to 9 MiB in the runs measured); a leak of 2 KB per call (20,000 calls) fails it.
+ * Bound on RSS growth over the measured many-clients workload, whose heap settles less evenly
+ * (0 to 9 MiB in the runs measured); a leak of 2 KB per call (20,000 calls) fails it.
  */
 const MAX_CLIENTS_RSS_GROWTH_BYTES = 32 * 1024 * 1024;
 const INTERNAL = 13;
