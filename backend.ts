@@ -25,6 +25,7 @@ import {
 import { DEFAULT_REPORT_INTERVAL_MS } from "./lib/load_reporter.ts";
 import { LOG_LEVELS, setupLogging } from "./lib/log.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES, maxMessageFlag } from "./lib/server.ts";
+import { httpFlags } from "./lib/http_server.ts";
 import { tokenFlag } from "./lib/auth.ts";
 import { tlsFlags } from "./lib/tls.ts";
 
@@ -49,6 +50,9 @@ ${etcdSecurityUsage(28)}
   --tls-key PATH            the certificate's private key
   --tls-ca PATH             CA trusted for the balancer's certificate and client certificates
   --tls-mutual              require client certificates signed by --tls-ca
+  --http-port PORT          serve /metrics and /health over HTTP on this port (0 for any
+                            free port; default: no HTTP)
+  --http-host HOST          address of the HTTP side (default 127.0.0.1)
   --max-message-bytes N     largest request accepted; larger ones answer RESOURCE_EXHAUSTED
                             (default ${DEFAULT_MAX_MESSAGE_BYTES})
   --log-level LEVEL         ${LOG_LEVELS.join(" | ")} (default info)
@@ -73,6 +77,8 @@ async function main(): Promise<void> {
     "tls-key": { type: "string" },
     "tls-ca": { type: "string" },
     "tls-mutual": { type: "boolean" },
+    "http-port": { type: "string" },
+    "http-host": { type: "string" },
     "max-message-bytes": { type: "string" },
     "log-level": { type: "string" },
     help: { type: "boolean" },
@@ -123,6 +129,7 @@ async function main(): Promise<void> {
     tls: tlsFlags(PROGRAM, flags, "server"),
     token: tokenFlag(PROGRAM, flags["token-file"]),
     maxMessageBytes: maxMessageFlag(PROGRAM, flags["max-message-bytes"]),
+    http: httpFlags(PROGRAM, flags["http-port"], flags["http-host"]),
   });
   await setupLogging(
     choiceFlag(PROGRAM, "log-level", flags["log-level"], "info", LOG_LEVELS) as LogLevel,

@@ -23,6 +23,7 @@ import {
 import { DEFAULT_HEALTH_INTERVAL_MS, DEFAULT_HEALTH_TIMEOUT_MS } from "./lib/health_checker.ts";
 import { LOG_LEVELS, setupLogging } from "./lib/log.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES, maxMessageFlag } from "./lib/server.ts";
+import { httpFlags } from "./lib/http_server.ts";
 import { tokenFlag } from "./lib/auth.ts";
 import { tlsFlags } from "./lib/tls.ts";
 import { DEFAULT_WATCH_INTERVAL_MS } from "./lib/watch_hub.ts";
@@ -49,6 +50,9 @@ ${etcdSecurityUsage(26)}
   --tls-key PATH          the certificate's private key
   --tls-ca PATH           CA trusted for client certificates and the servers' (health checks)
   --tls-mutual            require client certificates signed by --tls-ca
+  --http-port PORT        serve the dashboard, /metrics and /health over HTTP on this port
+                          (0 for any free port; default: no HTTP)
+  --http-host HOST        address of the HTTP side (default 127.0.0.1)
   --max-message-bytes N   largest request accepted; larger ones answer RESOURCE_EXHAUSTED
                           (default ${DEFAULT_MAX_MESSAGE_BYTES})
   --log-level LEVEL       ${LOG_LEVELS.join(" | ")} (default info)
@@ -73,6 +77,8 @@ async function main(): Promise<void> {
     "tls-key": { type: "string" },
     "tls-ca": { type: "string" },
     "tls-mutual": { type: "boolean" },
+    "http-port": { type: "string" },
+    "http-host": { type: "string" },
     "max-message-bytes": { type: "string" },
     "log-level": { type: "string" },
     help: { type: "boolean" },
@@ -111,6 +117,7 @@ async function main(): Promise<void> {
     tls: tlsFlags(PROGRAM, flags, "server"),
     token: tokenFlag(PROGRAM, flags["token-file"]),
     maxMessageBytes: maxMessageFlag(PROGRAM, flags["max-message-bytes"]),
+    http: httpFlags(PROGRAM, flags["http-port"], flags["http-host"]),
     protectGetServer: flags["protect-get-server"] ?? false,
     host: flags.host ?? "127.0.0.1",
     port: intFlag(PROGRAM, "port", flags.port, 50051, 0, 65535),

@@ -13,6 +13,7 @@ import type { LoadSource } from "./cpu_meter.ts";
 import type { EtcdRegistration } from "./etcd_registration.ts";
 import { loadEtcd } from "./etcd_loader.ts";
 import { HealthService } from "./health.ts";
+import { healthRoute, HttpServer, type Route } from "./http_server.ts";
 import { LoadReporter } from "./load_reporter.ts";
 import { contract } from "./proto.ts";
 import { bindServer, createServer, shutdownServer } from "./server.ts";
@@ -46,6 +47,8 @@ export interface BackendOptions {
   tls?: TlsConfig;
   /** Control-plane token sent with its reports and registration. */
   token?: string;
+  /** Serve HTTP (`/metrics`, `/health`) here; off when absent. */
+  http?: { host: string; port: number };
   /** Largest request accepted, in bytes; larger ones answer RESOURCE_EXHAUSTED. @default {DEFAULT_MAX_MESSAGE_BYTES} */
   maxMessageBytes?: number;
 }
@@ -60,6 +63,8 @@ export class Backend {
   #reporter: LoadReporter | undefined;
   #draining = false;
   #health = new HealthService(["", BACKEND_SERVICE_NAME]);
+  #http: HttpServer | undefined;
+  #httpPort = 0;
   #counters: TaskCounters = { simple: 0, heavy: 0, failed: 0 };
   #address = "";
 
@@ -73,6 +78,18 @@ export class Backend {
   /** The advertised `host:port` (after {@linkcode start}). */
   get address(): string {
     return this.#address;
+  }
+
+  /** The HTTP port (after {@linkcode start}; 0 without `http`). */
+  get httpPort(): number {
+    return this.#httpPort;
+  }
+
+  /** The HTTP routes: one line per concept, each built in its own module. */
+  #routes(): Record<string, Route> {
+    return {
+      "/health": healthRoute(() => this.#health.status() === "SERVING"),
+    };
   }
 
   /** Serves, then registers and starts reporting. Resolves with the advertised address. */
@@ -92,6 +109,10 @@ export class Backend {
     );
     this.#health.addTo(this.#server);
     this.#health.setAll("SERVING");
+    if (o.http) {
+      this.#http = new HttpServer({ ...o.http, routes: this.#routes() });
+      this.#httpPort = await this.#http.start();
+    }
     if (o.etcd) {
       const { createEtcdClient, EtcdRegistration } = await loadEtcd();
       this.#etcd = createEtcdClient(o.etcd.endpoints, { security: o.etcd.security });
@@ -127,6 +148,13 @@ export class Backend {
       workers: o.workers,
       slowdown: o.slowdown,
     });
+    if (this.#http) {
+      log.info("Backend {address} HTTP (/metrics, /health) on http://{host}:{port}/", {
+        address: this.#address,
+        host: o.http!.host,
+        port: this.#httpPort,
+      });
+    }
     return this.#address;
   }
 
@@ -141,6 +169,7 @@ export class Backend {
     this.#reporter?.stop();
     this.#draining = true;
     this.#health.close();
+    await this.#http?.stop();
     await shutdownServer(this.#server, graceMs);
     this.#pool.close();
     this.#etcd?.close();

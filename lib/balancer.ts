@@ -15,6 +15,7 @@ import type { EtcdDiscovery } from "./etcd_discovery.ts";
 import { loadEtcd } from "./etcd_loader.ts";
 import { HealthService } from "./health.ts";
 import { HealthChecker } from "./health_checker.ts";
+import { healthRoute, HttpServer, type Route } from "./http_server.ts";
 import { Picker } from "./picker.ts";
 import { contract } from "./proto.ts";
 import { bindServer, createServer, shutdownServer } from "./server.ts";
@@ -44,6 +45,8 @@ export interface BalancerOptions {
    * @default {{ intervalMs: DEFAULT_HEALTH_INTERVAL_MS, timeoutMs: DEFAULT_HEALTH_TIMEOUT_MS }}
    */
   healthCheck?: { intervalMs?: number; timeoutMs?: number };
+  /** Serve HTTP (dashboard, `/metrics`, `/health`) here; off when absent. */
+  http?: { host: string; port: number };
   /** Largest request accepted, in bytes; larger ones answer RESOURCE_EXHAUSTED. @default {DEFAULT_MAX_MESSAGE_BYTES} */
   maxMessageBytes?: number;
   /**
@@ -74,6 +77,8 @@ export class Balancer {
   #health = new HealthService(["", BALANCER_SERVICE_NAME]);
   #checker: HealthChecker | undefined;
   #unsubscribeHealth: () => void;
+  #http: HttpServer | undefined;
+  #httpPort = 0;
 
   /** Builds the balancer; {@linkcode start} serves it. */
   constructor(options: BalancerOptions) {
@@ -119,6 +124,18 @@ export class Balancer {
     return this.#port;
   }
 
+  /** The HTTP port (after {@linkcode start}; 0 without `http`). */
+  get httpPort(): number {
+    return this.#httpPort;
+  }
+
+  /** The HTTP routes: one line per concept, each built in its own module. */
+  #routes(): Record<string, Route> {
+    return {
+      "/health": healthRoute(() => this.#health.status() === "SERVING"),
+    };
+  }
+
   /** Starts discovery and serving; resolves with the bound port. */
   async start(): Promise<number> {
     const { discovery } = this.#options;
@@ -139,6 +156,10 @@ export class Balancer {
     } else {
       this.#registry!.start();
     }
+    if (this.#options.http) {
+      this.#http = new HttpServer({ ...this.#options.http, routes: this.#routes() });
+      this.#httpPort = await this.#http.start();
+    }
     this.#port = await bindServer(
       this.#server,
       this.#options.host,
@@ -151,6 +172,12 @@ export class Balancer {
       policy: this.#options.policy,
       discovery: discovery.kind,
     });
+    if (this.#http) {
+      log.info("Balancer HTTP (dashboard, /metrics, /health) on http://{host}:{port}/", {
+        host: this.#options.http!.host,
+        port: this.#httpPort,
+      });
+    }
     return this.#port;
   }
 
@@ -161,6 +188,7 @@ export class Balancer {
     this.#health.setAll("NOT_SERVING");
     this.#health.close();
     this.#watch.close();
+    await this.#http?.stop();
     await shutdownServer(this.#server, graceMs);
     this.#checker?.stop();
     this.#registry?.stop();

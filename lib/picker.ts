@@ -19,6 +19,10 @@ export class Picker {
   #unsubscribe: () => void;
   #set: ServerSet;
   #timer: ReturnType<typeof setInterval> | undefined;
+  /** Picks of each server of `#snapshot` (by index) since the last fold. */
+  #counts: Float64Array;
+  /** Picks folded so far: policy name → address → count. */
+  #totals = new Map<string, Map<string, number>>();
 
   /** Creates a picker; `clock` (ms) and `rng` are handed to the policy. */
   constructor(
@@ -32,6 +36,7 @@ export class Picker {
     this.#clock = clock;
     this.#rng = rng;
     this.#snapshot = set.snapshot;
+    this.#counts = new Float64Array(this.#snapshot.servers.length);
     this.#state = policy.prepare(this.#snapshot, { nowMs: clock(), rng });
     this.#context = { clientId: "", nowMs: 0, rng };
     this.#unsubscribe = set.onSnapshot((snapshot) => this.#update(snapshot));
@@ -53,6 +58,7 @@ export class Picker {
     // Flush pending changes first: the listeners prepare them with the old policy and its own
     // state. A new policy never sees another policy's state as its `previous`.
     const snapshot = this.#set.snapshot;
+    this.#fold(snapshot);
     this.#policy = policy;
     this.#snapshot = snapshot;
     this.#state = policy.prepare(snapshot, { nowMs: this.#clock(), rng: this.#rng });
@@ -67,10 +73,25 @@ export class Picker {
   }
 
   /**
-   * Names a server for `clientId`, other than those in `avoid` when the set has another one.
-   * Synchronous, no I/O, allocates nothing.
+   * Picks made so far, by policy name and server address (slow path). Servers that left keep
+   * their counts.
+   */
+  pickCounts(): ReadonlyMap<string, ReadonlyMap<string, number>> {
+    this.#fold(this.#snapshot);
+    return this.#totals;
+  }
+
+  /**
+   * Names a server for `clientId`, other than those in `avoid` when the set has another one,
+   * and counts the pick. Synchronous, no I/O, allocates nothing.
    */
   pick(clientId: string, avoid?: readonly string[]): PickResult {
+    const result = this.#pick(clientId, avoid);
+    if (result.kind === "pick") this.#counts[result.index]++;
+    return result;
+  }
+
+  #pick(clientId: string, avoid: readonly string[] | undefined): PickResult {
     if (this.#set.snapshot !== this.#snapshot) this.#update(this.#set.snapshot);
     const context = this.#context;
     context.clientId = clientId;
@@ -108,8 +129,26 @@ export class Picker {
     }
   }
 
+  /**
+   * Adds the picks counted against `#snapshot` to the totals of the active policy, and starts
+   * counting afresh against `next`.
+   */
+  #fold(next: Snapshot): void {
+    const servers = this.#snapshot.servers;
+    let totals = this.#totals.get(this.#policy.name);
+    for (let i = 0; i < servers.length; i++) {
+      if (this.#counts[i] === 0) continue;
+      if (totals === undefined) this.#totals.set(this.#policy.name, totals = new Map());
+      const address = servers[i].address;
+      totals.set(address, (totals.get(address) ?? 0) + this.#counts[i]);
+    }
+    if (this.#counts.length === next.servers.length) this.#counts.fill(0);
+    else this.#counts = new Float64Array(next.servers.length);
+  }
+
   #update(snapshot: Snapshot, refresh = false): void {
     if (snapshot === this.#snapshot && !refresh) return;
+    if (snapshot !== this.#snapshot) this.#fold(snapshot);
     this.#state = this.#policy.prepare(snapshot, {
       previous: this.#state,
       previousSnapshot: this.#snapshot,

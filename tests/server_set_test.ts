@@ -155,3 +155,24 @@ Deno.test("ServerSet.setHealthy() ejects a member from the snapshot and readmits
   assert.deepEqual(set.ejected(), []);
   assert.deepEqual(events, ["+a:1", "+b:1", "-a:1"]);
 });
+
+Deno.test("Picker counts picks by policy and server, across snapshots and policy changes", () => {
+  const set = new ServerSet(() => 0);
+  set.add("a:1");
+  set.add("b:1");
+  const picker = new Picker(roundRobin(), set, () => 0, () => 0);
+  try {
+    for (let i = 0; i < 4; i++) picker.pick("c");
+    set.remove("a:1");
+    set.flush();
+    picker.pick("c"); // b:1, counted against the new snapshot
+    picker.setPolicy(pickFirst());
+    picker.pick("c");
+    picker.pick("c", ["b:1"]); // b:1 is the only server: named again
+    const counts = picker.pickCounts();
+    assert.deepEqual(Object.fromEntries(counts.get("round_robin")!), { "a:1": 2, "b:1": 3 });
+    assert.deepEqual(Object.fromEntries(counts.get("pick_first")!), { "b:1": 2 });
+  } finally {
+    picker.close();
+  }
+});
