@@ -387,7 +387,7 @@ const BAD_FLAGS: [("balancer" | "backend" | "client"), string[], RegExp][] = [
     /'--max-message-bytes' must be an integer from 1024/,
   ],
   ["balancer", ["--http-host", "0.0.0.0"], /'--http-host' needs '--http-port PORT'/],
-  ["balancer", ["--http-port", "-1"], /'--http-port' must be an integer from 0 to 65535/],
+  ["balancer", ["--http-port=-1"], /'--http-port' must be an integer from 0 to 65535/],
   ["backend", ["--balancer", "127.0.0.1:50051"], /'--port' is required/],
   ["backend", ["--port", "0"], /needs '--etcd URL' or '--balancer HOST:PORT'/],
   ["backend", ["--port", "0", "--balancer", "nowhere"], /'--balancer' must be host:port/],
