@@ -67,6 +67,7 @@ export function formatServers(list: ListServersResponse): string {
     s.server_address,
     s.has_load ? s.cpu_load.toFixed(1) : "-",
     s.has_load ? String(s.in_flight) : "-",
+    s.has_load ? String(s.queue_length) : "-",
     s.has_load ? s.qps.toFixed(1) : "-",
     s.has_load ? `${s.report_age_ms} ms` : "never",
     s.healthy ? "ok" : "ejected",
@@ -78,7 +79,7 @@ export function formatServers(list: ListServersResponse): string {
     (ejected ? `, ${ejected} ejected by health checks` : ""),
     "",
     textTable([
-      ["server", "cpu %", "in flight", "qps", "last report", "health", "weight"],
+      ["server", "cpu %", "in flight", "queued", "qps", "last report", "health", "weight"],
       ...rows,
     ]),
   ].join("\n");

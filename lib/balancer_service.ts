@@ -172,6 +172,7 @@ export function createBalancerHandlers(
     const known = set.report(parsed.address, {
       cpuLoad: cpu_load,
       inFlight: in_flight ?? 0,
+      queueLength: queue_length ?? 0,
       qps: qps ?? 0,
       eps: eps ?? 0,
     });
@@ -199,6 +200,7 @@ export function createBalancerHandlers(
       has_load: server.load !== undefined,
       cpu_load: server.load?.cpuLoad ?? 0,
       in_flight: server.load?.inFlight ?? 0,
+      queue_length: server.load?.queueLength ?? 0,
       report_age_ms: server.load ? Math.max(0, Math.round(now - server.load.reportedAtMs)) : 0,
       qps: server.load?.qps ?? 0,
       weight,

@@ -136,6 +136,7 @@ export interface ServerStatus {
   qps: number;
   weight: number;
   healthy: boolean;
+  queue_length: number;
 }
 /** `ListServers` response. */
 export interface ListServersResponse {

@@ -19,6 +19,8 @@ export interface LoadInput {
   qps?: number;
   /** Tasks failed per second over the backend's last interval. @default {0} */
   eps?: number;
+  /** Tasks waiting for a worker. @default {0} */
+  queueLength?: number;
 }
 
 /** Called with every new snapshot. */
@@ -137,6 +139,7 @@ export class ServerSet {
       seq: (server.load?.seq ?? -1) + 1,
       qps: input.qps ?? 0,
       eps: input.eps ?? 0,
+      queueLength: input.queueLength ?? 0,
     });
     this.#servers.set(address, Object.freeze({ ...server, load }));
     this.#markDirty();

@@ -29,6 +29,8 @@ export interface LoadView {
   readonly qps: number;
   /** Tasks the backend failed per second over its last interval. */
   readonly eps: number;
+  /** Tasks waiting for a worker when it reported (absent or 0 from original backends). */
+  readonly queueLength?: number;
 }
 
 /** One live server as policies see it. */
