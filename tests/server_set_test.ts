@@ -38,6 +38,7 @@ Deno.test("ServerSet keeps ids in the order servers became known, across reports
     seq: 0,
     qps: 0,
     eps: 0,
+    queueLength: 0,
   });
   set.report("a:1", { cpuLoad: 10, inFlight: 0 });
   assert.equal(set.snapshot.servers[0].load?.seq, 1);
