@@ -15,7 +15,9 @@ import { loadEtcd } from "./etcd_loader.ts";
 import { HealthService } from "./health.ts";
 import { healthRoute, HttpServer, type Route } from "./http_server.ts";
 import { LoadReporter } from "./load_reporter.ts";
+import { type BackendMetrics, createBackendMetrics, metricsRoute } from "./metrics.ts";
 import { contract } from "./proto.ts";
+import { addReflection } from "./reflection.ts";
 import { bindServer, createServer, shutdownServer } from "./server.ts";
 import type { TlsConfig } from "./tls.ts";
 import { WorkerPool } from "./worker_pool.ts";
@@ -67,12 +69,14 @@ export class Backend {
   #httpPort = 0;
   #counters: TaskCounters = { simple: 0, heavy: 0, failed: 0 };
   #address = "";
+  #metrics: BackendMetrics;
 
   /** Builds the backend; {@linkcode start} serves it. */
   constructor(options: BackendOptions) {
     this.#options = options;
     this.#server = createServer(options.maxMessageBytes);
     this.#pool = new WorkerPool(options.workers);
+    this.#metrics = createBackendMetrics(this.#pool);
   }
 
   /** The advertised `host:port` (after {@linkcode start}). */
@@ -89,6 +93,7 @@ export class Backend {
   #routes(): Record<string, Route> {
     return {
       "/health": healthRoute(() => this.#health.status() === "SERVING"),
+      "/metrics": metricsRoute(this.#metrics.registry),
     };
   }
 
@@ -105,9 +110,11 @@ export class Backend {
         workUnits: o.workUnits * o.slowdown,
         draining: () => this.#draining,
         counters: this.#counters,
+        metrics: this.#metrics,
       }),
     );
     this.#health.addTo(this.#server);
+    addReflection(this.#server, ["load_balancer.Backend", "grpc.health.v1.Health"]);
     this.#health.setAll("SERVING");
     if (o.http) {
       this.#http = new HttpServer({ ...o.http, routes: this.#routes() });

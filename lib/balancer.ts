@@ -16,8 +16,10 @@ import { loadEtcd } from "./etcd_loader.ts";
 import { HealthService } from "./health.ts";
 import { HealthChecker } from "./health_checker.ts";
 import { healthRoute, HttpServer, type Route } from "./http_server.ts";
+import { type BalancerMetrics, createBalancerMetrics, metricsRoute } from "./metrics.ts";
 import { Picker } from "./picker.ts";
 import { contract } from "./proto.ts";
+import { addReflection } from "./reflection.ts";
 import { bindServer, createServer, shutdownServer } from "./server.ts";
 import { ServerSet } from "./server_set.ts";
 import { WatchHub } from "./watch_hub.ts";
@@ -79,6 +81,7 @@ export class Balancer {
   #unsubscribeHealth: () => void;
   #http: HttpServer | undefined;
   #httpPort = 0;
+  #metrics: BalancerMetrics;
 
   /** Builds the balancer; {@linkcode start} serves it. */
   constructor(options: BalancerOptions) {
@@ -90,6 +93,11 @@ export class Balancer {
       this.#registry = new BuiltinRegistry(this.set, options.discovery.ttlMs, clock);
     }
     this.#watch = new WatchHub(this.set, this.picker, clock, options.watchIntervalMs);
+    this.#metrics = createBalancerMetrics({
+      set: this.set,
+      picker: this.picker,
+      watchers: () => this.#watch.subscribers,
+    });
     this.#server.addService(
       contract.LoadBalancer.service,
       createBalancerHandlers({
@@ -102,11 +110,13 @@ export class Balancer {
         token: options.token,
         protectGetServer: options.protectGetServer,
         whenChecked: (address) => this.#checker?.whenChecked(address) ?? Promise.resolve(),
+        metrics: this.#metrics,
       }),
     );
     // SERVING while it can name a server: a probe in front of the balancer sees it useless
     // before any client does.
     this.#health.addTo(this.#server);
+    addReflection(this.#server, ["load_balancer.LoadBalancer", "grpc.health.v1.Health"]);
     this.#unsubscribeHealth = this.set.onSnapshot((snapshot) => {
       this.#health.setAll(snapshot.servers.length > 0 ? "SERVING" : "NOT_SERVING");
     });
@@ -115,6 +125,7 @@ export class Balancer {
         set: this.set,
         ...options.healthCheck,
         credentials: channelCredentials(options.tls),
+        metrics: this.#metrics,
       });
     }
   }
@@ -133,6 +144,7 @@ export class Balancer {
   #routes(): Record<string, Route> {
     return {
       "/health": healthRoute(() => this.#health.status() === "SERVING"),
+      "/metrics": metricsRoute(this.#metrics.registry),
     };
   }
 
@@ -147,6 +159,7 @@ export class Balancer {
         client: this.#etcd,
         prefix: discovery.prefix,
         set: this.set,
+        metrics: this.#metrics,
       });
       // Serving starts without waiting for etcd: until the first list answers, GetServer says
       // no server is known, and the discovery retries in the background.

@@ -8,7 +8,7 @@
  * @module
  */
 import * as grpc from "@grpc/grpc-js";
-import { fromJSON } from "@grpc/proto-loader";
+import { fromJSON, type PackageDefinition } from "@grpc/proto-loader";
 import protobuf from "protobufjs";
 import protoText from "../proto/health.proto" with { type: "text" };
 
@@ -38,10 +38,14 @@ export interface HealthClient extends grpc.Client {
   ): grpc.ClientReadableStream<HealthCheckResponse>;
 }
 
+/** The package definition of `grpc.health.v1` (for server reflection). */
+export const HEALTH_DEFINITION: PackageDefinition = fromJSON(
+  protobuf.parse(protoText, { keepCase: true }).root.toJSON(),
+  { keepCase: true, enums: String, defaults: true },
+);
+
 const Health = (() => {
-  const root = protobuf.parse(protoText, { keepCase: true }).root;
-  const definition = fromJSON(root.toJSON(), { keepCase: true, enums: String, defaults: true });
-  const loaded = grpc.loadPackageDefinition(definition) as unknown as {
+  const loaded = grpc.loadPackageDefinition(HEALTH_DEFINITION) as unknown as {
     grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } };
   };
   return loaded.grpc.health.v1.Health;

@@ -23,8 +23,20 @@ const LOADER_OPTIONS = {
 
 /** Builds grpc-js service constructors from `.proto` source text (package `load_balancer`). */
 export function loadContract(source: string): LoadBalancerPackage {
+  return loadPackage(contractDefinition(source));
+}
+
+/**
+ * The package definition of `.proto` source text (package `load_balancer`), with strict request
+ * deserializers; it also carries the file descriptors that server reflection serves.
+ */
+function contractDefinition(source: string): PackageDefinition {
   const root = protobuf.parse(source, { keepCase: true }).root;
-  const definition = strictRequests(fromJSON(root.toJSON(), LOADER_OPTIONS));
+  return strictRequests(fromJSON(root.toJSON(), LOADER_OPTIONS));
+}
+
+/** Builds the service constructors of a `load_balancer` package definition. */
+function loadPackage(definition: PackageDefinition): LoadBalancerPackage {
   const loaded = grpc.loadPackageDefinition(definition) as unknown as {
     load_balancer: LoadBalancerPackage;
   };
@@ -55,8 +67,11 @@ export interface LoadBalancerPackage {
   Backend: grpc.ServiceClientConstructor;
 }
 
+/** The package definition of our contract (for server reflection). */
+export const CONTRACT_DEFINITION: PackageDefinition = contractDefinition(protoText);
+
 /** Our contract, with the fields and RPCs we added to the original. */
-export const contract: LoadBalancerPackage = loadContract(protoText);
+export const contract: LoadBalancerPackage = loadPackage(CONTRACT_DEFINITION);
 
 // Message shapes, as grpc-js delivers them with LOADER_OPTIONS (defaults filled in).
 
