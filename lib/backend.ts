@@ -15,6 +15,7 @@ import { loadEtcd } from "./etcd_loader.ts";
 import { HealthService } from "./health.ts";
 import { healthRoute, HttpServer, type Route } from "./http_server.ts";
 import { LoadReporter } from "./load_reporter.ts";
+import { type BackendMetrics, createBackendMetrics, metricsRoute } from "./metrics.ts";
 import { contract } from "./proto.ts";
 import { addReflection } from "./reflection.ts";
 import { bindServer, createServer, shutdownServer } from "./server.ts";
@@ -68,12 +69,14 @@ export class Backend {
   #httpPort = 0;
   #counters: TaskCounters = { simple: 0, heavy: 0, failed: 0 };
   #address = "";
+  #metrics: BackendMetrics;
 
   /** Builds the backend; {@linkcode start} serves it. */
   constructor(options: BackendOptions) {
     this.#options = options;
     this.#server = createServer(options.maxMessageBytes);
     this.#pool = new WorkerPool(options.workers);
+    this.#metrics = createBackendMetrics(this.#pool);
   }
 
   /** The advertised `host:port` (after {@linkcode start}). */
@@ -90,6 +93,7 @@ export class Backend {
   #routes(): Record<string, Route> {
     return {
       "/health": healthRoute(() => this.#health.status() === "SERVING"),
+      "/metrics": metricsRoute(this.#metrics.registry),
     };
   }
 
@@ -106,6 +110,7 @@ export class Backend {
         workUnits: o.workUnits * o.slowdown,
         draining: () => this.#draining,
         counters: this.#counters,
+        metrics: this.#metrics,
       }),
     );
     this.#health.addTo(this.#server);

@@ -9,8 +9,9 @@
 import process from "node:process";
 import * as grpc from "@grpc/grpc-js";
 import { ITERATIONS_PER_UNIT } from "./cpu_work.ts";
+import { type BackendMetrics, measured } from "./metrics.ts";
 import type { StatsRequest, StatsResponse, TaskRequest, TaskResponse } from "./proto.ts";
-import { statusError } from "./status.ts";
+import { statusError, statusName } from "./status.ts";
 import type { WorkerPool } from "./worker_pool.ts";
 
 /** Accepted `task_type` values. */
@@ -39,6 +40,8 @@ export interface BackendServiceDeps {
   draining: () => boolean;
   /** Counted into as tasks finish. */
   counters: TaskCounters;
+  /** Where task latency and results are counted; none: not counted. */
+  metrics?: BackendMetrics;
 }
 
 /** Creates the handlers of the `Backend` service. */
@@ -96,5 +99,18 @@ export function createBackendHandlers(deps: BackendServiceDeps): grpc.UntypedSer
       uptime_ms: performance.now() - startedAt,
     });
   };
-  return { ProcessTask, GetStats } as grpc.UntypedServiceImplementation;
+  const metrics = deps.metrics;
+  return {
+    ProcessTask: metrics
+      ? measured(ProcessTask, () => performance.now(), (call, error, seconds) => {
+        const type = (TASK_TYPES as readonly string[]).includes(call.request.task_type)
+          ? call.request.task_type
+          : "other";
+        const result = error ? statusName(error.code).toLowerCase() : "ok";
+        metrics.taskDuration.observe({ type }, seconds);
+        metrics.tasks.inc({ type, result });
+      })
+      : ProcessTask,
+    GetStats,
+  } as grpc.UntypedServiceImplementation;
 }

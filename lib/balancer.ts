@@ -16,6 +16,7 @@ import { loadEtcd } from "./etcd_loader.ts";
 import { HealthService } from "./health.ts";
 import { HealthChecker } from "./health_checker.ts";
 import { healthRoute, HttpServer, type Route } from "./http_server.ts";
+import { type BalancerMetrics, createBalancerMetrics, metricsRoute } from "./metrics.ts";
 import { Picker } from "./picker.ts";
 import { contract } from "./proto.ts";
 import { addReflection } from "./reflection.ts";
@@ -80,6 +81,7 @@ export class Balancer {
   #unsubscribeHealth: () => void;
   #http: HttpServer | undefined;
   #httpPort = 0;
+  #metrics: BalancerMetrics;
 
   /** Builds the balancer; {@linkcode start} serves it. */
   constructor(options: BalancerOptions) {
@@ -91,6 +93,11 @@ export class Balancer {
       this.#registry = new BuiltinRegistry(this.set, options.discovery.ttlMs, clock);
     }
     this.#watch = new WatchHub(this.set, this.picker, clock, options.watchIntervalMs);
+    this.#metrics = createBalancerMetrics({
+      set: this.set,
+      picker: this.picker,
+      watchers: () => this.#watch.subscribers,
+    });
     this.#server.addService(
       contract.LoadBalancer.service,
       createBalancerHandlers({
@@ -103,6 +110,7 @@ export class Balancer {
         token: options.token,
         protectGetServer: options.protectGetServer,
         whenChecked: (address) => this.#checker?.whenChecked(address) ?? Promise.resolve(),
+        metrics: this.#metrics,
       }),
     );
     // SERVING while it can name a server: a probe in front of the balancer sees it useless
@@ -117,6 +125,7 @@ export class Balancer {
         set: this.set,
         ...options.healthCheck,
         credentials: channelCredentials(options.tls),
+        metrics: this.#metrics,
       });
     }
   }
@@ -135,6 +144,7 @@ export class Balancer {
   #routes(): Record<string, Route> {
     return {
       "/health": healthRoute(() => this.#health.status() === "SERVING"),
+      "/metrics": metricsRoute(this.#metrics.registry),
     };
   }
 
@@ -149,6 +159,7 @@ export class Balancer {
         client: this.#etcd,
         prefix: discovery.prefix,
         set: this.set,
+        metrics: this.#metrics,
       });
       // Serving starts without waiting for etcd: until the first list answers, GetServer says
       // no server is known, and the discovery retries in the background.

@@ -12,6 +12,7 @@ import * as grpc from "@grpc/grpc-js";
 import { MAX_ADDRESS_LENGTH, parseAddress } from "./address.ts";
 import { checkToken } from "./auth.ts";
 import type { BuiltinRegistry } from "./builtin_registry.ts";
+import { type BalancerMetrics, measured } from "./metrics.ts";
 import type { Picker } from "./picker.ts";
 import type {
   ClientRequest,
@@ -67,6 +68,39 @@ export interface BalancerServiceDeps {
    * its success means the server is in the picks (as in the original) if it is healthy.
    */
   whenChecked?: (address: string) => Promise<void>;
+  /** Where `GetServer` latency and `ReportLoad` results are counted; none: not counted. */
+  metrics?: Pick<BalancerMetrics, "getServerDuration" | "loadReports">;
+}
+
+/** What {@linkcode changePolicy} did: the switch, or why it changed nothing. */
+export type PolicyChange =
+  | { ok: true; previous: string; policy: PolicyName }
+  | { ok: false; message: string };
+
+/**
+ * Switches the picker to the policy called `name`, tells `WatchServers` subscribers and logs
+ * who asked (`by`): what `SetPolicy` and the dashboard both do. An unknown name changes nothing.
+ */
+export function changePolicy(
+  deps: Pick<BalancerServiceDeps, "picker" | "watch">,
+  name: string,
+  by: string,
+): PolicyChange {
+  if (!(POLICY_NAMES as readonly string[]).includes(name)) {
+    return {
+      ok: false,
+      message: `policy must be one of ${POLICY_NAMES.join(", ")}: got '${name.slice(0, 100)}'`,
+    };
+  }
+  const previous = deps.picker.policyName;
+  deps.picker.setPolicy(createPolicy(name as PolicyName));
+  log.info("Policy changed from {previous} to {policy} by {peer}", {
+    previous,
+    policy: name,
+    peer: by,
+  });
+  deps.watch.changed();
+  return { ok: true, previous, policy: name as PolicyName };
 }
 
 /** Creates the handlers of the `LoadBalancer` service. */
@@ -217,24 +251,9 @@ export function createBalancerHandlers(
   };
 
   const SetPolicy: grpc.handleUnaryCall<SetPolicyRequest, SetPolicyResponse> = (call, callback) => {
-    const name = call.request.policy;
-    if (!(POLICY_NAMES as readonly string[]).includes(name)) {
-      return callback(
-        statusError(
-          grpc.status.INVALID_ARGUMENT,
-          `policy must be one of ${POLICY_NAMES.join(", ")}: got '${name.slice(0, 100)}'`,
-        ),
-      );
-    }
-    const previous = picker.policyName;
-    picker.setPolicy(createPolicy(name as PolicyName));
-    log.info("Policy changed from {previous} to {policy} by {peer}", {
-      previous,
-      policy: name,
-      peer: call.getPeer(),
-    });
-    deps.watch.changed();
-    callback(null, { previous, policy: name });
+    const change = changePolicy(deps, call.request.policy, call.getPeer());
+    if (!change.ok) return callback(statusError(grpc.status.INVALID_ARGUMENT, change.message));
+    callback(null, { previous: change.previous, policy: change.policy });
   };
 
   const WatchServers: grpc.handleServerStreamingCall<WatchServersRequest, ServerList> = (call) =>
@@ -242,14 +261,33 @@ export function createBalancerHandlers(
 
   const control = guard(deps.token);
   const lookup = guard(deps.protectGetServer ? deps.token : undefined);
+  const metrics = deps.metrics;
   return {
-    GetServer: lookup(GetServer),
+    GetServer: lookup(
+      metrics
+        ? measured(GetServer, deps.clock, (_c, _e, s) => metrics.getServerDuration.observe(s))
+        : GetServer,
+    ),
     RegisterServer: control(RegisterServer),
-    ReportLoad: control(ReportLoad),
+    ReportLoad: control(
+      metrics
+        ? measured(
+          ReportLoad,
+          deps.clock,
+          (_c, e) => metrics.loadReports.inc({ result: reportResult(e) }),
+        )
+        : ReportLoad,
+    ),
     ListServers: control(ListServers),
     SetPolicy: control(SetPolicy),
     WatchServers: lookup(WatchServers),
   } as grpc.UntypedServiceImplementation;
+}
+
+/** The `result` label of a `ReportLoad` answer. */
+function reportResult(error: grpc.ServiceError | null): string {
+  if (!error) return "ok";
+  return error.code === grpc.status.NOT_FOUND ? "not_found" : "invalid";
 }
 
 /** A unary or server-streaming handler (what the `LoadBalancer` service has). */

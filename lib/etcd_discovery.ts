@@ -14,6 +14,7 @@ import { getLogger } from "@logtape/logtape";
 import type { ServerSet } from "./server_set.ts";
 import { type BackoffOptions, retryDelayMs, sleep } from "./backoff.ts";
 import { parseServerValue } from "./etcd_layout.ts";
+import type { BalancerMetrics } from "./metrics.ts";
 
 const log = getLogger(["lb", "etcd"]);
 
@@ -42,6 +43,8 @@ export interface EtcdDiscoveryOptions {
    * @default {{ initialMs: 1_000, multiplier: 1.6, jitter: 0.2, maxMs: 30_000 }}
    */
   backoff?: BackoffOptions;
+  /** Where watch reconnects are counted; none: not counted. */
+  metrics?: Pick<BalancerMetrics, "etcdWatchReconnects">;
 }
 
 /** Keeps a {@linkcode ServerSet} equal to the servers registered under an etcd prefix. */
@@ -65,6 +68,7 @@ export class EtcdDiscovery {
   #stopping = new AbortController();
   #loop: Promise<void> | undefined;
   #onFirstSync: (() => void) | undefined;
+  #metrics: EtcdDiscoveryOptions["metrics"];
 
   /** Creates the discovery; nothing is read before {@linkcode start}. */
   constructor(options: EtcdDiscoveryOptions) {
@@ -73,6 +77,7 @@ export class EtcdDiscovery {
     this.#set = options.set;
     this.#startTimeoutMs = options.startTimeoutMs ?? DEFAULT_DISCOVERY_START_TIMEOUT_MS;
     this.#backoff = options.backoff ?? {};
+    this.#metrics = options.metrics;
   }
 
   /** Whether the watch is attached to etcd. */
@@ -197,6 +202,8 @@ export class EtcdDiscovery {
     this.#resumeFrom(watcher);
     if (this.#connected) return;
     this.#connected = true;
+    // Every connect but the first is a reconnect: after an outage, or a relist (a cancelled watch).
+    if (this.#outage || this.#lists > 1) this.#metrics?.etcdWatchReconnects.inc();
     if (this.#outage) {
       this.#outage = false;
       log.info(

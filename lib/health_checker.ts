@@ -18,6 +18,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { getLogger } from "@logtape/logtape";
 import { check, createHealthClient, type HealthClient } from "./health.ts";
+import type { BalancerMetrics } from "./metrics.ts";
 import type { ServerSet } from "./server_set.ts";
 import { statusName } from "./status.ts";
 
@@ -48,6 +49,8 @@ export interface HealthCheckerOptions {
   service?: string;
   /** Credentials of the probe channels. @default {insecure} */
   credentials?: grpc.ChannelCredentials;
+  /** Where ejections and readmissions are counted; none: not counted. */
+  metrics?: Pick<BalancerMetrics, "healthEjections" | "healthReadmissions">;
 }
 
 interface Probe {
@@ -71,6 +74,7 @@ export class HealthChecker {
   #credentials: grpc.ChannelCredentials;
   #probes = new Map<string, Probe>();
   #unsubscribe: (() => void) | undefined;
+  #metrics: HealthCheckerOptions["metrics"];
 
   /** Creates a checker; {@linkcode start} begins checking. */
   constructor(options: HealthCheckerOptions) {
@@ -79,6 +83,7 @@ export class HealthChecker {
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS;
     this.#service = options.service ?? "";
     this.#credentials = options.credentials ?? grpc.credentials.createInsecure();
+    this.#metrics = options.metrics;
   }
 
   /** Follows the set's members: holds new ones out of the picks until their first check. */
@@ -153,8 +158,10 @@ export class HealthChecker {
     probe.healthy = healthy;
     this.#set.setHealthy(probe.address, healthy);
     if (healthy && was === false) {
+      this.#metrics?.healthReadmissions.inc();
       log.info("Server {address} readmitted: its health check passes", { address: probe.address });
     } else if (!healthy && was !== false) {
+      this.#metrics?.healthEjections.inc();
       log.warn("Server {address} ejected: health check failed ({reason})", {
         address: probe.address,
         reason,

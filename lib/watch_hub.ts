@@ -61,6 +61,11 @@ export class WatchHub {
     this.#unsubscribe = set.onSnapshot(() => this.changed());
   }
 
+  /** Clients subscribed now. */
+  get subscribers(): number {
+    return this.#subscribers.size;
+  }
+
   /** The `WatchServers` handler. */
   handle(call: WatchCall, status: typeof grpc.status): void {
     if (this.#subscribers.size >= this.#maxWatchers) {
