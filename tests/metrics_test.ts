@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { createBackendClient, type LoadBalancerClient, unary } from "../lib/proto.ts";
 import { TaskClient } from "../lib/task_client.ts";
-import { type EtcdProcess, startEtcd } from "./_etcd.ts";
+import { type EtcdProcess, startEtcd, startTcpProxy, type TcpProxy } from "./_etcd.ts";
 import {
   createLoadBalancerClient,
   freePort,
@@ -252,6 +252,32 @@ Deno.test("/metrics of the balancer and backends parse, and count picks, reports
     client?.close();
     lb?.close();
     await stopAll(balancer, ...backends);
+    await etcd?.close();
+  }
+});
+
+Deno.test("/metrics counts the balancer's etcd watch coming back after its connection was cut", async () => {
+  let etcd: EtcdProcess | undefined;
+  let proxy: TcpProxy | undefined;
+  let balancer: Started | undefined;
+  try {
+    etcd = await startEtcd();
+    proxy = startTcpProxy(etcd.endpoint);
+    const http = freePort();
+    balancer = await startBalancer(["--etcd", proxy.endpoint, "--http-port", String(http)]);
+    const log = () => balancer!.process.log();
+    const reconnects = async () => value(await scrape(http), "lb_etcd_watch_reconnects_total");
+    await waitFor("the balancer to watch etcd", () => /Watching \S+ in etcd/.test(log()));
+    assert.equal(await reconnects(), 0);
+
+    proxy.cut();
+    await waitFor("the balancer to lose its watch", () => /Lost the etcd watch/.test(log()));
+    assert.equal(await reconnects(), 0);
+    proxy.restore();
+    await waitFor("the watch to come back", async () => (await reconnects()) === 1, 20_000);
+  } finally {
+    await stopAll(balancer);
+    await proxy?.close();
     await etcd?.close();
   }
 });
