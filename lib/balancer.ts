@@ -11,6 +11,7 @@ import type { EtcdSecurity } from "./etcd.ts";
 import { createPolicy, type PolicyName } from "../policies/mod.ts";
 import { createBalancerHandlers } from "./balancer_service.ts";
 import { BuiltinRegistry } from "./builtin_registry.ts";
+import { dashboardRoutes } from "./dashboard.ts";
 import type { EtcdDiscovery } from "./etcd_discovery.ts";
 import { loadEtcd } from "./etcd_loader.ts";
 import { HealthService } from "./health.ts";
@@ -143,6 +144,13 @@ export class Balancer {
   /** The HTTP routes: one line per concept, each built in its own module. */
   #routes(): Record<string, Route> {
     return {
+      ...dashboardRoutes({
+        set: this.set,
+        picker: this.picker,
+        watch: this.#watch,
+        token: this.#options.token,
+        stopping: () => this.#http!.stopping,
+      }),
       "/health": healthRoute(() => this.#health.status() === "SERVING"),
       "/metrics": metricsRoute(this.#metrics.registry),
     };

@@ -72,6 +72,37 @@ export interface BalancerServiceDeps {
   metrics?: Pick<BalancerMetrics, "getServerDuration" | "loadReports">;
 }
 
+/** What {@linkcode changePolicy} did: the switch, or why it changed nothing. */
+export type PolicyChange =
+  | { ok: true; previous: string; policy: PolicyName }
+  | { ok: false; message: string };
+
+/**
+ * Switches the picker to the policy called `name`, tells `WatchServers` subscribers and logs
+ * who asked (`by`): what `SetPolicy` and the dashboard both do. An unknown name changes nothing.
+ */
+export function changePolicy(
+  deps: Pick<BalancerServiceDeps, "picker" | "watch">,
+  name: string,
+  by: string,
+): PolicyChange {
+  if (!(POLICY_NAMES as readonly string[]).includes(name)) {
+    return {
+      ok: false,
+      message: `policy must be one of ${POLICY_NAMES.join(", ")}: got '${name.slice(0, 100)}'`,
+    };
+  }
+  const previous = deps.picker.policyName;
+  deps.picker.setPolicy(createPolicy(name as PolicyName));
+  log.info("Policy changed from {previous} to {policy} by {peer}", {
+    previous,
+    policy: name,
+    peer: by,
+  });
+  deps.watch.changed();
+  return { ok: true, previous, policy: name as PolicyName };
+}
+
 /** Creates the handlers of the `LoadBalancer` service. */
 export function createBalancerHandlers(
   deps: BalancerServiceDeps,
@@ -220,24 +251,9 @@ export function createBalancerHandlers(
   };
 
   const SetPolicy: grpc.handleUnaryCall<SetPolicyRequest, SetPolicyResponse> = (call, callback) => {
-    const name = call.request.policy;
-    if (!(POLICY_NAMES as readonly string[]).includes(name)) {
-      return callback(
-        statusError(
-          grpc.status.INVALID_ARGUMENT,
-          `policy must be one of ${POLICY_NAMES.join(", ")}: got '${name.slice(0, 100)}'`,
-        ),
-      );
-    }
-    const previous = picker.policyName;
-    picker.setPolicy(createPolicy(name as PolicyName));
-    log.info("Policy changed from {previous} to {policy} by {peer}", {
-      previous,
-      policy: name,
-      peer: call.getPeer(),
-    });
-    deps.watch.changed();
-    callback(null, { previous, policy: name });
+    const change = changePolicy(deps, call.request.policy, call.getPeer());
+    if (!change.ok) return callback(statusError(grpc.status.INVALID_ARGUMENT, change.message));
+    callback(null, { previous: change.previous, policy: change.policy });
   };
 
   const WatchServers: grpc.handleServerStreamingCall<WatchServersRequest, ServerList> = (call) =>
