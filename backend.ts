@@ -9,8 +9,9 @@ import type { LogLevel } from "@logtape/logtape";
 import { Backend } from "./lib/backend.ts";
 import { LOAD_SOURCES } from "./lib/cpu_meter.ts";
 import { DEFAULT_WORK_UNITS } from "./lib/cpu_work.ts";
+import { BACKEND_FLAGS } from "./lib/entry_flags.ts";
 import { DEFAULT_ETCD_PREFIX, DEFAULT_LEASE_TTL_S } from "./lib/etcd_layout.ts";
-import { ETCD_SECURITY_FLAGS, etcdSecurityFlags, etcdSecurityUsage } from "./lib/etcd_flags.ts";
+import { etcdSecurityFlags } from "./lib/etcd_flags.ts";
 import {
   addressFlag,
   choiceFlag,
@@ -20,69 +21,30 @@ import {
   onShutdownSignal,
   parseFlags,
   runMain,
+  usage,
   UsageError,
 } from "./lib/flags.ts";
 import { DEFAULT_REPORT_INTERVAL_MS } from "./lib/load_reporter.ts";
-import { LOG_LEVELS, setupLogging } from "./lib/log.ts";
-import { DEFAULT_MAX_MESSAGE_BYTES, maxMessageFlag } from "./lib/server.ts";
+import { LOG_FORMATS, LOG_LEVELS, setupLogging } from "./lib/log.ts";
+import { maxMessageFlag } from "./lib/server.ts";
 import { httpFlags } from "./lib/http_server.ts";
 import { tokenFlag } from "./lib/auth.ts";
 import { tlsFlags } from "./lib/tls.ts";
 
 const PROGRAM = "backend";
-const USAGE = `Usage: deno task backend --port PORT [flags]
-
-  --port PORT               port to serve on (required; 0 for any free port)
-  --host HOST               address to serve on and advertise (default 127.0.0.1)
-  --balancer HOST:PORT      balancer to report load to (and register with, without --etcd)
-  --etcd URL[,URL]          register in etcd, e.g. http://127.0.0.1:2379
-  --etcd-prefix PREFIX      key prefix (default ${DEFAULT_ETCD_PREFIX})
-${etcdSecurityUsage(28)}
-  --lease-ttl S             etcd lease TTL in seconds (default ${DEFAULT_LEASE_TTL_S})
-  --workers N               Web Workers for CPU-heavy tasks (default 1)
-  --work-units N            size of a CPU-heavy task (default ${DEFAULT_WORK_UNITS}; 1 unit = 1e6 loop rounds)
-  --slowdown F              multiplies the heavy work, to emulate a slower server (default 1)
-  --report-interval-ms MS   load report period (default ${DEFAULT_REPORT_INTERVAL_MS})
-  --load-source SOURCE      ${LOAD_SOURCES.join(" | ")} (default process)
-  --token-file PATH         send the balancer's token in this file with reports and registration
-  --tls-cert PATH           serve TLS with this certificate (PEM; with --tls-key), and show it
-                            to a --tls-mutual balancer
-  --tls-key PATH            the certificate's private key
-  --tls-ca PATH             CA trusted for the balancer's certificate and client certificates
-  --tls-mutual              require client certificates signed by --tls-ca
-  --http-port PORT          serve /metrics and /health over HTTP on this port (0 for any
-                            free port; default: no HTTP)
-  --http-host HOST          address of the HTTP side (default 127.0.0.1)
-  --max-message-bytes N     largest request accepted; larger ones answer RESOURCE_EXHAUSTED
-                            (default ${DEFAULT_MAX_MESSAGE_BYTES})
-  --log-level LEVEL         ${LOG_LEVELS.join(" | ")} (default info)
-  --help                    show this text`;
+const USAGE = usage({
+  command: "deno task backend --port PORT [flags]",
+  about: "Serves load_balancer.Backend: runs SIMPLE and CPU_HEAVY tasks (the heavy ones on Web " +
+    "Workers), registers in etcd or with the balancer, and reports its load to the balancer.",
+  examples: [
+    "deno task backend --port 50052 --balancer 127.0.0.1:50051",
+    "deno task backend --port 50053 --etcd http://127.0.0.1:2379 --balancer 127.0.0.1:50051",
+    "LB_BALANCER=127.0.0.1:50051 LB_SLOWDOWN=4 deno task backend --port 50054",
+  ],
+}, BACKEND_FLAGS);
 
 async function main(): Promise<void> {
-  const flags = parseFlags(PROGRAM, Deno.args, {
-    port: { type: "string" },
-    host: { type: "string" },
-    balancer: { type: "string" },
-    etcd: { type: "string" },
-    "etcd-prefix": { type: "string" },
-    ...ETCD_SECURITY_FLAGS,
-    "lease-ttl": { type: "string" },
-    workers: { type: "string" },
-    "work-units": { type: "string" },
-    slowdown: { type: "string" },
-    "report-interval-ms": { type: "string" },
-    "load-source": { type: "string" },
-    "token-file": { type: "string" },
-    "tls-cert": { type: "string" },
-    "tls-key": { type: "string" },
-    "tls-ca": { type: "string" },
-    "tls-mutual": { type: "boolean" },
-    "http-port": { type: "string" },
-    "http-host": { type: "string" },
-    "max-message-bytes": { type: "string" },
-    "log-level": { type: "string" },
-    help: { type: "boolean" },
-  });
+  const flags = parseFlags(PROGRAM, Deno.args, BACKEND_FLAGS);
   if (flags.help) return console.log(USAGE);
   if (flags.port === undefined) {
     throw new UsageError(`Cannot start ${PROGRAM} as '--port' is required (e.g. --port 50052)`);
@@ -133,6 +95,7 @@ async function main(): Promise<void> {
   });
   await setupLogging(
     choiceFlag(PROGRAM, "log-level", flags["log-level"], "info", LOG_LEVELS) as LogLevel,
+    choiceFlag(PROGRAM, "log-format", flags["log-format"], "text", LOG_FORMATS),
   );
   onShutdownSignal(() => backend.stop());
   await backend.start();

@@ -9,8 +9,9 @@ import type { LogLevel } from "@logtape/logtape";
 import { POLICY_NAMES } from "./policies/mod.ts";
 import { Balancer, type DiscoveryConfig } from "./lib/balancer.ts";
 import { DEFAULT_BUILTIN_TTL_MS } from "./lib/builtin_registry.ts";
+import { BALANCER_FLAGS } from "./lib/entry_flags.ts";
 import { DEFAULT_ETCD_PREFIX } from "./lib/etcd_layout.ts";
-import { ETCD_SECURITY_FLAGS, etcdSecurityFlags, etcdSecurityUsage } from "./lib/etcd_flags.ts";
+import { etcdSecurityFlags } from "./lib/etcd_flags.ts";
 import {
   choiceFlag,
   etcdFlag,
@@ -18,71 +19,31 @@ import {
   onShutdownSignal,
   parseFlags,
   runMain,
+  usage,
   UsageError,
 } from "./lib/flags.ts";
 import { DEFAULT_HEALTH_INTERVAL_MS, DEFAULT_HEALTH_TIMEOUT_MS } from "./lib/health_checker.ts";
-import { LOG_LEVELS, setupLogging } from "./lib/log.ts";
-import { DEFAULT_MAX_MESSAGE_BYTES, maxMessageFlag } from "./lib/server.ts";
+import { LOG_FORMATS, LOG_LEVELS, setupLogging } from "./lib/log.ts";
+import { maxMessageFlag } from "./lib/server.ts";
 import { httpFlags } from "./lib/http_server.ts";
 import { tokenFlag } from "./lib/auth.ts";
 import { tlsFlags } from "./lib/tls.ts";
 import { DEFAULT_WATCH_INTERVAL_MS } from "./lib/watch_hub.ts";
 
 const PROGRAM = "balancer";
-const USAGE = `Usage: deno task balancer [flags]
-
-  --host HOST             address to listen on (default 127.0.0.1)
-  --port PORT             port to listen on, 0 for any free port (default 50051)
-  --policy NAME           ${POLICY_NAMES.join(" | ")} (default round_robin)
-  --discovery KIND        builtin | etcd (default: etcd when --etcd is given, else builtin)
-  --etcd URL[,URL]        etcd endpoints, e.g. http://127.0.0.1:2379
-  --etcd-prefix PREFIX    key prefix servers register under (default ${DEFAULT_ETCD_PREFIX})
-${etcdSecurityUsage(26)}
-  --builtin-ttl-ms MS     builtin discovery: drop a server silent for this long (default ${DEFAULT_BUILTIN_TTL_MS})
-  --watch-interval-ms MS  shortest time between two WatchServers updates (default ${DEFAULT_WATCH_INTERVAL_MS})
-  --health-interval-ms MS check each server's grpc.health.v1 this often, 0 for never (default ${DEFAULT_HEALTH_INTERVAL_MS})
-  --health-timeout-ms MS  deadline of one health check; a server failing one is out of the
-                          picks until it passes one (default ${DEFAULT_HEALTH_TIMEOUT_MS})
-  --token-file PATH       require the token in this file on ReportLoad, RegisterServer,
-                          SetPolicy and ListServers (keep it under ./secrets)
-  --protect-get-server    with --token-file: require it on GetServer and WatchServers too
-  --tls-cert PATH         serve TLS with this certificate (PEM; with --tls-key)
-  --tls-key PATH          the certificate's private key
-  --tls-ca PATH           CA trusted for client certificates and the servers' (health checks)
-  --tls-mutual            require client certificates signed by --tls-ca
-  --http-port PORT        serve the dashboard, /metrics and /health over HTTP on this port
-                          (0 for any free port; default: no HTTP)
-  --http-host HOST        address of the HTTP side (default 127.0.0.1)
-  --max-message-bytes N   largest request accepted; larger ones answer RESOURCE_EXHAUSTED
-                          (default ${DEFAULT_MAX_MESSAGE_BYTES})
-  --log-level LEVEL       ${LOG_LEVELS.join(" | ")} (default info)
-  --help                  show this text`;
+const USAGE = usage({
+  command: "deno task balancer [flags]",
+  about: "Serves load_balancer.LoadBalancer: keeps the live set of servers (from etcd, or " +
+    "registered with it), checks their health, and names the server to use under its policy.",
+  examples: [
+    "deno task balancer --policy least_load",
+    "deno task balancer --etcd http://127.0.0.1:2379 --log-format json",
+    "LB_POLICY=least_load LB_ETCD=http://127.0.0.1:2379 deno task balancer",
+  ],
+}, BALANCER_FLAGS);
 
 async function main(): Promise<void> {
-  const flags = parseFlags(PROGRAM, Deno.args, {
-    host: { type: "string" },
-    port: { type: "string" },
-    policy: { type: "string" },
-    discovery: { type: "string" },
-    etcd: { type: "string" },
-    "etcd-prefix": { type: "string" },
-    ...ETCD_SECURITY_FLAGS,
-    "builtin-ttl-ms": { type: "string" },
-    "watch-interval-ms": { type: "string" },
-    "health-interval-ms": { type: "string" },
-    "health-timeout-ms": { type: "string" },
-    "token-file": { type: "string" },
-    "protect-get-server": { type: "boolean" },
-    "tls-cert": { type: "string" },
-    "tls-key": { type: "string" },
-    "tls-ca": { type: "string" },
-    "tls-mutual": { type: "boolean" },
-    "http-port": { type: "string" },
-    "http-host": { type: "string" },
-    "max-message-bytes": { type: "string" },
-    "log-level": { type: "string" },
-    help: { type: "boolean" },
-  });
+  const flags = parseFlags(PROGRAM, Deno.args, BALANCER_FLAGS);
   if (flags.help) return console.log(USAGE);
   const etcd = etcdFlag(PROGRAM, flags.etcd);
   const kind = choiceFlag(PROGRAM, "discovery", flags.discovery, etcd ? "etcd" : "builtin", [
@@ -152,6 +113,7 @@ async function main(): Promise<void> {
   };
   await setupLogging(
     choiceFlag(PROGRAM, "log-level", flags["log-level"], "info", LOG_LEVELS) as LogLevel,
+    choiceFlag(PROGRAM, "log-format", flags["log-format"], "text", LOG_FORMATS),
   );
   const balancer = new Balancer(options);
   onShutdownSignal(() => balancer.stop());

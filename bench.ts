@@ -5,40 +5,39 @@
  *
  * @module
  */
+import type { LogLevel } from "@logtape/logtape";
 import { POLICY_NAMES, type PolicyName } from "./policies/mod.ts";
 import { BenchRunner } from "./lib/bench_runner.ts";
 import { describeMachine, writeReport } from "./lib/bench_report.ts";
 import { SCENARIO_NAMES, type ScenarioName } from "./lib/bench_scenarios.ts";
+import { BENCH_FLAGS, QUICK_DURATION_S, QUICK_WATCH_SCENARIOS } from "./lib/entry_flags.ts";
 import { DEFAULT_WORK_UNITS } from "./lib/cpu_work.ts";
-import { choiceFlag, intFlag, numberFlag, parseFlags, runMain, UsageError } from "./lib/flags.ts";
+import {
+  choiceFlag,
+  intFlag,
+  numberFlag,
+  parseFlags,
+  runMain,
+  usage,
+  UsageError,
+} from "./lib/flags.ts";
 import { DEFAULT_REPORT_INTERVAL_MS } from "./lib/load_reporter.ts";
-import { setupLogging } from "./lib/log.ts";
+import { LOG_FORMATS, LOG_LEVELS, setupLogging } from "./lib/log.ts";
 import { ProgressBar } from "./lib/progress.ts";
 import { CLIENT_MODES, type ClientMode } from "./lib/task_client.ts";
 
 const PROGRAM = "bench";
-/** Seconds per scenario and target with `--quick`. */
-const QUICK_DURATION_S = 0.3;
-/** With `--quick` (and no `--modes`), only this scenario runs the watch mode too. */
-const QUICK_WATCH_SCENARIOS: ScenarioName[] = ["simple"];
-const USAGE = `Usage: deno task bench [flags]
-
-  --scenarios LIST        comma-separated, from ${SCENARIO_NAMES.join(", ")} (default all)
-  --policies LIST         comma-separated, from ${POLICY_NAMES.join(", ")} (default all)
-  --modes LIST            client modes to run each policy in: lookaside, watch (default both)
-  --duration S            seconds of load per scenario and target (default 20)
-  --rounds N              split each target's duration into N runs, interleaved with the other
-                          targets', where the servers are shared (default 3; --quick: 1)
-  --concurrency C         tasks in flight (default: each scenario's own)
-  --clients N             load client processes sharing the concurrency (default 1)
-  --work-units N          size of a CPU-heavy task (default ${DEFAULT_WORK_UNITS})
-  --report-interval-ms MS backends' load report period (default ${DEFAULT_REPORT_INTERVAL_MS})
-  --quick                 every scenario and policy, ${QUICK_DURATION_S} s each (watch mode in
-                          ${QUICK_WATCH_SCENARIOS.join(", ")} only): checks that it all works
-  --out DIR               output folder (default bench-results/<timestamp>); the task may
-                          write only under bench-results/ and docs/bench/
-  --render DIR            write report.md and the charts again from DIR/results.json, and exit
-  --help                  show this text`;
+const USAGE = usage({
+  command: "deno task bench [flags]",
+  about: "The end-to-end benchmark: starts its own etcd, balancers, backends and load clients as " +
+    "processes, runs every scenario for every policy and baseline, and writes results.json, " +
+    "report.md and SVG charts.",
+  examples: [
+    "deno task bench --quick",
+    "deno task bench --scenarios heterogeneous --policies round_robin,least_load --duration 10",
+    "deno task bench --render docs/bench",
+  ],
+}, BENCH_FLAGS);
 
 function listFlag<C extends string>(flag: string, value: string | undefined, all: readonly C[]) {
   if (value === undefined) return [...all];
@@ -48,21 +47,7 @@ function listFlag<C extends string>(flag: string, value: string | undefined, all
 }
 
 async function main(): Promise<void> {
-  const flags = parseFlags(PROGRAM, Deno.args, {
-    scenarios: { type: "string" },
-    policies: { type: "string" },
-    modes: { type: "string" },
-    duration: { type: "string" },
-    rounds: { type: "string" },
-    concurrency: { type: "string" },
-    clients: { type: "string" },
-    "work-units": { type: "string" },
-    "report-interval-ms": { type: "string" },
-    quick: { type: "boolean" },
-    out: { type: "string" },
-    render: { type: "string" },
-    help: { type: "boolean" },
-  });
+  const flags = parseFlags(PROGRAM, Deno.args, BENCH_FLAGS);
   if (flags.help) return console.log(USAGE);
   if (flags.render !== undefined) {
     const results = JSON.parse(await Deno.readTextFile(`${flags.render}/results.json`));
@@ -112,7 +97,10 @@ async function main(): Promise<void> {
     ),
     etcdDir: ".bench-etcd",
   };
-  await setupLogging("warning");
+  await setupLogging(
+    choiceFlag(PROGRAM, "log-level", flags["log-level"], "warning", LOG_LEVELS) as LogLevel,
+    choiceFlag(PROGRAM, "log-format", flags["log-format"], "text", LOG_FORMATS),
+  );
 
   const bar = new ProgressBar({ plainEveryMs: 2_000 });
   let shownRun = 0;

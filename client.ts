@@ -7,6 +7,7 @@
  * @module
  */
 import type { LogLevel } from "@logtape/logtape";
+import { CLIENT_FLAGS } from "./lib/entry_flags.ts";
 import {
   addressFlag,
   choiceFlag,
@@ -14,78 +15,44 @@ import {
   numberFlag,
   parseFlags,
   runMain,
+  usage,
   UsageError,
 } from "./lib/flags.ts";
 import { formatServers, listServers, setPolicy } from "./lib/admin.ts";
 import { tokenFlag } from "./lib/auth.ts";
 import { runLoad } from "./lib/load_run.ts";
 import { POLICY_NAMES } from "./policies/mod.ts";
-import { LOG_LEVELS, setupLogging } from "./lib/log.ts";
+import { LOG_FORMATS, LOG_LEVELS, setupLogging } from "./lib/log.ts";
 import { ProgressBar } from "./lib/progress.ts";
 import { formatSummary } from "./lib/summary_text.ts";
 import { CLIENT_MODES, DEFAULT_MAX_ATTEMPTS, TaskClient } from "./lib/task_client.ts";
 import { tlsFlags } from "./lib/tls.ts";
 
 const PROGRAM = "client";
-const USAGE = `Usage: deno task client [flags]
-
-  --balancer HOST:PORT   balancer to ask (default 127.0.0.1:50051)
-  --task TYPE            simple | cpu_heavy | lookup (default simple); lookup only asks the
-                         balancer, to measure it alone
-  --requests N           send N tasks (default 10, unless --duration is given)
-  --duration S           send tasks for S seconds instead
-  --concurrency C        tasks in flight at once (default 1)
-  --client-id ID         sent with every GetServer (default client-<pid>)
-  --client-ids N         act as N clients, ID-0 to ID-<N-1>, one per task in turn (default 1)
-  --max-attempts N       attempts per task when calls to servers fail in transport (default ${DEFAULT_MAX_ATTEMPTS})
-  --mode MODE            lookaside: GetServer before every task (default, as the original);
-                         watch: subscribe to WatchServers and pick locally (one RPC per task)
-  --direct HOST:PORT,..  skip the balancer: send to these backends in turn (a baseline)
-  --list                 print the balancer's policy and servers (with --json: as JSON), and exit
-  --set-policy NAME      switch the balancer to another policy, and exit
-  --json                 print the summary as one JSON object on stdout
-  --progress-ms MS       with --json: also print a progress object every MS ms before it
-  --histogram            with --json: include the latency histogram (compressed base64)
-  --token-file PATH      send the control-plane token in this file on every call to the
-                         balancer (its --token-file); keep it under ./secrets
-  --tls-ca PATH          use TLS to the balancer and backends, trusting this CA (PEM)
-  --tls-cert PATH        with --tls-key: the client certificate, for a --tls-mutual balancer
-  --tls-key PATH         the client certificate's private key
-  --log-level LEVEL      ${LOG_LEVELS.join(" | ")} (default warning)
-  --help                 show this text`;
+const USAGE = usage({
+  command: "deno task client [flags]",
+  about: "Asks the balancer for a server (GetServer), sends the task there (ProcessTask), and " +
+    "prints a summary: throughput, latency percentiles, and each server's share.",
+  examples: [
+    "deno task client --task cpu_heavy --duration 10 --concurrency 4",
+    "deno task client --requests 100 --json",
+    "deno task client --list",
+    "LB_BALANCER=10.0.0.5:50051 deno task client --set-policy least_load",
+  ],
+}, CLIENT_FLAGS);
 
 async function main(): Promise<void> {
-  const flags = parseFlags(PROGRAM, Deno.args, {
-    balancer: { type: "string" },
-    task: { type: "string" },
-    requests: { type: "string" },
-    duration: { type: "string" },
-    concurrency: { type: "string" },
-    "client-id": { type: "string" },
-    "client-ids": { type: "string" },
-    "max-attempts": { type: "string" },
-    direct: { type: "string" },
-    mode: { type: "string" },
-    json: { type: "boolean" },
-    list: { type: "boolean" },
-    "set-policy": { type: "string" },
-    "progress-ms": { type: "string" },
-    histogram: { type: "boolean" },
-    "token-file": { type: "string" },
-    "tls-ca": { type: "string" },
-    "tls-cert": { type: "string" },
-    "tls-key": { type: "string" },
-    "log-level": { type: "string" },
-    help: { type: "boolean" },
-  });
+  const flags = parseFlags(PROGRAM, Deno.args, CLIENT_FLAGS);
   if (flags.help) return console.log(USAGE);
   const balancer = addressFlag(PROGRAM, "balancer", flags.balancer, "127.0.0.1:50051")!;
   const security = {
     tls: tlsFlags(PROGRAM, flags, "client"),
     token: tokenFlag(PROGRAM, flags["token-file"]),
   };
+  const logLevel = choiceFlag(PROGRAM, "log-level", flags["log-level"], "warning", LOG_LEVELS);
+  const logFormat = choiceFlag(PROGRAM, "log-format", flags["log-format"], "text", LOG_FORMATS);
   if (flags.list || flags["set-policy"] !== undefined) {
-    await setupLogging("warning");
+    await setupLogging(logLevel as LogLevel, logFormat);
     if (flags["set-policy"] !== undefined) {
       const policy = choiceFlag(
         PROGRAM,
@@ -142,9 +109,7 @@ async function main(): Promise<void> {
       100,
     ),
   });
-  await setupLogging(
-    choiceFlag(PROGRAM, "log-level", flags["log-level"], "warning", LOG_LEVELS) as LogLevel,
-  );
+  await setupLogging(logLevel as LogLevel, logFormat);
   const bar = flags.json ? undefined : new ProgressBar();
   const json = (value: unknown) => console.log(JSON.stringify(value));
   try {

@@ -4,7 +4,9 @@
  *
  * @module
  */
+import type { LogLevel } from "@logtape/logtape";
 import { POLICY_NAMES } from "./policies/mod.ts";
+import { DEMO_FLAGS } from "./lib/entry_flags.ts";
 import { formatDemoTable, runDemo } from "./lib/demo.ts";
 import {
   choiceFlag,
@@ -13,37 +15,26 @@ import {
   numberFlag,
   parseFlags,
   runMain,
+  usage,
   UsageError,
 } from "./lib/flags.ts";
-import { setupLogging } from "./lib/log.ts";
+import { LOG_FORMATS, LOG_LEVELS, setupLogging } from "./lib/log.ts";
 import type { PolicyName } from "./policies/mod.ts";
 
 const PROGRAM = "demo";
-const USAGE = `Usage: deno task demo [flags]
-
-  --policies LIST      comma-separated, from ${POLICY_NAMES.join(", ")} (default all)
-  --duration S         seconds of load per policy (default 8)
-  --concurrency C      tasks in flight (default 6)
-  --task TYPE          simple | cpu_heavy (default cpu_heavy)
-  --backends N         number of backends (default 3)
-  --slowdown F         the last backend's slowdown; 1 makes them equal (default 3)
-  --discovery KIND     builtin | etcd (default builtin); etcd starts a throwaway etcd from the
-                       PATH unless --etcd is given
-  --etcd URL           an etcd to use for --discovery etcd
-  --help               show this text`;
+const USAGE = usage({
+  command: "deno task demo [flags]",
+  about: "Starts a balancer and backends (the last one slower), runs a client load against each " +
+    "policy in turn, and prints one comparison table.",
+  examples: [
+    "deno task demo",
+    "deno task demo --policies round_robin,least_load --duration 5",
+    "LB_DISCOVERY=etcd deno task demo",
+  ],
+}, DEMO_FLAGS);
 
 async function main(): Promise<void> {
-  const flags = parseFlags(PROGRAM, Deno.args, {
-    policies: { type: "string" },
-    duration: { type: "string" },
-    concurrency: { type: "string" },
-    task: { type: "string" },
-    backends: { type: "string" },
-    slowdown: { type: "string" },
-    discovery: { type: "string" },
-    etcd: { type: "string" },
-    help: { type: "boolean" },
-  });
+  const flags = parseFlags(PROGRAM, Deno.args, DEMO_FLAGS);
   if (flags.help) return console.log(USAGE);
   const policies = (flags.policies ?? POLICY_NAMES.join(",")).split(",").map((p) =>
     choiceFlag(PROGRAM, "policies", p.trim(), "round_robin", POLICY_NAMES)
@@ -67,7 +58,10 @@ async function main(): Promise<void> {
     ),
     etcd: etcdFlag(PROGRAM, flags.etcd)?.join(","),
   };
-  await setupLogging("warning");
+  await setupLogging(
+    choiceFlag(PROGRAM, "log-level", flags["log-level"], "warning", LOG_LEVELS) as LogLevel,
+    choiceFlag(PROGRAM, "log-format", flags["log-format"], "text", LOG_FORMATS),
+  );
   console.log(
     `Demo: ${options.backends} backends${
       options.slowdown !== 1 ? ` (the last one ${options.slowdown}x slower)` : ""

@@ -29,7 +29,9 @@ export async function startEchoServer(
 
 if (import.meta.main) {
   await runMain(async () => {
-    const flags = parseFlags("echo server", Deno.args, { port: { type: "string" } });
+    const flags = parseFlags("echo server", Deno.args, {
+      port: { type: "string", arg: "PORT", help: "port to serve on" },
+    });
     const echo = await startEchoServer(intFlag("echo server", "port", flags.port, 0, 0, 65535));
     onShutdownSignal(echo.stop);
   });

@@ -8,8 +8,11 @@
  * @module
  */
 
-/** Environment variables grpc-js and our entries read. */
-export const ENV_ALLOW = "GRPC_*,grpc_proxy,http_proxy,https_proxy,no_proxy,no_grpc_proxy";
+import { ENTRY_FLAGS } from "./entry_flags.ts";
+import { envFlags, envName } from "./flags.ts";
+
+/** Environment variables grpc-js and our entries (`LB_*`, their flags) read. */
+export const ENV_ALLOW = "GRPC_*,LB_*,grpc_proxy,http_proxy,https_proxy,no_proxy,no_grpc_proxy";
 
 /**
  * `deno run` permission flags of each entry (as in deno.json's tasks). Balancer, backend and
@@ -85,7 +88,19 @@ export interface SpawnEntryOptions {
   cwd?: string | URL;
 }
 
-/** Starts `deno run <permissions> <entry>.ts <args>` in the project root. */
+/**
+ * The environment variables of `entry`'s flags, set empty (which counts as unset): a started
+ * entry is configured by the flags it is given alone, not by `LB_*` variables of whoever
+ * started the demo, the benchmark or the tests.
+ */
+function clearedFlagEnv(entry: EntryName): Record<string, string> {
+  return Object.fromEntries(envFlags(ENTRY_FLAGS[entry]).map((flag) => [envName(flag), ""]));
+}
+
+/**
+ * Starts `deno run <permissions> <entry>.ts <args>` in the project root, with the `LB_*`
+ * variables of its flags cleared (`options.env` may set them).
+ */
 export function spawnEntry(
   entry: EntryName,
   args: string[],
@@ -98,7 +113,7 @@ export function spawnEntry(
     stdin: "null",
     stdout: options.captureStdout ? "piped" : "null",
     stderr: "piped",
-    env: { NO_COLOR: "1", ...options.env },
+    env: { NO_COLOR: "1", ...clearedFlagEnv(entry), ...options.env },
   }).spawn();
   const keep = options.keepLines ?? 200;
   const lines: string[] = [];

@@ -1,44 +1,39 @@
 /**
  * The flags that secure the connection to etcd, shared by the balancer and the backend:
  * `--etcd-ca`, `--etcd-cert`, `--etcd-key` (TLS, files) and `--etcd-user`,
- * `--etcd-password-file` (etcd's auth). Their definitions, help lines and parsing live here
- * once. This module does not load the etcd3 package.
+ * `--etcd-password-file` (etcd's auth). Their definitions, help and parsing live here once.
+ * This module does not load the etcd3 package.
  *
  * @module
  */
 import type { EtcdSecurity } from "./etcd.ts";
 import { fileFlag, UsageError } from "./flags.ts";
 
-/** `parseArgs` definitions of the etcd security flags, to spread into an entry's own. */
+/** The etcd security flags (definitions and help), to spread into an entry's own. */
 export const ETCD_SECURITY_FLAGS = {
-  "etcd-ca": { type: "string" },
-  "etcd-cert": { type: "string" },
-  "etcd-key": { type: "string" },
-  "etcd-user": { type: "string" },
-  "etcd-password-file": { type: "string" },
+  "etcd-ca": {
+    type: "string",
+    arg: "PATH",
+    help: "CA of etcd's certificate, for https:// (default: the system's roots)",
+  },
+  "etcd-cert": {
+    type: "string",
+    arg: "PATH",
+    help: "client certificate, for an etcd with --client-cert-auth",
+  },
+  "etcd-key": { type: "string", arg: "PATH", help: "private key of --etcd-cert" },
+  "etcd-user": { type: "string", arg: "NAME", help: "etcd user, for an etcd with auth enabled" },
+  "etcd-password-file": {
+    type: "string",
+    arg: "PATH",
+    help: "file holding that user's password (keep it under ./secrets)",
+  },
 } as const;
 
 /** The etcd security flags as parsed (file paths and a username). */
 export type EtcdSecurityFlags = {
   [flag in keyof typeof ETCD_SECURITY_FLAGS]?: string;
 };
-
-const HELP: [string, string][] = [
-  ["--etcd-ca PATH", "CA of etcd's certificate, for https:// (default: the system's roots)"],
-  ["--etcd-cert PATH", "client certificate, for an etcd with --client-cert-auth"],
-  ["--etcd-key PATH", "private key of --etcd-cert"],
-  ["--etcd-user NAME", "etcd user, for an etcd with auth enabled"],
-  ["--etcd-password-file PATH", "file holding that user's password (keep it under ./secrets)"],
-];
-
-/** The help lines of the etcd security flags, descriptions starting at column `width`. */
-export function etcdSecurityUsage(width: number): string {
-  return HELP.map(([flag, text]) =>
-    flag.length < width - 2
-      ? `  ${flag.padEnd(width - 2)}${text}`
-      : `  ${flag}\n${" ".repeat(width)}${text}`
-  ).join("\n");
-}
 
 /**
  * Reads the etcd security flags of `program` for `endpoints` (from `--etcd`): `undefined` when

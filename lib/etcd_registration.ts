@@ -52,6 +52,7 @@ export class RegistrationStoppedError extends Error {
 export class EtcdRegistration {
   #client: Etcd3;
   #key: string;
+  #address: string;
   #value: string;
   #ttlS: number;
   #backoff: BackoffOptions;
@@ -78,6 +79,7 @@ export class EtcdRegistration {
     }
     this.#client = options.client;
     this.#key = options.prefix + options.address;
+    this.#address = options.address;
     this.#value = options.value;
     this.#ttlS = options.ttlS;
     this.#backoff = options.backoff ?? {};
@@ -135,7 +137,7 @@ export class EtcdRegistration {
     try {
       await this.#client.delete().key(this.#key).options({ deadline: this.#deadline() });
     } catch (error) {
-      log.warn("Could not delete etcd key {key} on stop: {error}", { key: this.#key, error });
+      log.warn("Could not delete etcd key {key} on stop: {error}", { ...this.#logFields(), error });
     }
     if (lease === undefined) return;
     try {
@@ -143,7 +145,7 @@ export class EtcdRegistration {
     } catch (error) {
       // The key goes anyway when the lease expires.
       log.warn("Could not revoke the lease of etcd key {key} on stop: {error}", {
-        key: this.#key,
+        ...this.#logFields(),
         error,
       });
     }
@@ -174,7 +176,7 @@ export class EtcdRegistration {
       } catch (error) {
         lease.release();
         const delayMs = retryDelayMs(attempt, this.#backoff);
-        const fields = { key: this.#key, error, delayMs, attempt: attempt + 1 };
+        const fields = { ...this.#logFields(), error, delayMs, attempt: attempt + 1 };
         if (attempt === 0) {
           log.warn("Could not register etcd key {key}, retrying in {delayMs} ms: {error}", fields);
         } else {
@@ -183,6 +185,11 @@ export class EtcdRegistration {
         await sleep(delayMs, signal);
       }
     }
+  }
+
+  /** The properties of every log line: the key and the server it registers. */
+  #logFields(): { key: string; address: string } {
+    return { key: this.#key, address: this.#address };
   }
 
   #adopt(lease: Lease, leaseId: string): void {
@@ -194,12 +201,12 @@ export class EtcdRegistration {
     if (again) {
       this.#reRegistrations++;
       log.info("Registered etcd key {key} again under lease {leaseId}", {
-        key: this.#key,
+        ...this.#logFields(),
         leaseId,
       });
     } else {
       log.info("Registered etcd key {key} under lease {leaseId} (TTL {ttlS} s)", {
-        key: this.#key,
+        ...this.#logFields(),
         leaseId,
         ttlS: this.#ttlS,
       });
@@ -211,13 +218,13 @@ export class EtcdRegistration {
       failing = true;
       log.warn(
         "Lease keepalive of etcd key {key} is failing; the key stays until the lease expires (TTL {ttlS} s): {error}",
-        { key: this.#key, ttlS: this.#ttlS, error },
+        { ...this.#logFields(), ttlS: this.#ttlS, error },
       );
     });
     lease.on("keepaliveSucceeded", () => {
       if (lease !== this.#lease || !failing) return;
       failing = false;
-      log.info("Lease keepalive of etcd key {key} works again", { key: this.#key });
+      log.info("Lease keepalive of etcd key {key} works again", { ...this.#logFields() });
     });
     lease.on("lost", (error) => this.#onLost(lease, error));
   }
@@ -229,7 +236,7 @@ export class EtcdRegistration {
     this.#registered = false;
     this.#lostPending = true;
     log.warn("Lost the lease of etcd key {key}, registering again: {error}", {
-      key: this.#key,
+      ...this.#logFields(),
       error,
     });
     this.#loop = this.#register();

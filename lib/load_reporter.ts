@@ -124,7 +124,10 @@ export class LoadReporter {
         eps,
       }, { deadline });
       if (this.#failing) {
-        log.info("Load reports accepted again by {balancer}", { balancer: this.#options.balancer });
+        log.info("Load reports of {address} accepted again by {balancer}", {
+          address: this.#options.address,
+          balancer: this.#options.balancer,
+        });
       }
       this.#failing = false;
       this.#failures = 0;
@@ -142,10 +145,11 @@ export class LoadReporter {
         return;
       }
       if (!this.#failing) {
-        log.warn("Load report to {balancer} failed ({code}): {message}", {
+        log.warn("Load report of {address} to {balancer} failed ({code}): {reason}", {
+          address: this.#options.address,
           balancer: this.#options.balancer,
           code: statusName(code),
-          message: (error as Error).message,
+          reason: (error as Error).message,
         });
       }
       this.#failing = true;

@@ -362,7 +362,12 @@ Deno.test("backend answers malformed, empty or oversized ProcessTask and GetStat
   }
 });
 
-const BAD_FLAGS: [("balancer" | "backend" | "client"), string[], RegExp][] = [
+const BAD_FLAGS: [
+  ("balancer" | "backend" | "client"),
+  string[],
+  RegExp,
+  Record<string, string>?,
+][] = [
   [
     "balancer",
     ["--policy", "rr"],
@@ -433,11 +438,34 @@ const BAD_FLAGS: [("balancer" | "backend" | "client"), string[], RegExp][] = [
   ],
   ["client", ["--tls-key", "secrets/client.key"], /'--tls-cert' and '--tls-key' must be given/],
   ["client", ["--tls-ca", "tests/fixtures/tls/ca.crt"], /'--tls-ca' is outside what this task/],
+  // The same checks for values from LB_* variables, which are named with their flag.
+  ["balancer", [], /'LB_POLICY' \(--policy\) must be one of .*: current value is 'rr'/, {
+    LB_POLICY: "rr",
+  }],
+  ["balancer", [], /'LB_PORT' \(--port\) must be an integer from 0 to 65535/, { LB_PORT: "x" }],
+  [
+    "balancer",
+    [],
+    /'LB_TLS_MUTUAL' \(--tls-mutual\) must be one of 1, true, yes, 0, false, no: current value is 'maybe'/,
+    { LB_TLS_MUTUAL: "maybe" },
+  ],
+  [
+    "balancer",
+    [],
+    /'LB_PROTECT_GET_SERVER' \(--protect-get-server\) needs '--token-file'/,
+    { LB_PROTECT_GET_SERVER: "yes" },
+  ],
+  ["backend", ["--port", "0"], /'LB_ETCD' \(--etcd\) must be a comma-separated/, {
+    LB_ETCD: "127.0.0.1:2379",
+  }],
+  ["client", [], /'LB_LOG_FORMAT' \(--log-format\) must be one of text, json/, {
+    LB_LOG_FORMAT: "xml",
+  }],
 ];
 
 Deno.test("entries refuse bad flags with one line naming the flag, and exit with status 2", async () => {
-  await Promise.all(BAD_FLAGS.map(async ([entry, args, pattern]) => {
-    const child = spawnEntry(entry, args);
+  await Promise.all(BAD_FLAGS.map(async ([entry, args, pattern, env]) => {
+    const child = spawnEntry(entry, args, { env });
     const status = await child.status;
     const lines = child.log().split("\n").filter((l) => l.trim() !== "");
     assert.equal(status.code, 2, `${entry} ${args.join(" ")}: ${child.log()}`);

@@ -1,0 +1,93 @@
+/**
+ * The entries' command lines: `--help` lists every flag each entry parses with its environment
+ * variable (the list comes from the same tables the entries parse, so it cannot drift), an
+ * `LB_*` variable stands in for an absent flag, and a flag given wins.
+ */
+import assert from "node:assert/strict";
+import { ENTRY_FLAGS } from "../lib/entry_flags.ts";
+import { spawnEntry } from "../lib/entry_process.ts";
+import { envFlags, envName, parseFlags, UsageError } from "../lib/flags.ts";
+import { createLoadBalancerClient, freePort, listServers, stopAll, waitFor } from "./_system.ts";
+
+for (const [entry, specs] of Object.entries(ENTRY_FLAGS)) {
+  Deno.test(`${entry} --help lists every flag with its default and variable, and examples`, async () => {
+    const child = spawnEntry(entry as keyof typeof ENTRY_FLAGS, ["--help"], {
+      captureStdout: true,
+    });
+    assert.equal((await child.status).code, 0, child.log());
+    const help = child.stdout();
+    for (const [flag, spec] of Object.entries(specs)) {
+      assert.match(help, new RegExp(`^  --${flag}\\b`, "m"), `--${flag} missing`);
+      if (flag !== "help") assert.ok(help.includes(`$${envName(flag)}`), `${envName(flag)}`);
+      if ("default" in spec) assert.ok(help.includes(`default ${spec.default}`), flag);
+    }
+    assert.match(help, new RegExp(`^Examples:\\n  (\\S+=\\S+ )*deno task ${entry}`, "m"));
+  });
+}
+
+const SPECS = {
+  policy: { type: "string", help: "" },
+  "tls-mutual": { type: "boolean", help: "" },
+  help: { type: "boolean", help: "" },
+} as const;
+
+Deno.test("envName() is LB_ and the flag in upper snake case", () => {
+  assert.equal(envName("policy"), "LB_POLICY");
+  assert.equal(envName("etcd-password-file"), "LB_ETCD_PASSWORD_FILE");
+  assert.deepEqual(envFlags(SPECS), ["policy", "tls-mutual"]);
+});
+
+Deno.test("parseFlags() takes absent flags from the env, and a flag given wins", () => {
+  const env = (vars: Record<string, string>) => (name: string) => vars[name];
+  assert.deepEqual(
+    { ...parseFlags("t", [], SPECS, env({ LB_POLICY: "least_load", LB_TLS_MUTUAL: "Yes" })) },
+    { policy: "least_load", "tls-mutual": true },
+  );
+  assert.deepEqual(
+    { ...parseFlags("t", ["--policy", "pick_first"], SPECS, env({ LB_POLICY: "rr" })) },
+    { policy: "pick_first" },
+  );
+  assert.deepEqual({ ...parseFlags("t", [], SPECS, env({ LB_TLS_MUTUAL: "0" })) }, {
+    "tls-mutual": false,
+  });
+  assert.deepEqual({ ...parseFlags("t", [], SPECS, env({ LB_HELP: "1" })) }, {});
+  assert.throws(
+    () => parseFlags("t", [], SPECS, env({ LB_TLS_MUTUAL: "maybe" })),
+    (error) =>
+      error instanceof UsageError &&
+      error.message ===
+        "Cannot start t as 'LB_TLS_MUTUAL' (--tls-mutual) must be one of 1, true, yes, 0, false, no: current value is 'maybe'",
+  );
+});
+
+/** Starts a balancer with `args` and `env`, and resolves with the policy it lists. */
+async function policyOf(args: string[], env: Record<string, string>): Promise<string> {
+  const port = freePort();
+  const process = spawnEntry("balancer", ["--port", String(port), ...args], { env });
+  const client = createLoadBalancerClient(`127.0.0.1:${port}`);
+  try {
+    const list = await waitFor(
+      "balancer to answer",
+      () => {
+        if (process.exited) throw new Error(`balancer exited:\n${process.log()}`);
+        return listServers(client);
+      },
+      20_000,
+      50,
+    );
+    return list.policy;
+  } finally {
+    client.close();
+    await stopAll({ process });
+  }
+}
+
+Deno.test("a balancer takes LB_POLICY when --policy is absent; --policy wins", async () => {
+  const env = { LB_POLICY: "least_load" };
+  const [fromEnv, fromFlag] = await Promise.all([
+    policyOf([], env),
+    policyOf(["--policy", "pick_first"], env),
+  ]);
+  assert.equal(fromEnv, "least_load");
+  assert.equal(fromFlag, "pick_first");
+});
