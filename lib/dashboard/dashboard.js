@@ -92,6 +92,7 @@
         width: element.clientWidth,
         height: 280,
         scales: { y: { range: [0, 100] } },
+        legend: { live: false },
         axes: [{}, { label: "% of picks", values: (_u, ticks) => ticks.map((t) => `${t}%`) }],
         series: [
           {},
@@ -99,7 +100,6 @@
             label: address,
             stroke: entry.color,
             width: 2,
-            value: (_u, v) => v === null || v === undefined ? "–" : `${v.toFixed(1)}%`,
           })),
         ],
       },
