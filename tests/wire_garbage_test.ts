@@ -63,19 +63,16 @@ const METHODS: Method[] = [
   method("backend", "GetStats", "StatsRequest"),
 ];
 
-/** Random payloads sent, spread over every method, after as many for warm-up. */
+/** Random payloads sent per round, spread over every method. */
 const RANDOM_PAYLOADS = 10_000;
 /** Streams in flight at once on each HTTP/2 session. */
 const CONCURRENCY = 16;
-/** Rounds of `RANDOM_PAYLOADS` before memory is measured. */
-const WARM_UP_ROUNDS = 4;
-/** Bound on RSS growth over a measured round, after the warm-up (the figures are printed). */
-const MAX_RSS_GROWTH_BYTES = 16 * 1024 * 1024;
-/**
- * Bound on RSS growth over the measured many-clients workload, whose heap settles less evenly
- * (0 to 9 MiB in the runs measured); a leak of 2 KB per call (20,000 calls) fails it.
- */
-const MAX_CLIENTS_RSS_GROWTH_BYTES = 32 * 1024 * 1024;
+/** Memory is flat when this many rounds in a row grow no process's RSS by `FLAT_GROWTH`... */
+const FLAT_ROUNDS = 2;
+/** ...this much. A leak of 400 bytes per call (10,000 calls a round) never gets flat. */
+const FLAT_GROWTH_BYTES = 4 * 1024 * 1024;
+/** Rounds tried before memory is declared not flat. */
+const MAX_ROUNDS = 10;
 const INTERNAL = 13;
 const RESOURCE_EXHAUSTED = 8;
 
@@ -191,6 +188,40 @@ async function rssBytes(pid: number): Promise<number> {
   return Number(kb[1]) * 1024;
 }
 
+/**
+ * Runs `round` until memory is flat: {@linkcode FLAT_ROUNDS} rounds in a row each grow the RSS
+ * of every process in `pids` by less than {@linkcode FLAT_GROWTH_BYTES}. A heap growing to its
+ * working size grows in steps and then stops (measured for the garbage run per 10,000 payloads:
+ * balancer 167, 198, 201, then flat at 202; backend 132, 158, 164, 183, then flat at 203); a leak
+ * grows every round and never gets there. Returns each process's RSS before the first round and
+ * after each round.
+ */
+async function runUntilFlat(
+  pids: Record<string, number>,
+  round: () => Promise<void>,
+): Promise<Record<string, number[]>> {
+  const samples: Record<string, number[]> = {};
+  for (const [name, pid] of Object.entries(pids)) samples[name] = [await rssBytes(pid)];
+  let flatRounds = 0;
+  for (let i = 0; i < MAX_ROUNDS && flatRounds < FLAT_ROUNDS; i++) {
+    await round();
+    let flat = true;
+    for (const [name, pid] of Object.entries(pids)) {
+      const rss = await rssBytes(pid);
+      flat &&= rss - samples[name].at(-1)! < FLAT_GROWTH_BYTES;
+      samples[name].push(rss);
+    }
+    flatRounds = flat ? flatRounds + 1 : 0;
+  }
+  const trace = Object.entries(samples).map(([name, rss]) => `${name} ${rss.map(mib).join(", ")}`);
+  assert.equal(
+    flatRounds,
+    FLAT_ROUNDS,
+    `memory still growing after ${MAX_ROUNDS} rounds: ${trace}`,
+  );
+  return samples;
+}
+
 const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 
 /**
@@ -302,19 +333,11 @@ Deno.test("seeded random payloads to every method: a status each, OK only for va
         const answer = await send(sessions[m.target], m, frame(bytes));
         return { m, bytes, answer, valid: decodes(m.request, bytes) };
       });
-    const rssOfBoth = async () => ({
-      balancer: await rssBytes(balancer.process.pid),
-      backend: await rssBytes(backend.process.pid),
-    });
-    const start = await rssOfBoth();
-    // Warm-up: a process's V8 heap grows to its working size over the first ~40,000 calls
-    // (measured per 10,000: balancer 169, 190, 192, 193 MiB, then 193 through 110,000; backend
-    // 130, 154, 173, 192, then 193-196), so growth is measured after it.
-    const warmUp = [];
-    for (let round = 0; round < WARM_UP_ROUNDS; round++) warmUp.push(...await run(RANDOM_PAYLOADS));
-    const before = await rssOfBoth();
-    const results = [...warmUp, ...await run(RANDOM_PAYLOADS)];
-    const after = await rssOfBoth();
+    const results: Awaited<ReturnType<typeof run>> = [];
+    const rss = await runUntilFlat(
+      { balancer: balancer.process.pid, backend: backend.process.pid },
+      async () => void results.push(...await run(RANDOM_PAYLOADS)),
+    );
 
     const byStatus = new Map<string, number>();
     for (const { m, bytes, answer, valid } of results) {
@@ -329,20 +352,12 @@ Deno.test("seeded random payloads to every method: a status each, OK only for va
     }
     const counts = Object.fromEntries([...byStatus].sort());
     console.log(
-      `random payloads: ${results.length} (${warmUp.length} warm-up), by status: ${
+      `random payloads: ${results.length} in rounds of ${RANDOM_PAYLOADS}, by status: ${
         JSON.stringify(counts)
       }`,
     );
-    for (const target of ["balancer", "backend"] as const) {
-      console.log(
-        `${target} RSS: ${mib(start[target])} at start, ${mib(before[target])} after warm-up, ${
-          mib(after[target])
-        } after`,
-      );
-      assert.ok(
-        after[target] - before[target] < MAX_RSS_GROWTH_BYTES,
-        `${target} grew by ${mib(after[target] - before[target])}`,
-      );
+    for (const [target, samples] of Object.entries(rss)) {
+      console.log(`${target} RSS, at start then after each round: ${samples.map(mib).join(", ")}`);
     }
     assert.ok(
       (byStatus.get("INTERNAL") ?? 0) > results.length / 2,
@@ -407,9 +422,8 @@ function lastWatcherCount(balancer: Started): number {
 
 Deno.test("many short-lived clients with distinct client_ids and watchers opened then cancelled: the balancer's memory stays bounded and its watchers are released", async () => {
   await withSystem(async ({ balancer, backend, lb }) => {
-    // The same workload three times: the first two grow the heap to its working size (measured
-    // per workload: 218, 219, then 217-219 MiB through 9), the third must not grow it further (a
-    // leak per client id or per watcher would).
+    // Repeated until memory is flat (measured per workload: 218, 219, then 217-219 MiB through
+    // 9): a leak per client id or per watcher would keep it growing.
     const workload = async (round: string) => {
       for (const policy of ["consistent_hash", "round_robin"]) {
         await unary(lb.SetPolicy, lb, { policy });
@@ -435,20 +449,16 @@ Deno.test("many short-lived clients with distinct client_ids and watchers opened
         100,
       );
     };
-    await workload("warm-up-1");
-    await workload("warm-up-2");
-    const before = await rssBytes(balancer.process.pid);
-    await workload("measured");
-    const after = await rssBytes(balancer.process.pid);
-
-    console.log(
-      `short-lived clients: ${SHORT_LIVED_CALLS} GetServer calls with distinct client_ids from ${
-        SHORT_LIVED_CALLS / CALLS_PER_CLIENT
-      } channels, ${WATCHERS} watchers; balancer RSS ${mib(before)} before, ${mib(after)} after`,
+    let rounds = 0;
+    const rss = await runUntilFlat(
+      { balancer: balancer.process.pid },
+      () => workload(`round-${++rounds}`),
     );
-    assert.ok(
-      after - before < MAX_CLIENTS_RSS_GROWTH_BYTES,
-      `balancer grew by ${mib(after - before)}`,
+    console.log(
+      `short-lived clients: ${rounds} rounds of ${SHORT_LIVED_CALLS} GetServer calls with ` +
+        `distinct client_ids from ${SHORT_LIVED_CALLS / CALLS_PER_CLIENT} channels and ` +
+        `${WATCHERS} watchers; balancer RSS at start then after each round: ` +
+        rss.balancer.map(mib).join(", "),
     );
     assert.equal(balancer.process.exited, false, balancer.process.log());
     const named = await unary(lb.GetServer, lb, { client_id: "after" });
