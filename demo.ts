@@ -57,6 +57,7 @@ async function main(): Promise<void> {
       ["builtin", "etcd"],
     ),
     etcd: etcdFlag(PROGRAM, flags.etcd)?.join(","),
+    httpPort: intFlag(PROGRAM, "http-port", flags["http-port"], 0, 0, 65535),
   };
   await setupLogging(
     choiceFlag(PROGRAM, "log-level", flags["log-level"], "warning", LOG_LEVELS) as LogLevel,
@@ -67,7 +68,10 @@ async function main(): Promise<void> {
       options.slowdown !== 1 ? ` (the last one ${options.slowdown}x slower)` : ""
     }, ${options.task} tasks, ${options.concurrency} in flight, ${options.durationS} s per policy, ${options.discovery} discovery\n`,
   );
-  const results = await runDemo(options);
+  const results = await runDemo({
+    ...options,
+    onDashboard: (url) => console.log(`Dashboard (live while the demo runs): ${url}\n`),
+  });
   console.log(`\n${formatDemoTable(results, options.slowdown)}`);
 }
 

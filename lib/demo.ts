@@ -35,6 +35,10 @@ export interface DemoOptions {
   discovery: "builtin" | "etcd";
   /** etcd endpoints for etcd discovery; without them a throwaway etcd is started. */
   etcd?: string;
+  /** Port of the balancer's dashboard; 0 picks a free one. @default {0} */
+  httpPort?: number;
+  /** Told the dashboard's URL once the balancer is up. */
+  onDashboard?: (url: string) => void;
 }
 
 /** Where the demo keeps a throwaway etcd's data while it runs (removed after). */
@@ -73,8 +77,15 @@ async function runPolicies(options: DemoOptions): Promise<DemoResult[]> {
     const discovery = options.discovery === "etcd"
       ? ["--discovery", "etcd", "--etcd", options.etcd!, "--etcd-prefix", prefix]
       : ["--discovery", "builtin"];
+    const httpPort = options.httpPort || freePort();
     children.push(
-      spawnEntry("balancer", ["--port", String(balancerPort), ...discovery], { name: "balancer" }),
+      spawnEntry("balancer", [
+        "--port",
+        String(balancerPort),
+        "--http-port",
+        String(httpPort),
+        ...discovery,
+      ], { name: "balancer" }),
     );
     const backends: string[] = [];
     for (let i = 0; i < options.backends; i++) {
@@ -95,6 +106,7 @@ async function runPolicies(options: DemoOptions): Promise<DemoResult[]> {
       ], { name: `backend ${port}` }));
     }
     await waitForServers(balancer, backends.length, children);
+    options.onDashboard?.(`http://127.0.0.1:${httpPort}/`);
     for (const policy of options.policies) {
       await setPolicy(balancer, policy);
       // 1,000 client ids, so consistent_hash has users to spread.

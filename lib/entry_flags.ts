@@ -343,6 +343,11 @@ export const DEMO_FLAGS = {
       "throwaway etcd from the PATH unless --etcd is given",
   },
   etcd: { type: "string", arg: "URL", help: "an etcd to use for --discovery etcd" },
+  "http-port": {
+    type: "string",
+    arg: "PORT",
+    help: "port of the balancer's dashboard on 127.0.0.1 (default: any free port)",
+  },
   ...logFlags("warning"),
   ...HELP,
 } as const satisfies FlagSpecs;

@@ -1,6 +1,6 @@
 /**
  * The dashboard page in Debian's Chromium, driven by playwright-core (never a browser download;
- * `tests/ensure_chromium.sh` installs it): launching the browser and reading the servers' table.
+ * `tests/ensure_tools.sh` installs it): launching the browser and reading the servers' table.
  *
  * playwright-core reads the home directory, the OS release and `/proc/sys/fs/binfmt_misc` (its
  * WSL check) as it loads, which Deno grants only with `--allow-all`: scripts importing this run
@@ -22,7 +22,7 @@ export async function launchChromium(): Promise<Browser> {
   try {
     await Deno.stat(CHROMIUM_PATH);
   } catch {
-    throw new Error(`${CHROMIUM_PATH} is missing: run 'sh tests/ensure_chromium.sh'`);
+    throw new Error(`${CHROMIUM_PATH} is missing: run 'sh tests/ensure_tools.sh'`);
   }
   return await chromium.launch({
     executablePath: CHROMIUM_PATH,

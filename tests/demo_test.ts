@@ -10,6 +10,7 @@ Deno.test("demo runs each policy against real processes and prints one row per p
   const status = await demo.status;
   assert.equal(status.code, 0, demo.log());
   const out = demo.stdout();
+  assert.match(out, /^Dashboard \(live while the demo runs\): http:\/\/127\.0\.0\.1:\d+\/$/m);
   const rows = out.split("\n").filter((line) => POLICY_NAMES.some((p) => line.startsWith(p)));
   assert.deepEqual(rows.map((r) => r.split(/\s+/)[0]), POLICY_NAMES);
   for (const row of rows) {

@@ -1,0 +1,28 @@
+#!/bin/sh
+# Makes sure the tools the test suite runs for real are here before it starts: an etcd server on
+# the PATH (tests start their own throwaway etcd on free ports) and Debian's Chromium at
+# /usr/bin/chromium (the dashboard test drives it with playwright-core; never a browser download).
+# What is missing is installed from Debian with one apt-get update: as root, or through sudo
+# when it is there; otherwise it says how.
+set -e
+missing=""
+command -v etcd >/dev/null 2>&1 || missing="$missing etcd-server"
+[ -x /usr/bin/chromium ] || missing="$missing chromium"
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" = "0" ]; then
+  SUDO=""
+elif command -v sudo >/dev/null 2>&1; then
+  SUDO="sudo"
+else
+  SUDO="none"
+fi
+if [ "$SUDO" != "none" ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing Debian's$missing for the tests" >&2
+  $SUDO apt-get update -q >&2
+  # shellcheck disable=SC2086 # one word per package
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing >&2
+fi
+command -v etcd >/dev/null 2>&1 && [ -x /usr/bin/chromium ] && exit 0
+echo "error: the tests need etcd on the PATH and Chromium at /usr/bin/chromium; install them with 'sudo apt-get install$missing' (Debian)" >&2
+exit 1
