@@ -96,12 +96,18 @@ async function main(): Promise<void> {
       60_000,
     ),
     etcdDir: ".bench-etcd",
+    httpPort: flags["http-port"] === undefined
+      ? undefined
+      : intFlag(PROGRAM, "http-port", flags["http-port"], 0, 1, 65535),
   };
   await setupLogging(
     choiceFlag(PROGRAM, "log-level", flags["log-level"], "warning", LOG_LEVELS) as LogLevel,
     choiceFlag(PROGRAM, "log-format", flags["log-format"], "text", LOG_FORMATS),
   );
 
+  if (options.httpPort !== undefined) {
+    console.error(`Dashboard: http://127.0.0.1:${options.httpPort}/ (live while a scenario runs)`);
+  }
   const bar = new ProgressBar({ plainEveryMs: 2_000 });
   let shownRun = 0;
   const runner = new BenchRunner(options, (p) => {

@@ -69,6 +69,11 @@ export interface BenchOptions {
   reportIntervalMs: number;
   /** Where etcd keeps its data while the run lasts (removed after). */
   etcdDir: string;
+  /**
+   * Serve each scenario's balancer dashboard on this port of 127.0.0.1 (the scenarios run one
+   * after another, so one port serves them all in turn); off when absent.
+   */
+  httpPort?: number;
 }
 
 /** One server's share of a run. */
@@ -350,7 +355,11 @@ export class BenchRunner {
   }
 
   #spawnBalancer(port: number, prefix: string, extra: string[] = []): EntryProcess {
+    const http = this.#options.httpPort === undefined
+      ? []
+      : ["--http-port", String(this.#options.httpPort)];
     return this.#spawn("balancer", [
+      ...http,
       ...extra,
       "--port",
       String(port),

@@ -421,6 +421,11 @@ export const BENCH_FLAGS = {
     arg: "DIR",
     help: "write report.md and the charts again from DIR/results.json, and exit",
   },
+  "http-port": {
+    type: "string",
+    arg: "PORT",
+    help: "serve each scenario's balancer dashboard on this port of 127.0.0.1 while it runs",
+  },
   ...logFlags("warning"),
   ...HELP,
 } as const satisfies FlagSpecs;

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { PROJECT_ROOT, spawnEntry } from "../lib/entry_process.ts";
 import { SCENARIO_NAMES, SCENARIOS } from "../lib/bench_scenarios.ts";
+import { freePort } from "../lib/ports.ts";
 import { POLICY_NAMES } from "../policies/mod.ts";
 
 Deno.test("bench --quick runs every scenario for every policy and baseline and writes its report", async () => {
@@ -89,6 +90,7 @@ Deno.test("bench refuses bad flags with one line", async () => {
       [["--scenarios", "nope"], /'--scenarios' must be one of homogeneous, heterogeneous/],
       [["--quick", "--duration", "3"], /'--quick' and '--duration' exclude each other/],
       [["--out", "/somewhere/else"], /'--out' must be a folder it may write/],
+      [["--http-port", "0"], /'--http-port' must be an integer from 1 to 65535/],
     ] as const
   ) {
     const bench = spawnEntry("bench", [...args]);
@@ -105,9 +107,17 @@ async function benchProcesses(): Promise<string[]> {
   );
 }
 
-Deno.test("bench stops every process it started when interrupted (SIGINT)", async () => {
+Deno.test("bench serves the running scenario's dashboard, and stops every process it started when interrupted (SIGINT)", async () => {
   assert.deepEqual(await benchProcesses(), [], "no benchmark process before the test");
-  const bench = spawnEntry("bench", ["--scenarios", "homogeneous", "--duration", "60"]);
+  const httpPort = freePort();
+  const bench = spawnEntry("bench", [
+    "--scenarios",
+    "homogeneous",
+    "--duration",
+    "60",
+    "--http-port",
+    String(httpPort),
+  ]);
   // Wait until a run is under way: etcd, a balancer, backends and a client are all up.
   const deadline = Date.now() + 30_000;
   while (!/\[1\/\d+\] homogeneous \/ round_robin .*[1-9]\d*\.\d\/s/.test(bench.log())) {
@@ -116,6 +126,8 @@ Deno.test("bench stops every process it started when interrupted (SIGINT)", asyn
     await new Promise((r) => setTimeout(r, 100));
   }
   assert.ok((await benchProcesses()).length >= 5, "etcd, balancer, 3 backends and a client run");
+  const health = await fetch(`http://127.0.0.1:${httpPort}/health`);
+  assert.deepEqual([health.status, await health.text()], [200, "SERVING\n"]);
   bench.signal("SIGINT");
   const status = await bench.status;
   assert.equal(status.code, 130, bench.log());

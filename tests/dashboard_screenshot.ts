@@ -1,8 +1,8 @@
 /**
- * The README's dashboard screenshot, during a benchmark-like run: a balancer under
- * weighted_round_robin, three backends of different speeds (slowdown 1, 2 and 4) under a
- * CPU_HEAVY load from 6 loops; a fourth backend joins after 20 s and the slowdown-2 one leaves
- * (SIGTERM, a drain) 20 s later; the page is captured 15 s after that.
+ * The README's dashboard screenshot, taken during a real benchmark: `deno task bench`'s
+ * heterogeneous scenario (three backends, the third 4 times slower, CPU-heavy tasks from 6
+ * loops) under weighted_round_robin, with the bench's `--http-port` serving its balancer's
+ * dashboard. The page is captured after 30 s of load, then the bench is stopped (Ctrl-C).
  *
  *     npx --yes deno@2.9.3 run -A tests/dashboard_screenshot.ts [docs/dashboard.png]
  *
@@ -10,55 +10,57 @@
  *
  * @module
  */
-import { TaskClient } from "../lib/task_client.ts";
-import { startDashboardSystem, startLoad } from "./_dashboard.ts";
+import { spawnEntry } from "../lib/entry_process.ts";
+import { freePort } from "../lib/ports.ts";
+import { waitFor } from "../lib/wait.ts";
 import { launchChromium, waitForRows } from "./_dashboard_page.ts";
-import { startBackend, type Started, stopAll } from "./_system.ts";
 
-/** Each backend's flags: heavy work of a realistic size, and its speed. */
-const backendArgs = (slowdown: number) => ["--work-units", "5", "--slowdown", String(slowdown)];
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** Seconds of load before the capture. */
+const LOAD_BEFORE_CAPTURE_S = 30;
 
 async function main(out: string): Promise<void> {
-  const system = await startDashboardSystem({
-    balancerArgs: ["--policy", "weighted_round_robin"],
-    backendArgs: [backendArgs(1), backendArgs(2), backendArgs(4)],
-  });
-  const client = new TaskClient({
-    balancer: system.balancer.address,
-    clientId: "screenshot",
-    clientIds: 1_000,
-  });
-  const load = startLoad(client, "CPU_HEAVY", 6);
+  const httpPort = freePort();
+  const bench = spawnEntry("bench", [
+    "--scenarios",
+    "heterogeneous",
+    "--policies",
+    "weighted_round_robin",
+    "--modes",
+    "lookaside",
+    "--rounds",
+    "1",
+    "--duration",
+    String(LOAD_BEFORE_CAPTURE_S + 30),
+    "--http-port",
+    String(httpPort),
+    "--out",
+    "bench-results/dashboard-screenshot",
+  ], { name: "bench" });
   const browser = await launchChromium();
-  let joined: Started | undefined;
   try {
     const page = await browser.newPage({ viewport: { width: 1200, height: 640 } });
-    await page.goto(system.base, { timeout: 20_000 });
-    await waitForRows(page, "the three servers", (rows) => Object.keys(rows).length === 3);
-    await sleep(20_000);
-    const fourth = joined = startBackend([
-      "--balancer",
-      system.balancer.address,
-      ...backendArgs(1),
-    ]);
-    await waitForRows(
-      page,
-      "the fourth server",
-      (rows) => rows[fourth.address]?.health === "healthy",
+    const url = `http://127.0.0.1:${httpPort}/`;
+    await waitFor(
+      `the bench's dashboard at ${url}`,
+      async () => {
+        if (bench.exited) throw new Error(`the bench exited:\n${bench.log()}`);
+        await page.goto(url, { timeout: 2_000 });
+        return true;
+      },
+      60_000,
+      500,
     );
-    await sleep(20_000);
-    const leaving = system.backends[1];
-    await leaving.process.stop(5_000);
-    await sleep(15_000);
+    await waitForRows(page, "three healthy servers", (rows) => {
+      const health = Object.values(rows).map((row) => row.health);
+      return health.length === 3 && health.every((h) => h === "healthy");
+    }, 60_000);
+    await new Promise((resolve) => setTimeout(resolve, LOAD_BEFORE_CAPTURE_S * 1_000));
     await page.screenshot({ path: out, fullPage: true });
-    console.log(`dashboard screenshot: ${out} (${load.done.ok} tasks, ${load.done.failed} failed)`);
+    console.log(`dashboard screenshot: ${out}`);
   } finally {
-    await load.stop();
-    client.close();
-    system.lb.close();
     await browser.close();
-    await stopAll(system.balancer, ...system.backends, joined);
+    bench.signal("SIGINT"); // the bench tears its processes down on Ctrl-C
+    await bench.status;
   }
 }
 
