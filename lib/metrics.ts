@@ -10,7 +10,9 @@
  *
  * prom-client's default metrics (`collectDefaultMetrics`) are left out: under the entries'
  * permissions they cannot read `/proc`, and report a resident memory, heap and open fds of 0
- * rather than nothing.
+ * rather than nothing. Both processes export their memory instead from `Deno.memoryUsage()`,
+ * which needs no permission (`lb_process_resident_memory_bytes`, `lb_process_heap_used_bytes`),
+ * and the balancer its CPU time from `process.cpuUsage()` (`lb_process_cpu_seconds_total`).
  *
  * @module
  */
@@ -81,11 +83,42 @@ export interface BalancerMetrics {
   readonly healthReadmissions: Counter;
 }
 
+/** Adds the process's memory gauges (read from `Deno.memoryUsage()` at scrape time). */
+function addMemoryMetrics(registers: Registry[]): void {
+  new Gauge({
+    name: "lb_process_resident_memory_bytes",
+    help: "Resident set size of the process (Deno.memoryUsage().rss)",
+    registers,
+    collect() {
+      this.set(Deno.memoryUsage().rss);
+    },
+  });
+  new Gauge({
+    name: "lb_process_heap_used_bytes",
+    help: "V8 heap in use by the process (Deno.memoryUsage().heapUsed)",
+    registers,
+    collect() {
+      this.set(Deno.memoryUsage().heapUsed);
+    },
+  });
+}
+
 /** Creates the balancer's metrics in a registry of their own. */
 export function createBalancerMetrics(sources: BalancerMetricSources): BalancerMetrics {
   const { set, picker } = sources;
   const registry = new Registry();
   const registers = [registry];
+  addMemoryMetrics(registers);
+  new Counter({
+    name: "lb_process_cpu_seconds_total",
+    help: "CPU time of the balancer process, user and system",
+    registers,
+    collect() {
+      const { user, system } = process.cpuUsage();
+      this.reset();
+      this.inc((user + system) / 1e6);
+    },
+  });
   new Counter({
     name: "lb_picks_total",
     help: "Servers named by GetServer, by policy and server",
@@ -177,6 +210,7 @@ export interface BackendMetrics {
 export function createBackendMetrics(pool: BackendMetricSources): BackendMetrics {
   const registry = new Registry();
   const registers = [registry];
+  addMemoryMetrics(registers);
   new Gauge({
     name: "lb_backend_tasks_in_flight",
     help: "CPU_HEAVY tasks running on a worker or waiting for one",

@@ -210,6 +210,9 @@ Deno.test("/metrics of the balancer and backends parse, and count picks, reports
     assert.equal(value(lbMetrics, "lb_etcd_watch_reconnects_total"), 0);
     assert.equal(value(lbMetrics, "lb_health_ejections_total"), 0);
     assert.equal(value(lbMetrics, "lb_health_readmissions_total"), 0);
+    assert.ok(value(lbMetrics, "lb_process_resident_memory_bytes")! > 0);
+    assert.ok(value(lbMetrics, "lb_process_heap_used_bytes")! > 0);
+    assert.ok(value(lbMetrics, "lb_process_cpu_seconds_total")! > 0);
 
     for (const [i, backend] of backends.entries()) {
       const m = await scrape(backend.http);
@@ -228,6 +231,7 @@ Deno.test("/metrics of the balancer and backends parse, and count picks, reports
       assert.equal(value(m, "lb_backend_queue_length"), 0);
       assert.equal(value(m, "lb_backend_tasks_in_flight"), 0);
       assert.ok(value(m, "lb_backend_cpu_seconds_total")! > 0);
+      assert.ok(value(m, "lb_process_resident_memory_bytes")! > 0);
     }
 
     // A hung backend is ejected, then readmitted when it resumes.
