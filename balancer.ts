@@ -8,6 +8,7 @@
 import type { LogLevel } from "@logtape/logtape";
 import { POLICY_NAMES } from "./policies/mod.ts";
 import { Balancer, type DiscoveryConfig } from "./lib/balancer.ts";
+import { balancerPrefixProblem, DEFAULT_BALANCER_PREFIX } from "./lib/balancer_registry.ts";
 import { DEFAULT_BUILTIN_TTL_MS } from "./lib/builtin_registry.ts";
 import { BALANCER_FLAGS } from "./lib/entry_flags.ts";
 import { DEFAULT_ETCD_PREFIX } from "./lib/etcd_layout.ts";
@@ -57,9 +58,14 @@ async function main(): Promise<void> {
   if (prefix === "") {
     throw new UsageError(`Cannot start ${PROGRAM} as '--etcd-prefix' must not be empty`);
   }
+  const balancerPrefix = flags["balancer-prefix"] ?? DEFAULT_BALANCER_PREFIX;
+  const problem = balancerPrefixProblem(balancerPrefix, prefix);
+  if (problem) {
+    throw new UsageError(`Cannot start ${PROGRAM} as '--balancer-prefix' ${problem}`);
+  }
   const security = etcdSecurityFlags(PROGRAM, flags, etcd);
   const discovery: DiscoveryConfig = kind === "etcd"
-    ? { kind, endpoints: etcd!, prefix, security }
+    ? { kind, endpoints: etcd!, prefix, security, balancerPrefix }
     : {
       kind,
       ttlMs: intFlag(

@@ -10,9 +10,11 @@ import type { Etcd3 } from "etcd3";
 import type { EtcdSecurity } from "./etcd.ts";
 import { createPolicy, type PolicyName } from "../policies/mod.ts";
 import { createBalancerHandlers } from "./balancer_service.ts";
+import { DEFAULT_BALANCER_PREFIX, registerBalancer } from "./balancer_registry.ts";
 import { BuiltinRegistry } from "./builtin_registry.ts";
 import { dashboardRoutes } from "./dashboard.ts";
 import type { EtcdDiscovery } from "./etcd_discovery.ts";
+import type { EtcdRegistration } from "./etcd_registration.ts";
 import { loadEtcd } from "./etcd_loader.ts";
 import { HealthService } from "./health.ts";
 import { HealthChecker } from "./health_checker.ts";
@@ -31,7 +33,14 @@ const log = getLogger(["lb", "balancer"]);
 /** Where the balancer learns which servers are live. */
 export type DiscoveryConfig =
   | { kind: "builtin"; ttlMs: number }
-  | { kind: "etcd"; endpoints: string[]; prefix: string; security?: EtcdSecurity };
+  | {
+    kind: "etcd";
+    endpoints: string[];
+    prefix: string;
+    security?: EtcdSecurity;
+    /** Where this balancer registers itself, as `<prefix><host:port>`. @default {DEFAULT_BALANCER_PREFIX} */
+    balancerPrefix?: string;
+  };
 
 /** Options of {@linkcode Balancer}. */
 export interface BalancerOptions {
@@ -75,6 +84,7 @@ export class Balancer {
   #registry: BuiltinRegistry | undefined;
   #etcd: Etcd3 | undefined;
   #discovery: EtcdDiscovery | undefined;
+  #registration: EtcdRegistration | undefined;
   #port = 0;
   #watch: WatchHub;
   #health = new HealthService(["", BALANCER_SERVICE_NAME]);
@@ -193,6 +203,14 @@ export class Balancer {
       policy: this.#options.policy,
       discovery: discovery.kind,
     });
+    if (discovery.kind === "etcd") {
+      const host = this.#options.host;
+      this.#registration = await registerBalancer({
+        client: this.#etcd!,
+        prefix: discovery.balancerPrefix ?? DEFAULT_BALANCER_PREFIX,
+        address: `${host.includes(":") ? `[${host}]` : host}:${this.#port}`,
+      });
+    }
     if (this.#http) {
       log.info("Balancer HTTP (dashboard, /metrics, /health) on http://{host}:{port}/", {
         host: this.#options.http!.host,
@@ -204,6 +222,8 @@ export class Balancer {
 
   /** Stops accepting, lets in-flight calls finish (up to `graceMs`), closes discovery. */
   async stop(graceMs = 5_000): Promise<void> {
+    // Leave the balancers' prefix first, so backends and clients move on to the others.
+    await this.#registration?.stop();
     // Watch streams never end by themselves; end them so the graceful stop can finish.
     this.#unsubscribeHealth();
     this.#health.setAll("NOT_SERVING");

@@ -9,6 +9,7 @@
  */
 import { POLICY_NAMES } from "../policies/mod.ts";
 import { SCENARIO_NAMES, type ScenarioName } from "./bench_scenarios.ts";
+import { DEFAULT_BALANCER_PREFIX } from "./balancer_registry.ts";
 import { DEFAULT_BUILTIN_TTL_MS } from "./builtin_registry.ts";
 import { LOAD_SOURCES } from "./cpu_meter.ts";
 import { DEFAULT_WORK_UNITS } from "./cpu_work.ts";
@@ -83,6 +84,13 @@ export const BALANCER_FLAGS = {
     arg: "PREFIX",
     help: "key prefix servers register under",
     default: DEFAULT_ETCD_PREFIX,
+  },
+  "balancer-prefix": {
+    type: "string",
+    arg: "PREFIX",
+    help: "with etcd discovery: register this balancer as PREFIX<host:port> (leased), for " +
+      "backends and clients to find every live balancer",
+    default: DEFAULT_BALANCER_PREFIX,
   },
   ...ETCD_SECURITY_FLAGS,
   "builtin-ttl-ms": {
