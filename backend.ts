@@ -7,6 +7,7 @@
  */
 import type { LogLevel } from "@logtape/logtape";
 import { Backend } from "./lib/backend.ts";
+import { balancerPrefixProblem, DEFAULT_BALANCER_PREFIX } from "./lib/balancer_registry.ts";
 import { LOAD_SOURCES } from "./lib/cpu_meter.ts";
 import { DEFAULT_WORK_UNITS } from "./lib/cpu_work.ts";
 import { BACKEND_FLAGS } from "./lib/entry_flags.ts";
@@ -39,6 +40,7 @@ const USAGE = usage({
   examples: [
     "deno task backend --port 50052 --balancer 127.0.0.1:50051",
     "deno task backend --port 50053 --etcd http://127.0.0.1:2379 --balancer 127.0.0.1:50051",
+    "deno task backend --port 50055 --etcd http://127.0.0.1:2379",
     "LB_BALANCER=127.0.0.1:50051 LB_SLOWDOWN=4 deno task backend --port 50054",
   ],
 }, BACKEND_FLAGS);
@@ -57,6 +59,9 @@ async function main(): Promise<void> {
     );
   }
   const prefix = flags["etcd-prefix"] ?? DEFAULT_ETCD_PREFIX;
+  const balancerPrefix = flags["balancer-prefix"] ?? DEFAULT_BALANCER_PREFIX;
+  const problem = balancerPrefixProblem(balancerPrefix, prefix);
+  if (problem) throw new UsageError(`Cannot start ${PROGRAM} as '--balancer-prefix' ${problem}`);
   const backend = new Backend({
     host: flags.host ?? "127.0.0.1",
     port: intFlag(PROGRAM, "port", flags.port, 0, 0, 65535),
@@ -67,6 +72,7 @@ async function main(): Promise<void> {
         prefix,
         ttlS: intFlag(PROGRAM, "lease-ttl", flags["lease-ttl"], DEFAULT_LEASE_TTL_S, 1, 3_600),
         security: etcdSecurityFlags(PROGRAM, flags, etcd),
+        balancerPrefix,
       }
       : undefined,
     workers: intFlag(PROGRAM, "workers", flags.workers, 1, 1, 256),

@@ -9,6 +9,7 @@ import { getLogger } from "@logtape/logtape";
 import type { Etcd3 } from "etcd3";
 import type { EtcdSecurity } from "./etcd.ts";
 import { createBackendHandlers, type TaskCounters } from "./backend_service.ts";
+import { BalancerFollower, DEFAULT_BALANCER_PREFIX } from "./balancer_registry.ts";
 import type { LoadSource } from "./cpu_meter.ts";
 import type { EtcdRegistration } from "./etcd_registration.ts";
 import { loadEtcd } from "./etcd_loader.ts";
@@ -31,10 +32,20 @@ export const BACKEND_SERVICE_NAME = "load_balancer.Backend";
 export interface BackendOptions {
   host: string;
   port: number;
-  /** Balancer `host:port` to report load to (and register with, without etcd). */
+  /**
+   * Balancer `host:port` to report load to (and register with, without etcd). With etcd and no
+   * balancer, it reports to every balancer registered under `etcd.balancerPrefix`.
+   */
   balancer?: string;
   /** etcd registration; without it the backend registers with the balancer. */
-  etcd?: { endpoints: string[]; prefix: string; ttlS: number; security?: EtcdSecurity };
+  etcd?: {
+    endpoints: string[];
+    prefix: string;
+    ttlS: number;
+    security?: EtcdSecurity;
+    /** Where the live balancers are found (without `balancer`). @default {DEFAULT_BALANCER_PREFIX} */
+    balancerPrefix?: string;
+  };
   workers: number;
   /** Work units per CPU-heavy task, before the slowdown. */
   workUnits: number;
@@ -62,7 +73,9 @@ export class Backend {
   #pool: WorkerPool;
   #etcd: Etcd3 | undefined;
   #registration: EtcdRegistration | undefined;
-  #reporter: LoadReporter | undefined;
+  /** One reporter per balancer, by its address. */
+  #reporters = new Map<string, LoadReporter>();
+  #balancers: BalancerFollower | undefined;
   #draining = false;
   #health = new HealthService(["", BACKEND_SERVICE_NAME]);
   #http: HttpServer | undefined;
@@ -132,24 +145,8 @@ export class Backend {
       });
       await this.#registration.start();
     }
-    if (o.balancer) {
-      this.#reporter = new LoadReporter({
-        balancer: o.balancer,
-        address: this.#address,
-        intervalMs: o.reportIntervalMs,
-        source: o.loadSource,
-        register: !o.etcd,
-        tls: o.tls,
-        token: o.token,
-        tasks: () => ({
-          inFlight: this.#pool.inFlight,
-          queueLength: this.#pool.queueLength,
-          completed: this.#counters.simple + this.#counters.heavy,
-          failed: this.#counters.failed,
-        }),
-      });
-      this.#reporter.start();
-    }
+    if (o.balancer) this.#startReporter(o.balancer);
+    else if (this.#etcd) await this.#followBalancers(this.#etcd);
     log.info("Backend {address} serving with {workers} worker(s), slowdown {slowdown}", {
       address: this.#address,
       workers: o.workers,
@@ -165,6 +162,51 @@ export class Backend {
     return this.#address;
   }
 
+  /** Reports to every balancer registered in etcd, following joins and leaves. */
+  async #followBalancers(client: Etcd3): Promise<void> {
+    this.#balancers = new BalancerFollower();
+    this.#balancers.set.onMembership((balancer, joined) => {
+      if (joined) this.#startReporter(balancer);
+      else this.#stopReporter(balancer);
+    });
+    const prefix = this.#options.etcd?.balancerPrefix ?? DEFAULT_BALANCER_PREFIX;
+    await this.#balancers.start(client, prefix);
+  }
+
+  #startReporter(balancer: string): void {
+    const o = this.#options;
+    const reporter = new LoadReporter({
+      balancer,
+      address: this.#address,
+      intervalMs: o.reportIntervalMs,
+      source: o.loadSource,
+      register: !o.etcd,
+      tls: o.tls,
+      token: o.token,
+      tasks: () => ({
+        inFlight: this.#pool.inFlight,
+        queueLength: this.#pool.queueLength,
+        completed: this.#counters.simple + this.#counters.heavy,
+        failed: this.#counters.failed,
+      }),
+    });
+    this.#reporters.set(balancer, reporter);
+    reporter.start();
+    log.info("Backend {address} reports its load to balancer {balancer}", {
+      address: this.#address,
+      balancer,
+    });
+  }
+
+  #stopReporter(balancer: string): void {
+    this.#reporters.get(balancer)?.stop();
+    this.#reporters.delete(balancer);
+    log.info("Backend {address} stopped reporting to balancer {balancer} (it left)", {
+      address: this.#address,
+      balancer,
+    });
+  }
+
   /**
    * Drains: reports NOT_SERVING and deregisters from etcd first (so the balancer stops naming
    * it), stops reporting, finishes in-flight tasks (up to `graceMs`), then closes everything.
@@ -173,7 +215,9 @@ export class Backend {
     log.info("Backend {address} draining", { address: this.#address });
     this.#health.setAll("NOT_SERVING");
     await this.#registration?.stop();
-    this.#reporter?.stop();
+    await this.#balancers?.stop();
+    for (const reporter of this.#reporters.values()) reporter.stop();
+    this.#reporters.clear();
     this.#draining = true;
     this.#health.close();
     await this.#http?.stop();

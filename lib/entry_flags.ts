@@ -164,7 +164,8 @@ export const BACKEND_FLAGS = {
   balancer: {
     type: "string",
     arg: "HOST:PORT",
-    help: "balancer to report load to (and register with, without --etcd)",
+    help: "balancer to report load to (and register with, without --etcd); with --etcd and " +
+      "no --balancer, it reports to every balancer registered in etcd",
   },
   etcd: { type: "string", arg: "URL[,URL]", help: "register in etcd, e.g. http://127.0.0.1:2379" },
   "etcd-prefix": {
@@ -172,6 +173,13 @@ export const BACKEND_FLAGS = {
     arg: "PREFIX",
     help: "key prefix",
     default: DEFAULT_ETCD_PREFIX,
+  },
+  "balancer-prefix": {
+    type: "string",
+    arg: "PREFIX",
+    help: "with --etcd and no --balancer: report load to every balancer registered under it, " +
+      "following joins and leaves",
+    default: DEFAULT_BALANCER_PREFIX,
   },
   ...ETCD_SECURITY_FLAGS,
   "lease-ttl": {

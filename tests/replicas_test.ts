@@ -6,7 +6,14 @@
 import { createEtcdClient } from "../lib/etcd.ts";
 import { DEFAULT_BALANCER_PREFIX } from "../lib/balancer_registry.ts";
 import { startEtcd } from "./_etcd.ts";
-import { startBalancer, stopAll, waitFor } from "./_system.ts";
+import {
+  createLoadBalancerClient,
+  startBackend,
+  startBalancer,
+  stopAll,
+  waitFor,
+  waitForServers,
+} from "./_system.ts";
 
 /** The balancers registered in etcd, sorted. */
 async function registered(endpoint: string): Promise<string[]> {
@@ -38,6 +45,24 @@ Deno.test("each balancer registers under /balancers/ and deregisters on stop", a
     );
   } finally {
     await stopAll(a, b);
+    await etcd.close();
+  }
+});
+
+Deno.test("backends with --etcd report their load to every live balancer", async () => {
+  const etcd = await startEtcd();
+  const balancers = [
+    await startBalancer(["--etcd", etcd.endpoint]),
+    await startBalancer(["--etcd", etcd.endpoint]),
+  ];
+  const backends = [1, 2, 3].map(() => startBackend(["--etcd", etcd.endpoint]));
+  const lbs = balancers.map((b) => createLoadBalancerClient(b.address));
+  try {
+    const addresses = backends.map((b) => b.address);
+    for (const lb of lbs) await waitForServers(lb, addresses, 15_000, true);
+  } finally {
+    for (const lb of lbs) lb.close();
+    await stopAll(...balancers, ...backends);
     await etcd.close();
   }
 });
