@@ -7,10 +7,13 @@
  * @module
  */
 import type { LogLevel } from "@logtape/logtape";
+import { BalancerFollower, DEFAULT_BALANCER_PREFIX } from "./lib/balancer_registry.ts";
 import { CLIENT_FLAGS } from "./lib/entry_flags.ts";
+import { loadEtcd } from "./lib/etcd_loader.ts";
 import {
   addressFlag,
   choiceFlag,
+  etcdFlag,
   intFlag,
   numberFlag,
   parseFlags,
@@ -37,6 +40,8 @@ const USAGE = usage({
     "deno task client --task cpu_heavy --duration 10 --concurrency 4",
     "deno task client --requests 100 --json",
     "deno task client --list",
+    "deno task client --balancer 127.0.0.1:50051,127.0.0.1:50061 --mode watch --duration 10",
+    "deno task client --balancers-etcd http://127.0.0.1:2379 --duration 10",
     "LB_BALANCER=10.0.0.5:50051 deno task client --set-policy least_load",
   ],
 }, CLIENT_FLAGS);
@@ -44,7 +49,7 @@ const USAGE = usage({
 async function main(): Promise<void> {
   const flags = parseFlags(PROGRAM, Deno.args, CLIENT_FLAGS);
   if (flags.help) return console.log(USAGE);
-  const balancer = addressFlag(PROGRAM, "balancer", flags.balancer, "127.0.0.1:50051")!;
+  const balancers = await balancerFlags(flags);
   const security = {
     tls: tlsFlags(PROGRAM, flags, "client"),
     token: tokenFlag(PROGRAM, flags["token-file"]),
@@ -61,13 +66,20 @@ async function main(): Promise<void> {
         "round_robin",
         POLICY_NAMES,
       );
-      const previous = await setPolicy(balancer, policy, security);
-      console.log(`policy ${previous} -> ${policy}`);
+      for (const balancer of balancers.addresses()) {
+        const previous = await setPolicy(balancer, policy, security);
+        console.log(`${prefixOf(balancers, balancer)}policy ${previous} -> ${policy}`);
+      }
     }
     if (flags.list) {
-      const list = await listServers(balancer, security);
-      console.log(flags.json ? JSON.stringify(list) : formatServers(list));
+      for (const balancer of balancers.addresses()) {
+        const list = await listServers(balancer, security);
+        const label = prefixOf(balancers, balancer);
+        if (flags.json) console.log(JSON.stringify(label ? { balancer, ...list } : list));
+        else console.log(`${label}${formatServers(list)}`);
+      }
     }
+    await balancers.stop();
     return;
   }
   if (flags.requests !== undefined && flags.duration !== undefined) {
@@ -95,7 +107,7 @@ async function main(): Promise<void> {
   const clientId = flags["client-id"] ?? `client-${Deno.pid}`;
   const client = new TaskClient({
     ...security,
-    balancer,
+    balancers,
     clientId,
     clientIds: intFlag(PROGRAM, "client-ids", flags["client-ids"], 1, 1, 1_000_000),
     direct,
@@ -129,13 +141,67 @@ async function main(): Promise<void> {
     });
     bar?.done();
     const { histogram, ...rest } = summary;
+    // With several balancers, how often the client had to move to another one.
+    const failovers = client.balancers().length > 1 ? { balancerFailovers: client.failovers } : {};
     if (flags.json) {
-      json({ clientId, task, concurrency, ...rest, ...(flags.histogram ? { histogram } : {}) });
-    } else console.log(formatSummary(summary));
+      json({
+        clientId,
+        task,
+        concurrency,
+        ...rest,
+        ...failovers,
+        ...(flags.histogram ? { histogram } : {}),
+      });
+    } else {
+      console.log(formatSummary(summary));
+      if ("balancerFailovers" in failovers) {
+        console.log(`balancer failovers: ${failovers.balancerFailovers}`);
+      }
+    }
     if (summary.succeeded === 0) Deno.exitCode = 1;
   } finally {
     client.close();
+    await balancers.stop();
   }
+}
+
+/** The balancers to ask: the `--balancer` list, or the live ones in `--balancers-etcd`. */
+async function balancerFlags(
+  flags: ReturnType<typeof parseFlags<typeof CLIENT_FLAGS>>,
+): Promise<{ addresses(): string[]; stop(): Promise<void> }> {
+  const endpoints = etcdFlag(PROGRAM, flags["balancers-etcd"], "balancers-etcd");
+  if (endpoints === undefined) {
+    const list = (flags.balancer ?? "127.0.0.1:50051").split(",")
+      .map((a) => addressFlag(PROGRAM, "balancer", a.trim())!);
+    return { addresses: () => list, stop: () => Promise.resolve() };
+  }
+  if (flags.balancer !== undefined) {
+    throw new UsageError(
+      `Cannot start ${PROGRAM} as '--balancer' and '--balancers-etcd' exclude each other`,
+    );
+  }
+  const prefix = flags["balancer-prefix"] ?? DEFAULT_BALANCER_PREFIX;
+  if (prefix === "") {
+    throw new UsageError(`Cannot start ${PROGRAM} as '--balancer-prefix' must not be empty`);
+  }
+  const { createEtcdClient } = await loadEtcd();
+  const etcd = createEtcdClient(endpoints);
+  const follower = new BalancerFollower();
+  await follower.start(etcd, prefix);
+  const stop = async () => {
+    await follower.stop();
+    etcd.close();
+  };
+  if (follower.set.size === 0) {
+    await stop();
+    throw new Error(`No balancer is registered under '${prefix}' in etcd ${endpoints.join(",")}`);
+  }
+  return { addresses: () => follower.set.addresses(), stop };
+}
+
+/** Before each balancer's output when there are several: its address. */
+function prefixOf(balancers: { addresses(): string[] }, balancer: string): string {
+  return balancers.addresses().length > 1 ? `balancer ${balancer}: ` : "";
 }
 
 if (import.meta.main) await runMain(main);

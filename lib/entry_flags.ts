@@ -247,9 +247,21 @@ export const BACKEND_FLAGS = {
 export const CLIENT_FLAGS = {
   balancer: {
     type: "string",
-    arg: "HOST:PORT",
-    help: "balancer to ask",
+    arg: "HOST:PORT[,..]",
+    help: "balancer(s) to ask: with several, the client starts at one chosen by its id and " +
+      "moves to the next when it fails",
     default: "127.0.0.1:50051",
+  },
+  "balancers-etcd": {
+    type: "string",
+    arg: "URL[,URL]",
+    help: "find the live balancers in this etcd instead (under --balancer-prefix)",
+  },
+  "balancer-prefix": {
+    type: "string",
+    arg: "PREFIX",
+    help: "with --balancers-etcd: the key prefix balancers register under",
+    default: DEFAULT_BALANCER_PREFIX,
   },
   task: {
     type: "string",

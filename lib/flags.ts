@@ -272,7 +272,11 @@ export async function runMain(main: () => Promise<void>): Promise<void> {
 }
 
 /** Reads `--etcd url[,url]`: each an `http://` or `https://` URL with a host and port. */
-export function etcdFlag(program: string, value: string | undefined): string[] | undefined {
+export function etcdFlag(
+  program: string,
+  value: string | undefined,
+  flag = "etcd",
+): string[] | undefined {
   if (value === undefined) return undefined;
   const urls = value.split(",").map((s) => s.trim()).filter((s) => s !== "");
   const bad = urls.find((url) => {
@@ -285,7 +289,7 @@ export function etcdFlag(program: string, value: string | undefined): string[] |
   });
   if (urls.length === 0 || bad !== undefined) {
     throw new UsageError(
-      `Cannot start ${program} as '--etcd' must be a comma-separated list of http(s)://host:port URLs: current value is '${value}'`,
+      `Cannot start ${program} as '--${flag}' must be a comma-separated list of http(s)://host:port URLs: current value is '${value}'`,
     );
   }
   return urls;

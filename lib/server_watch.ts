@@ -7,7 +7,8 @@
  * task). An update with no server at all is ignored the same way: it comes from a balancer that
  * has just started and not yet heard from its servers far more often than from a pool that is
  * really empty, and a stale set fails over by retries while an empty one fails every task. It
- * reconnects with gRPC's connection backoff (1 s, ×1.6, ±20 %, at most 120 s). Until
+ * reconnects with gRPC's connection backoff (1 s, ×1.6, ±20 %, at most 120 s); with several
+ * balancers it first resubscribes at once to each of the others in turn. Until
  * it has a set, or against a balancer without `WatchServers` (UNIMPLEMENTED: one of the original
  * system), the caller falls back to `GetServer`.
  *
@@ -26,8 +27,13 @@ const log = getLogger(["lb", "watch"]);
 
 /** Options of {@linkcode ServerWatch}. */
 export interface ServerWatchOptions {
-  /** The balancer client whose channel the stream uses. */
-  balancer: LoadBalancerClient;
+  /** The balancer to subscribe to, asked at every (re)subscription. */
+  balancer: () => { address: string; client: LoadBalancerClient };
+  /**
+   * Called when the stream to `address` broke: moves `balancer()` on to the next balancer, and
+   * returns how many there are. @default {() => 1}
+   */
+  failOver?: (address: string) => number;
   clientId: string;
   /** @default {performance.now} */
   clock?: () => number;
@@ -43,6 +49,8 @@ export class ServerWatch {
   #picker: Picker;
   #seqs = new Map<string, number>();
   #call: grpc.ClientReadableStream<ServerList> | undefined;
+  /** The balancer the stream is (or was last) on. */
+  #address = "";
   #timer: ReturnType<typeof setTimeout> | undefined;
   #failures = 0;
   #closed = false;
@@ -75,8 +83,16 @@ export class ServerWatch {
   /** Subscribes, and keeps subscribing after every break until {@linkcode close}. */
   start(): void {
     if (this.#closed || this.#unsupported || this.#call) return;
-    const { balancer, clientId } = this.#options;
-    const call = balancer.WatchServers({ client_id: clientId });
+    let balancer: { address: string; client: LoadBalancerClient };
+    try {
+      balancer = this.#options.balancer();
+    } catch (error) {
+      // No balancer known yet (a live list still empty): try again later.
+      this.#retry((error as Error).message, this.#retryDelayMs());
+      return;
+    }
+    const call = balancer.client.WatchServers({ client_id: this.#options.clientId });
+    this.#address = balancer.address;
     this.#call = call;
     call.on("data", (message: ServerList) => {
       if (!this.#connected) log.debug("Watching servers of the balancer");
@@ -121,10 +137,22 @@ export class ServerWatch {
       log.warn("The balancer has no WatchServers (an original one?): using GetServer");
       return;
     }
-    const delay = retryDelayMs(this.#failures++);
+    const balancers = this.#options.failOver?.(this.#address) ?? 1;
+    // Each other balancer is tried at once; after a whole round of failures, back off.
+    const delay = this.#failures < balancers - 1 ? 0 : this.#retryDelayMs(balancers - 1);
+    if (delay === 0) this.#failures++;
+    this.#retry(error?.details ?? "stream ended", delay);
+  }
+
+  #retryDelayMs(skip = 0): number {
+    return retryDelayMs(this.#failures++ - skip);
+  }
+
+  #retry(reason: string, delay: number): void {
     log.warn(
-      "Server watch broke ({reason}); keeping the last {count} server(s), reconnecting in {delay} ms",
-      { reason: error?.details ?? "stream ended", count: this.#set.size, delay },
+      "Server watch of {balancer} broke ({reason}); keeping the last {count} server(s), " +
+        "subscribing again in {delay} ms",
+      { balancer: this.#address, reason, count: this.#set.size, delay },
     );
     this.#timer = setTimeout(() => this.start(), delay);
   }

@@ -9,9 +9,15 @@
  * is returned as is, not retried, because retrying a bad request only repeats it. (A balancer of
  * the original system ignores `avoid`; the retry then lands wherever it points.)
  *
+ * Given several balancers (a list, or the live ones found in etcd), a client starts at one chosen
+ * by its id, so clients spread over them, and stays there until it fails: a `GetServer` that
+ * fails in transport (or times out) is retried at once on the next balancer within the same
+ * task, and the watch of `--mode watch` resubscribes to the next one, keeping its last set.
+ *
  * @module
  */
 import * as grpc from "@grpc/grpc-js";
+import { getLogger } from "@logtape/logtape";
 import { withToken } from "./auth.ts";
 import {
   type BackendClient,
@@ -21,7 +27,10 @@ import {
   unary,
 } from "./proto.ts";
 import { ServerWatch } from "./server_watch.ts";
+import { statusError } from "./status.ts";
 import { channelCredentials, type TlsConfig } from "./tls.ts";
+
+const log = getLogger(["lb", "client"]);
 
 /**
  * Whether a failed call never got a status from the server: UNAVAILABLE, or INTERNAL made up by
@@ -34,6 +43,23 @@ export function isTransportFailure(error: grpc.ServiceError): boolean {
   return error.code === grpc.status.UNAVAILABLE ||
     (error.code === grpc.status.INTERNAL && /^Received RST_STREAM/.test(error.details ?? ""));
 }
+
+/** Whether a `GetServer` failed for want of the balancer: worth asking another one. */
+function isBalancerFailure(error: grpc.ServiceError): boolean {
+  return isTransportFailure(error) || error.code === grpc.status.DEADLINE_EXCEEDED;
+}
+
+/** Index of the balancer, among `count`, that `clientId` starts at (FNV-1a of the id). */
+export function firstBalancerIndex(clientId: string, count: number): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < clientId.length; i++) {
+    hash = Math.imul(hash ^ clientId.charCodeAt(i), 0x01000193) >>> 0;
+  }
+  return count > 0 ? hash % count : 0;
+}
+
+/** Several balancers: a fixed list, or a live one (such as a set kept from etcd). */
+export type BalancerSource = readonly string[] | { addresses(): readonly string[] };
 
 /** How a client learns which server to use. */
 export type ClientMode = "lookaside" | "watch";
@@ -49,8 +75,13 @@ export const DEFAULT_TASK_TIMEOUT_MS = 60_000;
 
 /** Options of {@linkcode TaskClient}. */
 export interface TaskClientOptions {
-  /** Balancer `host:port`. */
-  balancer: string;
+  /** Balancer `host:port` (unless `balancers` is given). */
+  balancer?: string;
+  /**
+   * Several balancers to spread over and fail over between, taken in address order; when the
+   * source is empty, `balancer` (if given) is used.
+   */
+  balancers?: BalancerSource;
   /**
    * Backends to use in turn with no balancer at all (the benchmark's `direct` baseline); the
    * balancer is then never called.
@@ -89,16 +120,26 @@ export type TaskOutcome =
 /** Sends tasks through the balancer. */
 export class TaskClient {
   #options: Required<
-    Omit<TaskClientOptions, "direct" | "mode" | "clientIds" | "tls" | "token">
+    Omit<
+      TaskClientOptions,
+      "direct" | "mode" | "clientIds" | "tls" | "token" | "balancer" | "balancers"
+    >
   >;
+  #source: BalancerSource;
+  #token: string | undefined;
   #credentials: grpc.ChannelCredentials;
   #ids: string[];
   #nextId = 0;
   #watch: ServerWatch | undefined;
   #direct: string[] | undefined;
   #nextDirect = 0;
-  #balancer: LoadBalancerClient;
-  #balancerAnswered = false;
+  /** Channels to the balancers, by address, opened lazily. */
+  #balancers = new Map<string, LoadBalancerClient>();
+  /** The balancer in use; the next one after it fails. */
+  #current: string | undefined;
+  /** Balancers that have answered once (asked with waitForReady when alone). */
+  #answered = new Set<string>();
+  #failovers = 0;
   #backends = new Map<string, BackendClient>();
 
   /** Creates a client; channels open lazily. */
@@ -115,16 +156,76 @@ export class TaskClient {
       ? Array.from({ length: ids }, (_, i) => `${options.clientId}-${i}`)
       : [options.clientId];
     this.#credentials = channelCredentials(options.tls);
-    this.#balancer = createLoadBalancerClient(
-      options.balancer,
-      this.#credentials,
-      undefined,
-      withToken({}, options.token),
-    );
+    this.#token = options.token;
+    const fallback = options.balancer === undefined ? [] : [options.balancer];
+    const source = options.balancers;
+    this.#source = source === undefined
+      ? fallback
+      : { addresses: () => addressesOf(source).length > 0 ? addressesOf(source) : fallback };
     if (options.mode === "watch" && !this.#direct) {
-      this.#watch = new ServerWatch({ balancer: this.#balancer, clientId: options.clientId });
+      this.#watch = new ServerWatch({
+        clientId: options.clientId,
+        balancer: () => {
+          const address = this.#currentBalancer();
+          return { address, client: this.#balancerClient(address) };
+        },
+        failOver: (address) => this.#failOver(address),
+      });
       this.#watch.start();
     }
+  }
+
+  /** Times this client moved to another balancer after its own failed. */
+  get failovers(): number {
+    return this.#failovers;
+  }
+
+  /** The balancer in use (`undefined` before the first call). */
+  get balancer(): string | undefined {
+    return this.#current;
+  }
+
+  /** The balancers it knows, in address order. */
+  balancers(): string[] {
+    return [...addressesOf(this.#source)].sort();
+  }
+
+  /** The balancer in use, chosen by the client id at first (throws UNAVAILABLE if none). */
+  #currentBalancer(): string {
+    const list = this.balancers();
+    if (list.length === 0) throw statusError(grpc.status.UNAVAILABLE, "No live balancer is known");
+    if (this.#current === undefined || !list.includes(this.#current)) {
+      this.#current = list[firstBalancerIndex(this.#options.clientId, list.length)];
+    }
+    return this.#current;
+  }
+
+  /**
+   * Moves on from the balancer `failed` to the next one in address order (once, however many
+   * calls saw it fail); returns the number of balancers known.
+   */
+  #failOver(failed: string): number {
+    const list = this.balancers();
+    if (list.length > 1 && this.#current === failed) {
+      this.#current = list[(list.indexOf(failed) + 1) % list.length];
+      this.#failovers++;
+      log.warn("Balancer {failed} failed; moving to {next}", { failed, next: this.#current });
+    }
+    return list.length;
+  }
+
+  #balancerClient(address: string): LoadBalancerClient {
+    let client = this.#balancers.get(address);
+    if (!client) {
+      client = createLoadBalancerClient(
+        address,
+        this.#credentials,
+        undefined,
+        withToken({}, this.#token),
+      );
+      this.#balancers.set(address, client);
+    }
+    return client;
   }
 
   /**
@@ -145,21 +246,36 @@ export class TaskClient {
       const result = this.#watch.pick(clientId, avoid);
       if (result.kind === "pick") return Promise.resolve(result.server.address);
     }
-    // Once the balancer has answered, it is the one place to ask: wait for its connection
-    // (within the deadline) rather than fail at once while the channel sits in reconnect backoff,
-    // so a balancer restart costs latency, not failed tasks. Before its first answer, fail fast:
-    // a wrong address or a TLS mismatch is reported at once, with its cause. Backends are
-    // always called fail-fast: there is another one.
-    return unary(this.#balancer.GetServer, this.#balancer, {
-      client_id: clientId,
-      avoid,
-    }, {
-      deadline: Date.now() + this.#options.lookupTimeoutMs,
-      waitForReady: this.#balancerAnswered,
-    }).then((r) => {
-      this.#balancerAnswered = true;
-      return r.server_address;
-    });
+    return this.#lookup(clientId, avoid);
+  }
+
+  /** `GetServer`, moving on to the next balancer (within this call) when one fails. */
+  async #lookup(clientId: string, avoid: string[]): Promise<string> {
+    for (let tried = 1;; tried++) {
+      const address = this.#currentBalancer();
+      const count = this.balancers().length;
+      const balancer = this.#balancerClient(address);
+      try {
+        // A lone balancer, once it has answered, is the one place to ask: wait for its
+        // connection (within the deadline) rather than fail at once while the channel sits in
+        // reconnect backoff, so a restart costs latency, not failed tasks. Before its first
+        // answer, fail fast: a wrong address or a TLS mismatch is reported at once, with its
+        // cause. With several balancers, fail fast and ask the next one. Backends are always
+        // called fail-fast: there is another one.
+        const response = await unary(balancer.GetServer, balancer, {
+          client_id: clientId,
+          avoid,
+        }, {
+          deadline: Date.now() + this.#options.lookupTimeoutMs,
+          waitForReady: count === 1 && this.#answered.has(address),
+        });
+        this.#answered.add(address);
+        return response.server_address;
+      } catch (error) {
+        if (tried >= count || !isBalancerFailure(error as grpc.ServiceError)) throw error;
+        this.#failOver(address);
+      }
+    }
   }
 
   /** Runs one task: lookup, then `ProcessTask`, retrying on a transport failure. */
@@ -216,7 +332,8 @@ export class TaskClient {
   /** Closes every channel. */
   close(): void {
     this.#watch?.close();
-    this.#balancer.close();
+    for (const client of this.#balancers.values()) client.close();
+    this.#balancers.clear();
     for (const client of this.#backends.values()) client.close();
     this.#backends.clear();
   }
@@ -235,4 +352,10 @@ export class TaskClient {
     }
     return client;
   }
+}
+
+function addressesOf(source: BalancerSource): readonly string[] {
+  return Array.isArray(source)
+    ? source
+    : (source as { addresses(): readonly string[] }).addresses();
 }

@@ -3,13 +3,19 @@
  * `/balancers/`, backends report their load to every live balancer, and clients spread over the
  * balancers and fail over when theirs is killed.
  */
+import assert from "node:assert/strict";
+import { sleep } from "../lib/backoff.ts";
+import { BalancerFollower, DEFAULT_BALANCER_PREFIX } from "../lib/balancer_registry.ts";
 import { createEtcdClient } from "../lib/etcd.ts";
-import { DEFAULT_BALANCER_PREFIX } from "../lib/balancer_registry.ts";
-import { startEtcd } from "./_etcd.ts";
+import { type EntryName, spawnEntry } from "../lib/entry_process.ts";
+import { runLoad } from "../lib/load_run.ts";
+import { firstBalancerIndex, TaskClient, type TaskClientOptions } from "../lib/task_client.ts";
+import { type EtcdProcess, startEtcd } from "./_etcd.ts";
 import {
   createLoadBalancerClient,
   startBackend,
   startBalancer,
+  type Started,
   stopAll,
   waitFor,
   waitForServers,
@@ -65,4 +71,175 @@ Deno.test("backends with --etcd report their load to every live balancer", async
     await stopAll(...balancers, ...backends);
     await etcd.close();
   }
+});
+
+/** Two balancers and three backends on one etcd, every backend's load reaching both. */
+async function withReplicas(
+  body: (sys: { etcd: EtcdProcess; balancers: Started[]; backends: Started[] }) => Promise<void>,
+): Promise<void> {
+  const etcd = await startEtcd();
+  const started: Started[] = [];
+  try {
+    for (let i = 0; i < 2; i++) started.push(await startBalancer(["--etcd", etcd.endpoint]));
+    const balancers = [...started].sort((a, b) => a.address < b.address ? -1 : 1);
+    const backends = [1, 2, 3].map(() => startBackend(["--etcd", etcd.endpoint]));
+    started.push(...backends);
+    await waitForLoads(balancers, backends);
+    await body({ etcd, balancers, backends });
+  } finally {
+    await stopAll(...started);
+    await etcd.close();
+  }
+}
+
+/** Waits until every balancer lists every backend with a load report. */
+async function waitForLoads(balancers: Started[], backends: Started[]): Promise<void> {
+  const lbs = balancers.map((b) => createLoadBalancerClient(b.address));
+  try {
+    const addresses = backends.map((b) => b.address);
+    for (const lb of lbs) await waitForServers(lb, addresses, 15_000, true);
+  } finally {
+    for (const lb of lbs) lb.close();
+  }
+}
+
+/** A client id that starts at the balancer of index `index` among `count`. */
+function idStartingAt(index: number, count: number, name: string): string {
+  for (let i = 0;; i++) {
+    if (firstBalancerIndex(`${name}-${i}`, count) === index) return `${name}-${i}`;
+  }
+}
+
+/**
+ * Runs `clients` under load for `durationMs`, SIGKILLs `victim` after `killAfterMs`, and returns
+ * each client's summary.
+ */
+async function loadThroughKill(
+  clients: TaskClient[],
+  victim: Started,
+  killAfterMs: number,
+  durationMs: number,
+) {
+  const runs = clients.map((client) =>
+    runLoad({ client, taskType: "SIMPLE", durationMs, concurrency: 2 })
+  );
+  await sleep(killAfterMs, new AbortController().signal);
+  for (const client of clients) assert.equal(client.balancer, victim.address);
+  victim.process.signal("SIGKILL");
+  return await Promise.all(runs);
+}
+
+Deno.test("clients given two balancers spread by id and fail over when theirs is SIGKILLed: watch mode loses nothing, lookaside is bounded", async () => {
+  await withReplicas(async ({ balancers }) => {
+    const [victim, survivor] = balancers;
+    const addresses = balancers.map((b) => b.address);
+    const make = (mode: TaskClientOptions["mode"]) =>
+      new TaskClient({ balancers: addresses, mode, clientId: idStartingAt(0, 2, mode!) });
+    const clients = [make("watch"), make("lookaside")];
+    // Another id starts at the other balancer: clients spread over both.
+    assert.equal(firstBalancerIndex(idStartingAt(1, 2, "x"), 2), 1);
+    try {
+      const [watch, lookaside] = await loadThroughKill(clients, victim, 1_500, 4_000);
+      console.log(
+        `[replicas] SIGKILL of balancer ${victim.address} under load: watch ${watch.requests} ` +
+          `requests, ${watch.failed} failed, ${clients[0].failovers} failover(s); lookaside ` +
+          `${lookaside.requests} requests, ${lookaside.failed} failed, ${lookaside.retried} ` +
+          `retried, ${clients[1].failovers} failover(s)`,
+      );
+      assert.equal(watch.failed, 0, JSON.stringify(watch.failuresByCode));
+      // At most the tasks in flight when it died; the retry on the next balancer saves them.
+      assert.ok(lookaside.failed <= 2, JSON.stringify(lookaside.failuresByCode));
+      for (const client of clients) {
+        assert.equal(client.balancer, survivor.address);
+        assert.equal(client.failovers, 1);
+      }
+      assert.ok(lookaside.requests > 100 && watch.requests > 100);
+    } finally {
+      for (const client of clients) client.close();
+    }
+  });
+});
+
+Deno.test("a client finds the balancers in etcd; a killed balancer's key leaves with its lease, backends stop reporting to it, and a new balancer gets every report", async () => {
+  await withReplicas(async ({ etcd, balancers, backends }) => {
+    const [victim] = balancers;
+    const etcdClient = createEtcdClient([etcd.endpoint]);
+    const follower = new BalancerFollower();
+    await follower.start(etcdClient, DEFAULT_BALANCER_PREFIX);
+    const client = new TaskClient({ balancers: follower.set, clientId: idStartingAt(0, 2, "e") });
+    let third: Started | undefined;
+    try {
+      assert.deepEqual(client.balancers(), balancers.map((b) => b.address));
+      const [summary] = await loadThroughKill([client], victim, 1_000, 2_500);
+      console.log(
+        `[replicas] balancers found in etcd, SIGKILL of ${victim.address}: ${summary.requests} ` +
+          `requests, ${summary.failed} failed, ${client.failovers} failover(s)`,
+      );
+      assert.ok(summary.failed <= 2, JSON.stringify(summary.failuresByCode));
+      const killedAt = performance.now();
+      await waitFor(
+        `${victim.address} to leave /balancers/`,
+        async () => !(await registered(etcd.endpoint)).includes(victim.address),
+        15_000,
+      );
+      await waitFor("the client to forget it", () => client.balancers().length === 1, 5_000);
+      const goneS = (performance.now() - killedAt) / 1_000;
+      for (const backend of backends) {
+        await waitFor(
+          `${backend.address} to stop reporting to ${victim.address}`,
+          () =>
+            backend.process.log().includes(
+              `stopped reporting to balancer ${victim.address}`,
+            ),
+          5_000,
+        );
+      }
+      const joinedAt = performance.now();
+      third = await startBalancer(["--etcd", etcd.endpoint]);
+      await waitForLoads([third], backends);
+      console.log(
+        `[replicas] killed balancer's key gone ${
+          goneS.toFixed(1)
+        } s after SIGKILL (lease TTL 5 s); ` +
+          `a new balancer had reports from all ${backends.length} backends ` +
+          `${((performance.now() - joinedAt) / 1_000).toFixed(1)} s after it started`,
+      );
+    } finally {
+      client.close();
+      await stopAll(third);
+      await follower.stop();
+      etcdClient.close();
+    }
+  });
+});
+
+const BAD_FLAGS: [EntryName, string[], RegExp][] = [
+  [
+    "balancer",
+    ["--etcd", "http://127.0.0.1:1", "--balancer-prefix", "/servers/b/"],
+    /'--balancer-prefix' must not overlap the servers' prefix '\/servers\/'/,
+  ],
+  [
+    "backend",
+    ["--port", "0", "--etcd", "http://127.0.0.1:1", "--balancer-prefix", ""],
+    /'--balancer-prefix' must not be empty/,
+  ],
+  ["client", ["--balancers-etcd", "nowhere"], /'--balancers-etcd' must be a comma-separated/],
+  ["client", ["--balancer", "127.0.0.1:1,nowhere"], /'--balancer' must be host:port/],
+  [
+    "client",
+    ["--balancers-etcd", "http://127.0.0.1:1", "--balancer", "127.0.0.1:1"],
+    /'--balancer' and '--balancers-etcd' exclude each other/,
+  ],
+];
+
+Deno.test("bad balancer-list flags are refused with one line naming the flag", async () => {
+  await Promise.all(BAD_FLAGS.map(async ([entry, args, pattern]) => {
+    const child = spawnEntry(entry, args);
+    const status = await child.status;
+    const lines = child.log().split("\n").filter((l) => l.trim() !== "");
+    assert.equal(status.code, 2, `${entry} ${args.join(" ")}: ${child.log()}`);
+    assert.equal(lines.length, 1, `${entry} ${args.join(" ")} printed:\n${child.log()}`);
+    assert.match(lines[0], pattern);
+  }));
 });
