@@ -10,7 +10,11 @@ import type { Etcd3 } from "etcd3";
 import type { EtcdSecurity } from "./etcd.ts";
 import { createPolicy, type PolicyName } from "../policies/mod.ts";
 import { createBalancerHandlers } from "./balancer_service.ts";
-import { DEFAULT_BALANCER_PREFIX, registerBalancer } from "./balancer_registry.ts";
+import {
+  BalancerFollower,
+  DEFAULT_BALANCER_PREFIX,
+  registerBalancer,
+} from "./balancer_registry.ts";
 import { BuiltinRegistry } from "./builtin_registry.ts";
 import { dashboardRoutes } from "./dashboard.ts";
 import type { EtcdDiscovery } from "./etcd_discovery.ts";
@@ -85,6 +89,8 @@ export class Balancer {
   #etcd: Etcd3 | undefined;
   #discovery: EtcdDiscovery | undefined;
   #registration: EtcdRegistration | undefined;
+  /** The live balancers (this one included), whose number the load-aware policies assume. */
+  #replicas: BalancerFollower | undefined;
   #port = 0;
   #watch: WatchHub;
   #health = new HealthService(["", BALANCER_SERVICE_NAME]);
@@ -205,10 +211,24 @@ export class Balancer {
     });
     if (discovery.kind === "etcd") {
       const host = this.#options.host;
+      const prefix = discovery.balancerPrefix ?? DEFAULT_BALANCER_PREFIX;
       this.#registration = await registerBalancer({
         client: this.#etcd!,
-        prefix: discovery.balancerPrefix ?? DEFAULT_BALANCER_PREFIX,
+        prefix,
         address: `${host.includes(":") ? `[${host}]` : host}:${this.#port}`,
+      });
+      const replicas = this.#replicas = new BalancerFollower();
+      replicas.set.onMembership(() => {
+        this.picker.setReplicas(replicas.set.size);
+        log.info(
+          "{count} balancer(s) live: load-aware policies count each own pick {count} times",
+          {
+            count: this.picker.replicas,
+          },
+        );
+      });
+      replicas.start(this.#etcd!, prefix).catch((error) => {
+        log.error("etcd watch of the balancers stopped: {error}", { error });
       });
     }
     if (this.#http) {
@@ -234,6 +254,7 @@ export class Balancer {
     this.#checker?.stop();
     this.#registry?.stop();
     await this.#discovery?.stop();
+    await this.#replicas?.stop();
     this.#etcd?.close();
     this.picker.close();
     log.info("Balancer stopped");

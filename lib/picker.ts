@@ -23,6 +23,8 @@ export class Picker {
   #counts: Float64Array;
   /** Picks folded so far: policy name → address → count. */
   #totals = new Map<string, Map<string, number>>();
+  /** Live balancer replicas, handed to the policy's prepare. */
+  #replicas = 1;
 
   /** Creates a picker; `clock` (ms) and `rng` are handed to the policy. */
   constructor(
@@ -53,6 +55,22 @@ export class Picker {
     return this.#snapshot;
   }
 
+  /** The live balancer replicas the policy assumes. */
+  get replicas(): number {
+    return this.#replicas;
+  }
+
+  /**
+   * Sets the number of live balancer replicas (at least 1), and prepares the policy again with it
+   * (slow path).
+   */
+  setReplicas(count: number): void {
+    const replicas = Math.max(1, count);
+    if (replicas === this.#replicas) return;
+    this.#replicas = replicas;
+    this.#update(this.#snapshot, true);
+  }
+
   /** Swaps in `policy` (slow path); picks from now on use it. */
   setPolicy(policy: Policy<unknown>): void {
     // Flush pending changes first: the listeners prepare them with the old policy and its own
@@ -61,7 +79,11 @@ export class Picker {
     this.#fold(snapshot);
     this.#policy = policy;
     this.#snapshot = snapshot;
-    this.#state = policy.prepare(snapshot, { nowMs: this.#clock(), rng: this.#rng });
+    this.#state = policy.prepare(snapshot, {
+      nowMs: this.#clock(),
+      rng: this.#rng,
+      replicas: this.#replicas,
+    });
     this.#startTimer();
   }
 
@@ -154,6 +176,7 @@ export class Picker {
       previousSnapshot: this.#snapshot,
       nowMs: this.#clock(),
       rng: this.#rng,
+      replicas: this.#replicas,
     });
     this.#snapshot = snapshot;
   }

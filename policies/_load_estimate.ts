@@ -8,7 +8,10 @@
  *     reported in-flight + picks sent since that report - qps × (time since that report)
  *
  * (never below zero): every pick adds a task, and the server's own completion rate takes them
- * away again. A report older than `staleAfterMs` is treated as unknown, as is a server that has
+ * away again. With several balancer replicas, each sees only its own picks; counting only those
+ * would make every replica send its whole share to the server that looked least loaded in the
+ * last report (herding), so each pick counts `replicas` times (the others are assumed to pick at
+ * the same rate, as they see the same reports). A report older than `staleAfterMs` is treated as unknown, as is a server that has
  * not reported yet: it is assumed as busy as the average fresh server, plus its own picks, so it
  * is neither flooded nor starved. The estimate is refreshed on the slow path (`prepare`, on each
  * report and on the policy's refresh timer); picks add to it in between.
@@ -32,6 +35,8 @@ export interface LoadEstimate {
   readonly outstanding: Float64Array;
   /** Slow start factor, 0 to 1 (1 for an established server). */
   readonly factor: Float64Array;
+  /** Tasks one own pick stands for: the number of balancer replicas (at least 1). */
+  readonly replicas: number;
 }
 
 /** Builds the estimate for `snapshot`, carrying pick counts over from the previous one. */
@@ -50,7 +55,9 @@ export function estimateLoad<S extends { estimate: LoadEstimate }>(
     cpu: new Float64Array(n),
     outstanding: new Float64Array(n),
     factor: new Float64Array(n),
+    replicas: Math.max(1, context?.replicas ?? 1),
   };
+  const replicas = estimate.replicas;
   const previous = context?.previous?.estimate;
   const before = indexById(context?.previousSnapshot, previous);
   let freshCpu = 0;
@@ -70,7 +77,10 @@ export function estimateLoad<S extends { estimate: LoadEstimate }>(
       const ageS = Math.max(0, nowMs - load.reportedAtMs) / 1_000;
       estimate.fresh[i] = 1;
       estimate.cpu[i] = load.cpuLoad;
-      estimate.outstanding[i] = Math.max(0, load.inFlight + estimate.picks[i] - load.qps * ageS);
+      estimate.outstanding[i] = Math.max(
+        0,
+        load.inFlight + replicas * estimate.picks[i] - load.qps * ageS,
+      );
       freshCpu += load.cpuLoad;
       freshOutstanding += estimate.outstanding[i];
       freshCount++;
@@ -81,7 +91,7 @@ export function estimateLoad<S extends { estimate: LoadEstimate }>(
   for (let i = 0; i < n; i++) {
     if (estimate.fresh[i]) continue;
     estimate.cpu[i] = meanCpu;
-    estimate.outstanding[i] = meanOutstanding + estimate.picks[i];
+    estimate.outstanding[i] = meanOutstanding + replicas * estimate.picks[i];
   }
   return estimate;
 }

@@ -90,7 +90,7 @@ export function leastLoad(options: LeastLoadOptions = {}): Policy<LeastLoadState
         counter: context?.previous?.counter ?? 0,
       };
       for (let i = 0; i < n; i++) {
-        state.step[i] = pickCost / estimate.factor[i];
+        state.step[i] = estimate.replicas * pickCost / estimate.factor[i];
         state.key[i] = estimate.cpu[i] + estimate.outstanding[i] * state.step[i];
         state.heap[i] = i;
         state.pos[i] = i;

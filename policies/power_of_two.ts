@@ -61,7 +61,7 @@ export function powerOfTwo(options: PowerOfTwoOptions = {}): Policy<PowerOfTwoSt
         const loadB = (outstanding[b] + 1) / factor[b];
         chosen = loadB < loadA ? b : a;
       }
-      state.outstanding[chosen]++;
+      state.outstanding[chosen] += state.estimate.replicas;
       state.estimate.picks[chosen]++;
       return snapshot.picks[chosen];
     },

@@ -92,6 +92,11 @@ export interface PrepareContext<S> {
   nowMs?: number;
   /** Uniform random number in [0, 1), e.g. for a scheduler's random start. @default {Math.random} */
   rng?: () => number;
+  /**
+   * Live balancers picking from the same servers, this one included: a load-aware policy counts
+   * each of its own picks this many times, assuming the others pick at its rate. @default {1}
+   */
+  replicas?: number;
 }
 
 /** A load-balancing policy. `S` is its state, owned by whoever holds the snapshot. */
