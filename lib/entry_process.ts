@@ -16,7 +16,8 @@ export const ENV_ALLOW = "GRPC_*,LB_*,grpc_proxy,http_proxy,https_proxy,no_proxy
 
 /**
  * `deno run` permission flags of each entry (as in deno.json's tasks). Balancer, backend and
- * client may read `secrets/` (gitignored): token files and TLS keys go there.
+ * client may read `secrets/` (gitignored): token files and TLS keys go there; and `node_modules`,
+ * where the etcd3 package reads its `.proto` files (the client with `--balancers-etcd`).
  */
 export const ENTRY_PERMISSIONS = {
   balancer: [
@@ -30,7 +31,11 @@ export const ENTRY_PERMISSIONS = {
     "--allow-sys=loadavg",
     `--allow-env=${ENV_ALLOW}`,
   ],
-  client: ["--allow-net=127.0.0.1", "--allow-read=secrets", `--allow-env=${ENV_ALLOW}`],
+  client: [
+    "--allow-net=127.0.0.1",
+    "--allow-read=node_modules,secrets",
+    `--allow-env=${ENV_ALLOW}`,
+  ],
   demo: [
     "--allow-net=127.0.0.1",
     "--allow-read=node_modules,.demo-etcd",

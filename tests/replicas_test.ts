@@ -66,6 +66,14 @@ Deno.test("backends with --etcd report their load to every live balancer", async
   try {
     const addresses = backends.map((b) => b.address);
     for (const lb of lbs) await waitForServers(lb, addresses, 15_000, true);
+    // Each knows there are two replicas, for its load-aware policies.
+    for (const balancer of balancers) {
+      await waitFor(
+        "the balancer to see 2 replicas",
+        () => balancer.process.log().includes("2 balancer(s) live"),
+        5_000,
+      );
+    }
   } finally {
     for (const lb of lbs) lb.close();
     await stopAll(...balancers, ...backends);
@@ -210,6 +218,24 @@ Deno.test("a client finds the balancers in etcd; a killed balancer's key leaves 
       await follower.stop();
       etcdClient.close();
     }
+  });
+});
+
+Deno.test("client --balancers-etcd finds the live balancers and reports its failovers", async () => {
+  await withReplicas(async ({ etcd }) => {
+    const child = spawnEntry("client", [
+      "--balancers-etcd",
+      etcd.endpoint,
+      "--requests",
+      "50",
+      "--concurrency",
+      "2",
+      "--json",
+    ], { captureStdout: true });
+    assert.equal((await child.status).code, 0, child.log());
+    const summary = JSON.parse(child.stdout());
+    assert.equal(summary.succeeded, 50);
+    assert.equal(summary.balancerFailovers, 0);
   });
 });
 
