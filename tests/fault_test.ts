@@ -516,7 +516,7 @@ Deno.test("fault 6: etcd compacted past the balancer's revision while its watch 
       const totals = await load.stop();
 
       const log = balancer.process.log();
-      const lists = log.match(/Listed \d+ servers under/g)?.length ?? 0;
+      const lists = log.match(/Listed \d+ servers under \/servers\//g)?.length ?? 0;
       console.log(
         `[fault 6] compaction to revision ${header.revision} while cut, load SIMPLE x2 ` +
           `lookaside: ${describe(totals)}; right set ${settledAfter} after the proxy was ` +
