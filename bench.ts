@@ -9,7 +9,7 @@ import type { LogLevel } from "@logtape/logtape";
 import { POLICY_NAMES, type PolicyName } from "./policies/mod.ts";
 import { BenchRunner } from "./lib/bench_runner.ts";
 import { describeMachine, writeReport } from "./lib/bench_report.ts";
-import { SCENARIO_NAMES, type ScenarioName } from "./lib/bench_scenarios.ts";
+import { DEFAULT_SCENARIOS, SCENARIO_NAMES, type ScenarioName } from "./lib/bench_scenarios.ts";
 import { BENCH_FLAGS, QUICK_DURATION_S, QUICK_WATCH_SCENARIOS } from "./lib/entry_flags.ts";
 import { DEFAULT_WORK_UNITS } from "./lib/cpu_work.ts";
 import {
@@ -67,7 +67,9 @@ async function main(): Promise<void> {
     );
   }
   const options = {
-    scenarios: listFlag("scenarios", flags.scenarios, SCENARIO_NAMES) as ScenarioName[],
+    scenarios: flags.scenarios === undefined
+      ? DEFAULT_SCENARIOS
+      : listFlag("scenarios", flags.scenarios, SCENARIO_NAMES) as ScenarioName[],
     policies: listFlag("policies", flags.policies, POLICY_NAMES) as PolicyName[],
     modes: listFlag("modes", flags.modes, CLIENT_MODES) as ClientMode[],
     watchScenarios: flags.quick && flags.modes === undefined ? QUICK_WATCH_SCENARIOS : undefined,
@@ -96,6 +98,7 @@ async function main(): Promise<void> {
       60_000,
     ),
     etcdDir: ".bench-etcd",
+    quick: flags.quick === true,
     httpPort: flags["http-port"] === undefined
       ? undefined
       : intFlag(PROGRAM, "http-port", flags["http-port"], 0, 1, 65535),

@@ -7,6 +7,7 @@
 import config from "../deno.json" with { type: "json" };
 import { type Chart, lookupChart, scenarioCharts } from "./bench_charts.ts";
 import type { RunResult } from "./bench_runner.ts";
+import type { ScaleFigures } from "./bench_scale.ts";
 import { type ScenarioName, SCENARIOS } from "./bench_scenarios.ts";
 
 /** Everything `results.json` holds. */
@@ -41,7 +42,9 @@ export async function writeReport(dir: string, results: BenchResults): Promise<s
   await Deno.mkdir(dir, { recursive: true });
   const scenarios = [...new Set(results.runs.map((r) => r.scenario))];
   const charts: Chart[] = [];
-  for (const scenario of scenarios) charts.push(...await scenarioCharts(scenario, results.runs));
+  for (const scenario of scenarios.filter((s) => !SCENARIOS[s].fleet)) {
+    charts.push(...await scenarioCharts(scenario, results.runs));
+  }
   const lookups = await lookupChart(results.runs);
   if (lookups) charts.push(lookups);
   for (const chart of charts) await Deno.writeTextFile(`${dir}/${chart.file}`, chart.svg);
@@ -123,8 +126,39 @@ export function lookupTable(runs: RunResult[]): string[] {
   return rows;
 }
 
+/** Markdown table of the `scale` scenario's figures. */
+export function scaleTable(scale: ScaleFigures): string[] {
+  const p50 = (values: number[]) => [...values].sort((a, b) => a - b)[(values.length - 1) >> 1];
+  const p50Max = (values: number[]) =>
+    values.length ? `${p50(values)} / ${Math.max(...values)}` : "–";
+  const means = Object.entries(scale.getServerMeanUs).map(([p, us]) => `${p} ${us}`).join(", ");
+  const rt = scale.getServerRoundTripMs;
+  return [
+    "| figure | value |",
+    "| --- | ---: |",
+    `| servers registered (fleet processes) | ${scale.backends} (${scale.fleetProcesses}) |`,
+    `| start: fleets started to every server in the picks | ${scale.startupS} s |`,
+    `| registration (lease grant + put) to first pick, p50 / max of ${scale.registerToPickMs.length} | ${
+      p50Max(scale.registerToPickMs)
+    } ms |`,
+    `| of which etcd lease grant + put, p50 / max | ${p50Max(scale.etcdPutMs)} ms |`,
+    `| deregistration (etcd delete) to last pick, p50 / max of ${scale.deregisterToLastPickMs.length} | ${
+      p50Max(scale.deregisterToLastPickMs)
+    } ms |`,
+    `| of which etcd delete + revoke, p50 / max | ${p50Max(scale.etcdDeleteMs)} ms |`,
+    `| SIGKILL of a fleet process (${scale.killedServers} servers) to the last pick of any | ${scale.killToLastPickMs} ms |`,
+    `| balancer resident memory, no server → all servers | ${scale.idle.rssMiB} → ${scale.loaded.rssMiB} MiB |`,
+    `| balancer V8 heap used, no server → all servers | ${scale.idle.heapUsedMiB} → ${scale.loaded.heapUsedMiB} MiB |`,
+    `| balancer CPU while health-checking them all (${scale.cpuWindowS} s window) | ${scale.cpuPercent} % of a core |`,
+    `| GetServer inside the balancer, mean µs by policy | ${means} |`,
+    `| GetServer round trip seen by the bench (${scale.getServerCalls} calls), p50 / p99 | ${rt.p50} / ${rt.p99} ms |`,
+  ];
+}
+
 function scenarioSection(scenario: ScenarioName, runs: RunResult[], charts: Chart[]): string[] {
   const s = SCENARIOS[scenario];
+  const scale = runs.find((r) => r.scenario === scenario && r.scale)?.scale;
+  if (scale) return [`## ${scenario}`, "", `${s.description}.`, "", ...scaleTable(scale), ""];
   const tasks = runs.filter((r) => r.scenario === scenario && r.kind === "tasks");
   const lines = [
     `## ${scenario}`,

@@ -28,6 +28,7 @@ import {
   type StatsResponse,
   unary,
 } from "./proto.ts";
+import { runScale, type ScaleFigures } from "./bench_scale.ts";
 import { type Scenario, type ScenarioName, SCENARIOS } from "./bench_scenarios.ts";
 import type { ClientMode } from "./task_client.ts";
 import { waitFor } from "./wait.ts";
@@ -74,6 +75,8 @@ export interface BenchOptions {
    * after another, so one port serves them all in turn); off when absent.
    */
   httpPort?: number;
+  /** `--quick`: the `scale` scenario runs its small size. */
+  quick?: boolean;
 }
 
 /** One server's share of a run. */
@@ -102,8 +105,12 @@ export interface RunResult {
   target: string;
   policy: Target["policy"];
   mode: ClientMode;
-  /** `tasks` (lookup + task, or the task alone for `direct`) or `lookups` (GetServer alone). */
-  kind: "tasks" | "lookups";
+  /**
+   * `tasks` (lookup + task, or the task alone for `direct`), `lookups` (GetServer alone), or
+   * `scale` (the `scale` scenario: its figures are in `scale`, its GetServer round trips in
+   * `latencyMs`).
+   */
+  kind: "tasks" | "lookups" | "scale";
   concurrency: number;
   durationS: number;
   completed: number;
@@ -119,6 +126,8 @@ export interface RunResult {
   /** What happened during the run (churn, joins), with the second it happened at. */
   events: { atS: number; what: string }[];
   timeline: TimelinePoint[];
+  /** The `scale` scenario's figures. */
+  scale?: ScaleFigures;
 }
 
 /** A progress sample for the bar. */
@@ -186,7 +195,7 @@ export class BenchRunner {
     const lookups = options.policies.length + 1;
     this.#runs = options.scenarios.reduce(
       (n, s) =>
-        n + this.#targets(s).length * this.#rounds(SCENARIOS[s]) +
+        n + (SCENARIOS[s].fleet ? 1 : this.#targets(s).length * this.#rounds(SCENARIOS[s])) +
         (SCENARIOS[s].lookups ? lookups : 0),
       0,
     );
@@ -204,6 +213,10 @@ export class BenchRunner {
       this.#etcd = await startEtcd({ parentDir: this.#options.etcdDir });
       for (const name of this.#options.scenarios) {
         const scenario = SCENARIOS[name];
+        if (scenario.fleet) {
+          results.push(await this.#scale(scenario));
+          continue;
+        }
         results.push(...await this.#scenario(scenario));
         if (scenario.lookups) results.push(...await this.#lookups(scenario));
       }
@@ -478,6 +491,53 @@ export class BenchRunner {
       durationS: Math.max(...summaries.map((s) => s.durationS)),
       events,
       timeline,
+    };
+  }
+
+  /** The `scale` scenario (lib/bench_scale.ts): one result with its figures. */
+  async #scale(scenario: Scenario): Promise<RunResult> {
+    const runIndex = ++this.#run;
+    const startedAt = performance.now();
+    const figures = await runScale({
+      spawn: (...args) => this.#spawn(...args),
+      spawnBalancer: (port, prefix, extra) => this.#spawnBalancer(port, prefix, extra),
+      etcdEndpoint: this.#etcd!.endpoint,
+      prefix: `/bench/${scenario.name}/${++this.#environments}/`,
+      httpPort: this.#options.httpPort,
+      policies: this.#options.policies,
+      concurrency: this.#options.concurrency ?? scenario.concurrency,
+      size: this.#options.quick ? scenario.fleet!.quick : scenario.fleet!.full,
+      progress: (what, fraction) => {
+        const elapsedS = (performance.now() - startedAt) / 1_000;
+        this.#onProgress({
+          label: `scale / ${what}`,
+          run: runIndex,
+          runs: this.#runs,
+          elapsedS,
+          totalS: Math.max(elapsedS, Math.round(elapsedS / Math.max(fraction, 0.05))),
+          rate: 0,
+        });
+      },
+    });
+    return {
+      scenario: scenario.name,
+      target: "scale",
+      policy: "round_robin",
+      mode: "lookaside",
+      kind: "scale",
+      concurrency: this.#options.concurrency ?? scenario.concurrency,
+      durationS: round((performance.now() - startedAt) / 1_000, 2),
+      completed: figures.getServerCalls,
+      failed: 0,
+      failuresByCode: {},
+      retried: 0,
+      throughput: 0,
+      latencyMs: figures.getServerRoundTripMs,
+      servers: [],
+      cpuBusiestOverMean: undefined,
+      events: [],
+      timeline: [],
+      scale: figures,
     };
   }
 

@@ -11,9 +11,28 @@ export const SCENARIO_NAMES = [
   "simple",
   "churn",
   "slow_start",
+  "scale",
 ] as const;
 /** A scenario name. */
 export type ScenarioName = typeof SCENARIO_NAMES[number];
+
+/**
+ * Scenarios run when `--scenarios` is not given: all but `scale`, which measures the control
+ * plane at 1,000 servers rather than the policies under load, and runs on its own.
+ */
+export const DEFAULT_SCENARIOS: ScenarioName[] = SCENARIO_NAMES.filter((s) => s !== "scale");
+
+/** Size of the `scale` scenario. */
+export interface FleetSize {
+  /** Servers registered, spread over the fleet processes. */
+  backends: number;
+  /** Fleet processes (`lib/fleet.ts`) serving them. */
+  processes: number;
+  /** Registrations and deregistrations of one more server, each timed to the balancer. */
+  repeats: number;
+  /** Time between two of those steps. */
+  intervalMs: number;
+}
 
 /** One scenario. */
 export interface Scenario {
@@ -23,7 +42,10 @@ export interface Scenario {
   /** Slowdown of each backend (1 = normal). */
   slowdowns: number[];
   task: "simple" | "cpu_heavy";
-  /** Tasks in flight from the load clients, unless `--concurrency` says otherwise. */
+  /**
+   * Tasks in flight from the load clients, unless `--concurrency` says otherwise (`scale`: the
+   * `GetServer` calls in flight while it measures the pick cost).
+   */
   concurrency: number;
   /** Kill the first backend at 1/3 of the run and start a new one at 2/3. */
   churn: boolean;
@@ -31,6 +53,8 @@ export interface Scenario {
   joins: boolean;
   /** Also measure `GetServer` alone against the `echo` ceiling. */
   lookups: boolean;
+  /** A scale run instead of a load run: this many servers from fleet processes (and `--quick`'s). */
+  fleet?: { full: FleetSize; quick: FleetSize };
 }
 
 /** Every scenario, by name. */
@@ -86,5 +110,21 @@ export const SCENARIOS: Record<ScenarioName, Scenario> = {
     churn: false,
     joins: true,
     lookups: false,
+  },
+  scale: {
+    name: "scale",
+    description:
+      "1,000 registered servers from 4 fleet processes (lib/fleet.ts), one balancer on " +
+      "etcd health-checking them all; one more server registered and deregistered 20 times",
+    slowdowns: [],
+    task: "simple",
+    concurrency: 8,
+    churn: false,
+    joins: false,
+    lookups: false,
+    fleet: {
+      full: { backends: 1_000, processes: 4, repeats: 20, intervalMs: 1_000 },
+      quick: { backends: 40, processes: 2, repeats: 3, intervalMs: 300 },
+    },
   },
 };

@@ -385,7 +385,7 @@ export const BENCH_FLAGS = {
   scenarios: {
     type: "string",
     arg: "LIST",
-    help: `comma-separated, from ${SCENARIO_NAMES.join(", ")} (default all)`,
+    help: `comma-separated, from ${SCENARIO_NAMES.join(", ")} (default all but scale)`,
   },
   policies: {
     type: "string",

@@ -4,11 +4,11 @@
  */
 import assert from "node:assert/strict";
 import { PROJECT_ROOT, spawnEntry } from "../lib/entry_process.ts";
-import { SCENARIO_NAMES, SCENARIOS } from "../lib/bench_scenarios.ts";
+import { DEFAULT_SCENARIOS, SCENARIOS } from "../lib/bench_scenarios.ts";
 import { freePort } from "../lib/ports.ts";
 import { POLICY_NAMES } from "../policies/mod.ts";
 
-Deno.test("bench --quick runs every scenario for every policy and baseline and writes its report", async () => {
+Deno.test("bench --quick runs every default scenario for every policy and baseline and writes its report", async () => {
   const out = `bench-results/test-${Deno.pid}`;
   const dir = new URL(out, PROJECT_ROOT);
   try {
@@ -20,7 +20,7 @@ Deno.test("bench --quick runs every scenario for every policy and baseline and w
     );
 
     // --quick: every policy in lookaside mode, and in watch mode in the simple scenario.
-    const expected = SCENARIO_NAMES.flatMap((s) => [
+    const expected = DEFAULT_SCENARIOS.flatMap((s) => [
       ...POLICY_NAMES.map((t) => `${s}/${t}/tasks`),
       ...(s === "simple" ? POLICY_NAMES.map((t) => `${s}/${t} (watch)/tasks`) : []),
       `${s}/direct/tasks`,
@@ -60,7 +60,7 @@ Deno.test("bench --quick runs every scenario for every policy and baseline and w
 
     const files = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
     const charts = [
-      ...SCENARIO_NAMES.flatMap((s) =>
+      ...DEFAULT_SCENARIOS.flatMap((s) =>
         ["servers", "latency", "throughput"].map((c) => `${s}-${c}.svg`)
       ),
       "slow_start-ramp.svg",
@@ -75,7 +75,7 @@ Deno.test("bench --quick runs every scenario for every policy and baseline and w
       assert.match(svg, /<text/); // rendered axes and titles, not an empty canvas
     }
     const report = await Deno.readTextFile(new URL(`${out}/report.md`, PROJECT_ROOT));
-    for (const s of SCENARIO_NAMES) assert.match(report, new RegExp(`^## ${s}$`, "m"));
+    for (const s of DEFAULT_SCENARIOS) assert.match(report, new RegExp(`^## ${s}$`, "m"));
     // No process of the benchmark is left behind: its etcd's data folder is gone.
     const leftovers = [...Deno.readDirSync(new URL(".bench-etcd", PROJECT_ROOT))];
     assert.deepEqual(leftovers, []);
