@@ -1,7 +1,8 @@
 /**
- * A throwaway single-member etcd: started from the PATH on free ports of 127.0.0.1 with a fresh
- * data dir, for the tests, the demo's `--discovery etcd` and the benchmark. Optionally it serves
- * clients over TLS (and requires client certificates), and has auth enabled with a `root` user.
+ * A throwaway etcd: started from the PATH on free ports of 127.0.0.1 with a fresh data dir, for
+ * the tests, the demo's `--discovery etcd` and the benchmark. A single member optionally serves
+ * clients over TLS (and requires client certificates), and has auth enabled with a `root` user;
+ * {@linkcode startEtcdCluster} runs several members as one cluster, for failover tests.
  *
  * @module
  */
@@ -62,32 +63,153 @@ export interface EtcdTlsFiles {
  * its `/health` endpoint answers.
  */
 export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdProcess> {
-  const clientPort = freePort();
-  const peerPort = freePort();
   if (options.parentDir) await Deno.mkdir(options.parentDir, { recursive: true });
   const dataDir = await Deno.makeTempDir({ prefix: "etcd-", dir: options.parentDir });
-  const tls = options.tls;
-  const endpoint = `${tls ? "https" : "http"}://127.0.0.1:${clientPort}`;
-  const peerUrl = `http://127.0.0.1:${peerPort}`;
+  const peerUrl = `http://127.0.0.1:${freePort()}`;
+  const member = etcdMember({
+    name: "default",
+    dataDir,
+    peerUrl,
+    initialCluster: `default=${peerUrl}`,
+    tls: options.tls,
+    args: options.args,
+  });
+  const first = async () => {
+    await member.start();
+    if (options.rootPassword !== undefined) {
+      await enableAuth(member.endpoint, options.rootPassword, options.tls);
+    }
+  };
+  await first().catch(async (error) => {
+    await member.signal("SIGKILL");
+    await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    throw error;
+  });
+  return member;
+}
+
+/** A running etcd cluster of several members on 127.0.0.1. */
+export interface EtcdCluster {
+  /** Every member's client URL, in member order: what `--etcd` takes, comma-separated. */
+  readonly endpoints: string[];
+  /** The members, each with its own kill/stop/start (its `close` also removes its data dir). */
+  readonly members: EtcdProcess[];
+  /**
+   * The member that is the Raft leader, as the running members report it (asked over etcd's
+   * `/v3/maintenance/status`), or `undefined` while they know of none (an election).
+   */
+  leader(): Promise<EtcdProcess | undefined>;
+  /** Kills every member and removes the data dirs. */
+  close(): Promise<void>;
+}
+
+/** Options of {@linkcode startEtcdCluster}. */
+export interface StartEtcdClusterOptions {
+  /** How many members (3 tolerates one failure, 5 two). @default {3} */
+  members?: number;
+  /** Extra flags given to every member. */
+  args?: string[];
+  /** Parent folder of the cluster's folder (one data dir per member in it). */
+  parentDir?: string;
+}
+
+/**
+ * Starts a cluster of `members` etcd processes from the PATH (`--initial-cluster-state new`, peer
+ * and client URLs on free ports of 127.0.0.1, a fresh data dir each), and resolves once every
+ * member reports healthy, which etcd does only once a leader is elected. Plain HTTP only.
+ */
+export async function startEtcdCluster(
+  options: StartEtcdClusterOptions = {},
+): Promise<EtcdCluster> {
+  const count = options.members ?? 3;
+  if (!Number.isInteger(count) || count < 1) {
+    throw new RangeError(
+      `Cannot start etcd cluster as 'members' must be an integer of at least 1: current value is '${count}'`,
+    );
+  }
+  if (options.parentDir) await Deno.mkdir(options.parentDir, { recursive: true });
+  const clusterDir = await Deno.makeTempDir({ prefix: "etcd-cluster-", dir: options.parentDir });
+  const peers = Array.from({ length: count }, (_, i) => ({
+    name: `member${i + 1}`,
+    peerUrl: `http://127.0.0.1:${freePort()}`,
+  }));
+  const initialCluster = peers.map((p) => `${p.name}=${p.peerUrl}`).join(",");
+  const members: Member[] = [];
+  try {
+    for (const peer of peers) {
+      const dataDir = `${clusterDir}/${peer.name}`;
+      await Deno.mkdir(dataDir);
+      members.push(etcdMember({ ...peer, dataDir, initialCluster, args: options.args }));
+    }
+    // A member alone has no quorum and so is never healthy: launch them all, then wait.
+    for (const member of members) member.launch();
+    await Promise.all(members.map((member) => member.waitHealthy()));
+  } catch (error) {
+    await Promise.all(members.map((member) => member.signal("SIGKILL")));
+    await Deno.remove(clusterDir, { recursive: true }).catch(() => {});
+    throw error;
+  }
+  return {
+    endpoints: members.map((member) => member.endpoint),
+    members,
+    leader: () => findLeader(members),
+    close: async () => {
+      // SIGKILL: with a member down, a graceful stop waits seconds for a leadership transfer,
+      // and the data is thrown away anyway.
+      await Promise.all(members.map((member) => member.signal("SIGKILL")));
+      await Deno.remove(clusterDir, { recursive: true });
+    },
+  };
+}
+
+/** What {@linkcode etcdMember} needs to run one member. */
+interface MemberConfig {
+  name: string;
+  dataDir: string;
+  peerUrl: string;
+  /** `--initial-cluster`: `name=peerUrl` of every member, comma-separated. */
+  initialCluster: string;
+  tls?: EtcdTlsFiles;
+  args?: string[];
+}
+
+/** One etcd member's process, started and stopped at will. */
+interface Member extends EtcdProcess {
+  /** Spawns the process without waiting for it to be healthy. */
+  launch(): void;
+  /** Waits until `/health` answers, or throws (and kills it) after the start timeout. */
+  waitHealthy(): Promise<void>;
+  /** Sends `name` (then SIGCONT, in case it is paused) and waits for the exit. */
+  signal(name: Deno.Signal): Promise<void>;
+}
+
+/** An etcd member on a free client port, with its data and log in `config.dataDir`. */
+function etcdMember(config: MemberConfig): Member {
+  const { dataDir, tls } = config;
+  const endpoint = `${tls ? "https" : "http"}://127.0.0.1:${freePort()}`;
   // Over TLS, /health is also served on a plain HTTP metrics port, so checking it needs no certs.
   const healthUrl = tls ? `http://127.0.0.1:${freePort()}` : endpoint;
   const args = [
-    "--name=default",
+    `--name=${config.name}`,
     `--data-dir=${dataDir}/data`,
     `--listen-client-urls=${endpoint}`,
     `--advertise-client-urls=${endpoint}`,
-    `--listen-peer-urls=${peerUrl}`,
-    `--initial-advertise-peer-urls=${peerUrl}`,
-    `--initial-cluster=default=${peerUrl}`,
+    `--listen-peer-urls=${config.peerUrl}`,
+    `--initial-advertise-peer-urls=${config.peerUrl}`,
+    `--initial-cluster=${config.initialCluster}`,
+    // Ignored on a restart: a member with a data dir rejoins the cluster it knows.
+    "--initial-cluster-state=new",
     // etcd writes its log there instead of to our stderr; it is kept for post-mortems.
     "--logger=zap",
     `--log-outputs=${dataDir}/etcd.log`,
     ...tls ? tlsArgs(tls, healthUrl) : [],
-    ...options.args ?? [],
+    ...config.args ?? [],
   ];
   let child: Deno.ChildProcess | undefined;
+  let exited = false;
 
-  const spawn = async () => {
+  const launch = () => {
+    if (child !== undefined) throw new Error(`etcd at ${endpoint} is already running`);
     try {
       child = new Deno.Command("etcd", { args, stdin: "null", stdout: "null", stderr: "null" })
         .spawn();
@@ -97,9 +219,11 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdPro
       }
       throw error;
     }
-    const running = child;
-    let exited = false;
-    running.status.then(() => exited = true);
+    exited = false;
+    child.status.then(() => exited = true);
+  };
+
+  const waitHealthy = async () => {
     try {
       await waitFor(`etcd at ${endpoint} to become healthy`, async () => {
         if (exited) throw new Error(`etcd exited early; see ${dataDir}/etcd.log`);
@@ -125,34 +249,55 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdPro
     await running.status;
   };
 
-  const first = async () => {
-    await spawn();
-    if (options.rootPassword !== undefined) {
-      await enableAuth(endpoint, options.rootPassword, tls);
-    }
-  };
-  await first().catch(async (error) => {
-    await signal("SIGKILL");
-    await Deno.remove(dataDir, { recursive: true }).catch(() => {});
-    throw error;
-  });
-
   return {
     endpoint,
     dataDir,
+    launch,
+    waitHealthy,
+    signal,
     stop: () => signal("SIGTERM"),
     kill: () => signal("SIGKILL"),
     pause: () => child?.kill("SIGSTOP"),
     resume: () => child?.kill("SIGCONT"),
     start: async () => {
-      if (child !== undefined) throw new Error(`etcd at ${endpoint} is already running`);
-      await spawn();
+      launch();
+      await waitHealthy();
     },
     close: async () => {
       await signal("SIGTERM");
       await Deno.remove(dataDir, { recursive: true });
     },
   };
+}
+
+/** The member whose ID the running members name as their leader, if they agree on one. */
+async function findLeader(members: Member[]): Promise<Member | undefined> {
+  const statuses = await Promise.all(members.map((member) => memberStatus(member.endpoint)));
+  const leaders = new Set(statuses.flatMap((s) => s && s.leader !== "0" ? [s.leader] : []));
+  if (leaders.size !== 1) return undefined;
+  const [leader] = leaders;
+  return members.find((_, i) => statuses[i]?.memberId === leader);
+}
+
+/** A member's own ID and its leader's (`"0"` for none), or `undefined` if it does not answer. */
+async function memberStatus(
+  endpoint: string,
+): Promise<{ memberId: string; leader: string } | undefined> {
+  try {
+    const response = await fetch(`${endpoint}/v3/maintenance/status`, {
+      method: "POST",
+      body: "{}",
+      signal: AbortSignal.timeout(1_000),
+    });
+    if (!response.ok) {
+      await response.body?.cancel();
+      return undefined;
+    }
+    const body = await response.json();
+    return { memberId: String(body.header?.member_id), leader: String(body.leader ?? "0") };
+  } catch {
+    return undefined;
+  }
 }
 
 function tlsArgs(tls: EtcdTlsFiles, metricsUrl: string): string[] {

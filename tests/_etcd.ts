@@ -4,7 +4,13 @@
  *
  * @module
  */
-export { type EtcdProcess, startEtcd, type StartEtcdOptions } from "../lib/etcd_process.ts";
+export {
+  type EtcdCluster,
+  type EtcdProcess,
+  startEtcd,
+  startEtcdCluster,
+  type StartEtcdOptions,
+} from "../lib/etcd_process.ts";
 export { freePort } from "../lib/ports.ts";
 export { waitFor } from "../lib/wait.ts";
 
