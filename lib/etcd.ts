@@ -7,7 +7,7 @@
  */
 import type * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
-import { Etcd3, type IOptions } from "etcd3";
+import { Etcd3, type IOptions, isRecoverableError } from "etcd3";
 import { type BackoffOptions, retryDelayMs } from "./backoff.ts";
 import { channelCredentials, type TlsConfig } from "./tls.ts";
 
@@ -26,6 +26,12 @@ export const DEFAULT_ETCD_KEEPALIVE_TIME_MS = 10_000;
 
 /** How long a keepalive ping may go unanswered before the connection is dropped (ms). */
 export const DEFAULT_ETCD_KEEPALIVE_TIMEOUT_MS = 5_000;
+
+/**
+ * How long a member whose call or stream failed on the connection is passed over (ms), while
+ * another member may still answer.
+ */
+export const DEFAULT_ETCD_HOST_SKIP_MS = 2_000;
 
 /** Options of {@linkcode createEtcdClient}. */
 export interface EtcdClientOptions {
@@ -98,6 +104,7 @@ export function createEtcdClient(endpoints: string[], options: EtcdClientOptions
     defaultCallOptions: (context) =>
       context.isStream ? {} : { deadline: Date.now() + callTimeoutMs },
     faultHandling: {
+      host: skipFailedHosts(endpoints.length, DEFAULT_ETCD_HOST_SKIP_MS),
       watchBackoff: backoffSchedule({ initialMs: 100, maxMs: watchBackoffMaxMs }),
     },
     auth: options.security?.auth && { ...options.security.auth },
@@ -176,6 +183,52 @@ function useCredentials(client: Etcd3, credentials: grpc.ChannelCredentials): vo
   }
   authenticator.credentials = credentials;
   for (const host of hosts) host.channelCredentials = credentials;
+}
+
+type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions["faultHandling"]>["host"]>>;
+
+/** Thrown instead of calling a member that {@linkcode skipFailedHosts} passes over. */
+class HostSkippedError extends Error {
+  constructor(host: string) {
+    super(`etcd member ${host} failed less than ${DEFAULT_ETCD_HOST_SKIP_MS} ms ago`);
+    this.name = "HostSkippedError";
+  }
+}
+
+/**
+ * etcd3's per-host fault handling, in place of its default circuit breaker (3 failures in a row
+ * open it for 5 s). etcd3 counts a stream that opens as a success, and a dead member's streams
+ * open and then fail: with one member of a cluster killed, the breaker never opened for watches
+ * and lease keepalives, which kept going back to the dead member (a short lease could expire
+ * meanwhile). Here a member whose call or stream failed on the connection (a recoverable error,
+ * which etcd3 also reports for streams) is passed over for `skipMs`, whatever succeeds in
+ * between, so etcd3 moves on to the next member at once. When every member failed that
+ * recently, all are tried again: a single etcd that comes back is not kept waiting.
+ */
+function skipFailedHosts(hostCount: number, skipMs: number): (host: string) => HostPolicy {
+  const failedAtMs = new Map<string, number>();
+  const recentlyFailed = (host: string, now: number) =>
+    now - (failedAtMs.get(host) ?? -Infinity) < skipMs;
+  return (host) => {
+    const policy = {
+      execute: async <T>(
+        fn: (context: { signal: AbortSignal }) => PromiseLike<T> | T,
+        signal?: AbortSignal,
+      ): Promise<T> => {
+        const now = Date.now();
+        const failing = [...failedAtMs.keys()].filter((h) => recentlyFailed(h, now)).length;
+        if (recentlyFailed(host, now) && failing < hostCount) throw new HostSkippedError(host);
+        try {
+          return await fn({ signal: signal ?? new AbortController().signal });
+        } catch (error) {
+          if (error instanceof Error && isRecoverableError(error)) failedAtMs.set(host, Date.now());
+          throw error;
+        }
+      },
+    };
+    // etcd3 only calls execute(); the rest of cockatiel's interface (events) is never read.
+    return policy as unknown as HostPolicy;
+  };
 }
 
 type WatchBackoff = NonNullable<NonNullable<IOptions["faultHandling"]>["watchBackoff"]>;
