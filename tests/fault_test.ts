@@ -8,8 +8,9 @@ import assert from "node:assert/strict";
 import { createEtcdClient } from "../lib/etcd.ts";
 import { type LoadRunOptions, runLoad } from "../lib/load_run.ts";
 import type { LoadBalancerClient } from "../lib/proto.ts";
-import { TaskClient, type TaskClientOptions, type TaskOutcome } from "../lib/task_client.ts";
+import type { TaskClientOptions } from "../lib/task_client.ts";
 import { type EtcdProcess, startEtcd, startTcpProxy } from "./_etcd.ts";
+import { describe, type Load, loadReaches, startLoad, TimedClient } from "./_load.ts";
 import {
   createLoadBalancerClient,
   listServers,
@@ -20,71 +21,6 @@ import {
   waitFor,
   waitForServers,
 } from "./_system.ts";
-
-/** A TaskClient that also records when each task ended and how. */
-class TimedClient extends TaskClient {
-  readonly outcomes: { atMs: number; ok: boolean; server: string | undefined }[] = [];
-  /** Failures by message. */
-  readonly failures: Record<string, number> = {};
-
-  override async run(taskId: string, taskType: string): Promise<TaskOutcome> {
-    const outcome = await super.run(taskId, taskType);
-    this.outcomes.push({ atMs: performance.now(), ok: outcome.ok, server: outcome.server });
-    if (!outcome.ok) this.failures[outcome.message] = (this.failures[outcome.message] ?? 0) + 1;
-    return outcome;
-  }
-}
-
-/** What a load saw over all its rounds. */
-interface LoadTotals {
-  requests: number;
-  failed: number;
-  retried: number;
-  failuresByCode: Record<string, number>;
-  perServer: Record<string, number>;
-  maxLatencyMs: number;
-}
-
-/** A load running until {@linkcode stop}. */
-interface Load {
-  stop(): Promise<LoadTotals>;
-}
-
-/** Runs `runLoad` in rounds of `ROUND_MS` until stopped, so a load covers a fault however long. */
-const ROUND_MS = 1_000;
-
-function startLoad(options: Omit<LoadRunOptions, "durationMs" | "requests">): Load {
-  let stopping = false;
-  const totals: LoadTotals = {
-    requests: 0,
-    failed: 0,
-    retried: 0,
-    failuresByCode: {},
-    perServer: {},
-    maxLatencyMs: 0,
-  };
-  const add = (into: Record<string, number>, from: Record<string, number>) => {
-    for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
-  };
-  const running = (async () => {
-    while (!stopping) {
-      const s = await runLoad({ ...options, durationMs: ROUND_MS });
-      totals.requests += s.requests;
-      totals.failed += s.failed;
-      totals.retried += s.retried;
-      totals.maxLatencyMs = Math.max(totals.maxLatencyMs, s.latencyMs.max);
-      add(totals.failuresByCode, s.failuresByCode);
-      add(totals.perServer, s.perServer);
-    }
-    return totals;
-  })();
-  return {
-    stop: () => {
-      stopping = true;
-      return running;
-    },
-  };
-}
 
 /** What a fault test works with; everything it starts is torn down after the test. */
 interface FaultSystem {
@@ -143,19 +79,6 @@ async function withFaultSystem(body: (sys: FaultSystem) => Promise<void>): Promi
 
 async function listed(lb: LoadBalancerClient): Promise<string[]> {
   return (await listServers(lb)).servers.map((s) => s.server_address).sort();
-}
-
-function describe(totals: LoadTotals): string {
-  const codes = Object.entries(totals.failuresByCode).map(([k, v]) => `${k} ${v}`).join(", ");
-  return `${totals.requests} requests, ${totals.failed} failed${codes ? ` (${codes})` : ""}, ` +
-    `${totals.retried} retried, max latency ${totals.maxLatencyMs.toFixed(0)} ms`;
-}
-
-/** Waits until `client` has finished 20 tasks on `backend`: the load has reached it. */
-function loadReaches(client: TimedClient, backend: Started): Promise<unknown> {
-  return waitFor(`the load to reach ${backend.address}`, () => {
-    return client.outcomes.filter((o) => o.server === backend.address).length >= 20;
-  }, 15_000);
 }
 
 const sorted = (...started: Started[]) => started.map((s) => s.address).sort();
