@@ -88,7 +88,7 @@ export class ServerWatch {
       balancer = this.#options.balancer();
     } catch (error) {
       // No balancer known yet (a live list still empty): try again later.
-      this.#retry((error as Error).message, this.#retryDelayMs());
+      this.#retry((error as Error).message, retryDelayMs(this.#failures++));
       return;
     }
     const call = balancer.client.WatchServers({ client_id: this.#options.clientId });
@@ -139,13 +139,10 @@ export class ServerWatch {
     }
     const balancers = this.#options.failOver?.(this.#address) ?? 1;
     // Each other balancer is tried at once; after a whole round of failures, back off.
-    const delay = this.#failures < balancers - 1 ? 0 : this.#retryDelayMs(balancers - 1);
-    if (delay === 0) this.#failures++;
+    const others = balancers - 1;
+    const delay = this.#failures < others ? 0 : retryDelayMs(this.#failures - others);
+    this.#failures++;
     this.#retry(error?.details ?? "stream ended", delay);
-  }
-
-  #retryDelayMs(skip = 0): number {
-    return retryDelayMs(this.#failures++ - skip);
   }
 
   #retry(reason: string, delay: number): void {

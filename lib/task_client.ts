@@ -125,7 +125,8 @@ export class TaskClient {
       "direct" | "mode" | "clientIds" | "tls" | "token" | "balancer" | "balancers"
     >
   >;
-  #source: BalancerSource;
+  /** The balancers, in address order. */
+  #list: () => readonly string[];
   #token: string | undefined;
   #credentials: grpc.ChannelCredentials;
   #ids: string[];
@@ -158,10 +159,7 @@ export class TaskClient {
     this.#credentials = channelCredentials(options.tls);
     this.#token = options.token;
     const fallback = options.balancer === undefined ? [] : [options.balancer];
-    const source = options.balancers;
-    this.#source = source === undefined
-      ? fallback
-      : { addresses: () => addressesOf(source).length > 0 ? addressesOf(source) : fallback };
+    this.#list = sortedList(options.balancers, fallback);
     if (options.mode === "watch" && !this.#direct) {
       this.#watch = new ServerWatch({
         clientId: options.clientId,
@@ -187,12 +185,12 @@ export class TaskClient {
 
   /** The balancers it knows, in address order. */
   balancers(): string[] {
-    return [...addressesOf(this.#source)].sort();
+    return [...this.#list()];
   }
 
   /** The balancer in use, chosen by the client id at first (throws UNAVAILABLE if none). */
   #currentBalancer(): string {
-    const list = this.balancers();
+    const list = this.#list();
     if (list.length === 0) throw statusError(grpc.status.UNAVAILABLE, "No live balancer is known");
     if (this.#current === undefined || !list.includes(this.#current)) {
       this.#current = list[firstBalancerIndex(this.#options.clientId, list.length)];
@@ -205,7 +203,7 @@ export class TaskClient {
    * calls saw it fail); returns the number of balancers known.
    */
   #failOver(failed: string): number {
-    const list = this.balancers();
+    const list = this.#list();
     if (list.length > 1 && this.#current === failed) {
       this.#current = list[(list.indexOf(failed) + 1) % list.length];
       this.#failovers++;
@@ -253,7 +251,7 @@ export class TaskClient {
   async #lookup(clientId: string, avoid: string[]): Promise<string> {
     for (let tried = 1;; tried++) {
       const address = this.#currentBalancer();
-      const count = this.balancers().length;
+      const count = this.#list().length;
       const balancer = this.#balancerClient(address);
       try {
         // A lone balancer, once it has answered, is the one place to ask: wait for its
@@ -354,8 +352,19 @@ export class TaskClient {
   }
 }
 
-function addressesOf(source: BalancerSource): readonly string[] {
-  return Array.isArray(source)
-    ? source
-    : (source as { addresses(): readonly string[] }).addresses();
+/** The balancers of `source` in address order, or `fallback` while it has none. */
+function sortedList(
+  source: BalancerSource | undefined,
+  fallback: readonly string[],
+): () => readonly string[] {
+  if (source === undefined) return () => fallback;
+  if (Array.isArray(source)) {
+    const sorted = source.length > 0 ? [...source].sort() : fallback;
+    return () => sorted;
+  }
+  const live = source as { addresses(): readonly string[] };
+  return () => {
+    const addresses = live.addresses();
+    return addresses.length > 0 ? [...addresses].sort() : fallback;
+  };
 }
