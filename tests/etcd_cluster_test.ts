@@ -184,13 +184,16 @@ Deno.test("EtcdRegistration and EtcdDiscovery streaming from the etcd leader car
     await waitFor("the watch", () => discovery.connected, 5_000, 20);
 
     await leader.kill();
-    const joiner = register("127.0.0.1:2");
+    const joining = register("127.0.0.1:2");
     await waitFor("the joiner in the set", () => set.has("127.0.0.1:2"), 10_000, 20);
-    await joiner;
+    const joiner = await joining;
+    const joinerLeaseId = joiner.leaseId;
     await new Promise((r) => setTimeout(r, 3 * TTL_S * 1_000));
-    assert.equal(first.registered, true);
-    assert.equal(first.leaseId, leaseId, "the first lease is kept alive, not replaced");
-    assert.equal(first.reRegistrations, 0);
+    for (const [r, id] of [[first, leaseId], [joiner, joinerLeaseId]] as const) {
+      assert.equal(r.registered, true);
+      assert.equal(r.leaseId, id, `${r.key} keeps its lease alive, not a new one`);
+      assert.equal(r.reRegistrations, 0);
+    }
     await first.stop();
     await waitFor("the first to leave the set", () => !set.has("127.0.0.1:1"), 10_000, 20);
     assert.deepEqual([...set.addresses()], ["127.0.0.1:2"]);
