@@ -13,6 +13,15 @@
  *
  * Worst case to eject: a dead server `intervalMs`, a hung one `intervalMs + timeoutMs`.
  *
+ * At scale the checks cost the balancer (and every server) in proportion to their rate:
+ * 1,000 servers every 250 ms is 4,000 checks per second. So the total rate is capped at
+ * `maxChecksPerS` (default 2,500/s): with more than `maxChecksPerS × intervalMs / 1000` servers
+ * (625 by default), each server's interval stretches to `servers / maxChecksPerS` seconds
+ * ({@linkcode checkIntervalMs}): 400 ms at 1,000 servers, so a dead server still goes within
+ * 400 ms and a hung one within 900 ms. Small sets keep `intervalMs` as it is. A new server's
+ * first check is never delayed (it decides when the server is first picked), and each server's
+ * checks run on their own timer, so they spread over the interval as the servers joined.
+ *
  * @module
  */
 import * as grpc from "@grpc/grpc-js";
@@ -28,6 +37,20 @@ const log = getLogger(["lb", "health"]);
 export const DEFAULT_HEALTH_INTERVAL_MS = 250;
 /** Default deadline of one check. */
 export const DEFAULT_HEALTH_TIMEOUT_MS = 500;
+/** Default cap on the checks per second over the whole set. */
+export const DEFAULT_MAX_CHECKS_PER_S = 2_500;
+
+/**
+ * Time between two checks of one server while `servers` are checked: `intervalMs`, stretched
+ * so that the whole set costs at most `maxChecksPerS` checks per second.
+ */
+export function checkIntervalMs(
+  servers: number,
+  intervalMs: number,
+  maxChecksPerS: number,
+): number {
+  return Math.max(intervalMs, (1_000 * servers) / maxChecksPerS);
+}
 
 /**
  * Channel options of the probes: gRPC's connection backoff (1 s, ×1.6, jitter 0.2), but capped
@@ -45,6 +68,8 @@ export interface HealthCheckerOptions {
   intervalMs?: number;
   /** @default {DEFAULT_HEALTH_TIMEOUT_MS} */
   timeoutMs?: number;
+  /** Cap on the checks per second over the whole set. @default {DEFAULT_MAX_CHECKS_PER_S} */
+  maxChecksPerS?: number;
   /** Service name asked about; `""` is the whole server. @default {""} */
   service?: string;
   /** Credentials of the probe channels. @default {insecure} */
@@ -70,6 +95,7 @@ export class HealthChecker {
   #set: ServerSet;
   #intervalMs: number;
   #timeoutMs: number;
+  #maxChecksPerS: number;
   #service: string;
   #credentials: grpc.ChannelCredentials;
   #probes = new Map<string, Probe>();
@@ -81,6 +107,7 @@ export class HealthChecker {
     this.#set = options.set;
     this.#intervalMs = options.intervalMs ?? DEFAULT_HEALTH_INTERVAL_MS;
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS;
+    this.#maxChecksPerS = options.maxChecksPerS ?? DEFAULT_MAX_CHECKS_PER_S;
     this.#service = options.service ?? "";
     this.#credentials = options.credentials ?? grpc.credentials.createInsecure();
     this.#metrics = options.metrics;
@@ -150,7 +177,10 @@ export class HealthChecker {
     if (probe.closed) return;
     this.#record(probe, reason === "", reason);
     probe.onChecked();
-    probe.timer = setTimeout(() => this.#run(probe), this.#intervalMs);
+    probe.timer = setTimeout(
+      () => this.#run(probe),
+      checkIntervalMs(this.#probes.size, this.#intervalMs, this.#maxChecksPerS),
+    );
   }
 
   #record(probe: Probe, healthy: boolean, reason: string): void {
