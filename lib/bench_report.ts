@@ -141,6 +141,7 @@ export function scaleTable(scale: ScaleFigures): string[] {
     `| registration (lease grant + put) to first pick, p50 / max of ${scale.registerToPickMs.length} | ${
       p50Max(scale.registerToPickMs)
     } ms |`,
+    `| registrations never picked before their deregistration ${scale.intervalMs} ms later | ${scale.neverPicked} |`,
     `| of which etcd lease grant + put, p50 / max | ${p50Max(scale.etcdPutMs)} ms |`,
     `| deregistration (etcd delete) to last pick, p50 / max of ${scale.deregisterToLastPickMs.length} | ${
       p50Max(scale.deregisterToLastPickMs)

@@ -123,7 +123,7 @@ export const SCENARIOS: Record<ScenarioName, Scenario> = {
     joins: false,
     lookups: false,
     fleet: {
-      full: { backends: 1_000, processes: 4, repeats: 20, intervalMs: 1_000 },
+      full: { backends: 1_000, processes: 4, repeats: 20, intervalMs: 1_500 },
       quick: { backends: 40, processes: 2, repeats: 3, intervalMs: 300 },
     },
   },
