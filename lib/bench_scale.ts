@@ -21,7 +21,10 @@
  *   CPU (`lb_process_cpu_seconds_total`, over the churn) from its `/metrics`, with no server and
  *   with all of them;
  * - the pick cost: the mean `GetServer` time inside the balancer at this size, per policy, from
- *   `lb_get_server_duration_seconds` (sum over count), and the round trip seen by the bench.
+ *   `lb_get_server_duration_seconds` (sum over count), and the round trip seen by the bench. The
+ *   balancer's own policy (`round_robin`) is restored after, for the SIGKILL: `consistent_hash`
+ *   rebuilds its 128,000-point ring (tens of ms at 1,000 servers) at each of the 250 ejections,
+ *   which kept the balancer busy for seconds when the kill ran under it.
  *
  * @module
  */
@@ -369,9 +372,11 @@ async function pickCost(
 ): Promise<Pick<ScaleFigures, "getServerMeanUs" | "getServerCalls" | "getServerRoundTripMs">> {
   const roundTrips = new LatencyRecorder();
   const getServerMeanUs: Record<string, number> = {};
+  let original: string | undefined;
   for (const [i, policy] of policies.entries()) {
     progress(`GetServer cost with ${policy}`, i / policies.length);
-    await unary(lb.SetPolicy, lb, { policy }, { deadline: Date.now() + 5_000 });
+    const set = await unary(lb.SetPolicy, lb, { policy }, { deadline: Date.now() + 5_000 });
+    original ??= set.previous;
     const before = await scrape(httpPort);
     let next = 0;
     const worker = async () => {
@@ -391,6 +396,10 @@ async function pickCost(
     getServerMeanUs[policy] = count > 0
       ? round((1e6 * delta("lb_get_server_duration_seconds_sum")) / count, 2)
       : 0;
+  }
+  // What follows (the SIGKILL) runs under the balancer's own policy again, as the churn did.
+  if (original !== undefined) {
+    await unary(lb.SetPolicy, lb, { policy: original }, { deadline: Date.now() + 5_000 });
   }
   return {
     getServerMeanUs,
