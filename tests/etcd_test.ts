@@ -201,9 +201,14 @@ Deno.test(
       assert.ok(first !== null);
 
       await admin.leaseClient.leaseRevoke({ ID: first.lease });
+      // The key is back as soon as the put lands; the registration counts it once the put's
+      // answer arrives, a moment later: wait for both.
       const again = await waitFor("the key back under a new lease", async () => {
         const stored = await keyOf(admin, key);
-        return stored !== null && stored.lease !== first.lease ? stored : null;
+        return stored !== null && stored.lease !== first.lease &&
+            registration.leaseId === stored.lease
+          ? stored
+          : null;
       }, RECOVERY_TIMEOUT_MS);
 
       assert.ok(again !== null);
