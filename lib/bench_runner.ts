@@ -37,11 +37,14 @@ import { waitFor } from "./wait.ts";
 export interface Target {
   policy: PolicyName | "direct" | "echo";
   mode: ClientMode;
+  /** Balancer replicas the load goes through (the `replicas` scenario); 1 when absent. */
+  balancers?: number;
 }
 
-/** `least_load`, `least_load (watch)`, `direct`. */
+/** `least_load`, `least_load (watch)`, `least_load (2 balancers)`, `direct`. */
 export function targetLabel(target: Target): string {
-  return target.mode === "watch" ? `${target.policy} (watch)` : target.policy;
+  const label = target.mode === "watch" ? `${target.policy} (watch)` : target.policy;
+  return (target.balancers ?? 1) > 1 ? `${label} (${target.balancers} balancers)` : label;
 }
 
 /** Options of {@linkcode BenchRunner}. */
@@ -166,12 +169,25 @@ interface RawRun {
   timeline: TimelinePoint[];
 }
 
-/** A balancer with its backends, for one or more targets. */
+/** A balancer replica beyond the first (the `replicas` scenario). */
+interface Replica {
+  address: string;
+  process: EntryProcess;
+  lb: LoadBalancerClient;
+}
+
+/** A balancer (and its replicas, if any) with its backends, for one or more targets. */
 interface Environment {
   prefix: string;
   balancerAddress: string;
   balancer: EntryProcess;
   lb: LoadBalancerClient;
+  /**
+   * The `replicas` scenario: where the balancers register, the backends then reporting to every
+   * balancer found there instead of to `balancerAddress` alone.
+   */
+  balancerPrefix?: string;
+  replicas: Replica[];
   backends: Backend[];
 }
 
@@ -237,6 +253,13 @@ export class BenchRunner {
     const modes = o.modes.filter((mode) =>
       mode !== "watch" || o.watchScenarios === undefined || o.watchScenarios.includes(scenario)
     );
+    const balancers = SCENARIOS[scenario].balancers;
+    if (balancers !== undefined) {
+      return o.policies.flatMap((policy): Target[] => [
+        { policy, mode: "lookaside" },
+        { policy, mode: "lookaside", balancers },
+      ]);
+    }
     return [
       ...modes.flatMap((mode) => o.policies.map((policy): Target => ({ policy, mode }))),
       { policy: "direct", mode: "lookaside" },
@@ -258,13 +281,16 @@ export class BenchRunner {
     return child;
   }
 
-  /** Churn and slow start change their servers: one run per target, on fresh servers. */
+  /**
+   * Churn and slow start change their servers, and replicas change the balancers: one run per
+   * target, on fresh servers.
+   */
   #rounds(scenario: Scenario): number {
-    return scenario.churn || scenario.joins ? 1 : this.#options.rounds;
+    return fresh(scenario) ? 1 : this.#options.rounds;
   }
 
   async #scenario(scenario: Scenario): Promise<RunResult[]> {
-    const fresh = scenario.churn || scenario.joins;
+    const isFresh = fresh(scenario);
     const rounds = this.#rounds(scenario);
     const targets = this.#targets(scenario.name);
     const raw = new Map<Target, RawRun[]>(targets.map((t) => [t, []]));
@@ -273,8 +299,8 @@ export class BenchRunner {
     try {
       for (let round = 1; round <= rounds; round++) {
         for (const target of targets) {
-          const env = fresh
-            ? await this.#startEnvironment(scenario)
+          const env = isFresh
+            ? await this.#startEnvironment(scenario, target.balancers)
             : shared ??= await this.#startEnvironment(scenario);
           try {
             const label = rounds > 1 ? ` [${round}/${rounds}]` : "";
@@ -283,7 +309,7 @@ export class BenchRunner {
             );
             backends.set(target, env.backends);
           } finally {
-            if (fresh) await this.#stopEnvironment(env);
+            if (isFresh) await this.#stopEnvironment(env);
           }
         }
       }
@@ -306,16 +332,34 @@ export class BenchRunner {
     }
   }
 
-  async #startEnvironment(scenario: Scenario): Promise<Environment> {
-    const prefix = `/bench/${scenario.name}/${++this.#environments}/`;
+  async #startEnvironment(scenario: Scenario, balancers = 1): Promise<Environment> {
+    const n = ++this.#environments;
+    const prefix = `/bench/${scenario.name}/${n}/`;
+    // Outside the servers' prefix, so a balancer is never taken for a server.
+    const balancerPrefix = scenario.balancers === undefined
+      ? undefined
+      : `/bench-balancers/${scenario.name}/${n}/`;
+    const registry = balancerPrefix === undefined ? [] : ["--balancer-prefix", balancerPrefix];
     const port = freePort();
     const balancerAddress = `127.0.0.1:${port}`;
-    const balancer = this.#spawnBalancer(port, prefix);
+    const balancer = this.#spawnBalancer(port, prefix, registry);
+    const replicas = Array.from({ length: balancers - 1 }, (_, i): Replica => {
+      const replicaPort = freePort();
+      const address = `127.0.0.1:${replicaPort}`;
+      return {
+        address,
+        // The dashboard port, if any, is the first balancer's.
+        process: this.#spawnBalancer(replicaPort, prefix, registry, false, `balancer ${i + 2}`),
+        lb: createLoadBalancerClient(address, undefined, undefined, POLLING_CHANNEL_OPTIONS),
+      };
+    });
     const env: Environment = {
       prefix,
       balancerAddress,
       balancer,
       lb: createLoadBalancerClient(balancerAddress, undefined, undefined, POLLING_CHANNEL_OPTIONS),
+      balancerPrefix,
+      replicas,
       backends: [],
     };
     scenario.slowdowns.forEach((slowdown, i) =>
@@ -341,8 +385,9 @@ export class BenchRunner {
       this.#etcd!.endpoint,
       "--etcd-prefix",
       env.prefix,
-      "--balancer",
-      env.balancerAddress,
+      ...(env.balancerPrefix === undefined
+        ? ["--balancer", env.balancerAddress]
+        : ["--balancer-prefix", env.balancerPrefix]),
       "--slowdown",
       String(slowdown),
       "--work-units",
@@ -367,8 +412,14 @@ export class BenchRunner {
     return backend;
   }
 
-  #spawnBalancer(port: number, prefix: string, extra: string[] = []): EntryProcess {
-    const http = this.#options.httpPort === undefined
+  #spawnBalancer(
+    port: number,
+    prefix: string,
+    extra: string[] = [],
+    dashboard = true,
+    name = "balancer",
+  ): EntryProcess {
+    const http = this.#options.httpPort === undefined || !dashboard
       ? []
       : ["--http-port", String(this.#options.httpPort)];
     return this.#spawn("balancer", [
@@ -382,25 +433,31 @@ export class BenchRunner {
       prefix,
       "--log-level",
       "warning",
-    ], { name: "balancer" });
+    ], { name });
   }
 
   async #stopEnvironment(env: Environment): Promise<void> {
-    env.lb.close();
+    for (const lb of lbsOf(env)) lb.close();
     for (const b of env.backends) b.client.close();
-    await Promise.all([env.balancer, ...env.backends.map((b) => b.process)].map((p) => p.stop()));
+    await Promise.all(
+      [env.balancer, ...env.replicas.map((r) => r.process), ...env.backends.map((b) => b.process)]
+        .map((p) => p.stop()),
+    );
   }
 
-  /** Waits until the balancer lists every live backend with a load report. */
+  /** Waits until every balancer lists every live backend with a load report. */
   async #waitForBalancer(env: Environment): Promise<void> {
     const live = env.backends.filter((b) => !b.killed);
+    const processes = [env.balancer, ...env.replicas.map((r) => r.process)];
     await waitFor(
       `the balancer to list ${live.length} backends`,
       async () => {
-        const dead = [env.balancer, ...live.map((b) => b.process)].find((p) => p.exited);
+        const dead = [...processes, ...live.map((b) => b.process)].find((p) => p.exited);
         if (dead) throw new Error(`${dead.name} exited:\n${dead.log()}`);
-        const list = await unary(env.lb.ListServers, env.lb, {}, { deadline: Date.now() + 1_000 });
-        return list.servers.filter((s) => s.has_load).length >= live.length;
+        const lists = await Promise.all(
+          lbsOf(env).map((lb) => unary(lb.ListServers, lb, {}, { deadline: Date.now() + 1_000 })),
+        );
+        return lists.every((list) => list.servers.filter((s) => s.has_load).length >= live.length);
       },
       30_000,
       50,
@@ -418,9 +475,11 @@ export class BenchRunner {
     const o = this.#options;
     const runIndex = ++this.#run;
     if (target.policy !== "direct") {
-      await unary(env.lb.SetPolicy, env.lb, { policy: target.policy }, {
-        deadline: Date.now() + 5_000,
-      });
+      await Promise.all(
+        lbsOf(env).map((lb) =>
+          unary(lb.SetPolicy, lb, { policy: target.policy }, { deadline: Date.now() + 5_000 })
+        ),
+      );
     }
     // Every target starts from idle backends, whatever the previous one left queued.
     await waitFor(
@@ -435,14 +494,17 @@ export class BenchRunner {
     for (const b of env.backends) b.first = b.last;
 
     const concurrency = o.concurrency ?? scenario.concurrency;
-    const clientArgs = [
+    // The replicas scenario runs as many load clients through one balancer as through several.
+    const clients = Math.max(o.clients, scenario.balancers ?? 1);
+    const addresses = [env.balancerAddress, ...env.replicas.map((r) => r.address)];
+    const clientArgs = (i: number) => [
       "--task",
       scenario.task,
       "--mode",
       target.mode,
       ...(target.policy === "direct"
         ? ["--direct", env.backends.map((b) => b.address).join(",")]
-        : ["--balancer", env.balancerAddress]),
+        : ["--balancer", addresses[i % addresses.length]]),
     ];
     const events: RunResult["events"] = [];
     const timeline: TimelinePoint[] = [];
@@ -455,6 +517,7 @@ export class BenchRunner {
       clientArgs,
       concurrency,
       durationS,
+      clients,
       async (elapsedS, windowP99Ms) => {
         await Promise.all(env.backends.filter((b) => !b.killed).map((b) => this.#readStats(b)));
         if (elapsedS >= nextSecond) {
@@ -565,9 +628,10 @@ export class BenchRunner {
       const summaries = await this.#runClients(
         `${scenario.name} / ${target.policy} lookups`,
         runIndex,
-        ["--task", "lookup", "--balancer", address],
+        () => ["--task", "lookup", "--balancer", address],
         concurrency,
         durationS,
+        this.#options.clients,
         () => Promise.resolve(),
       );
       return this.#result(
@@ -646,20 +710,24 @@ export class BenchRunner {
     }
   }
 
-  /** Starts the load clients, drives the progress bar and `tick`, merges their summaries. */
+  /**
+   * Starts `clients` load clients (the `i`th with `args(i)`), drives the progress bar and `tick`,
+   * merges their summaries.
+   */
   async #runClients(
     label: string,
     runIndex: number,
-    args: string[],
+    args: (i: number) => string[],
     concurrency: number,
     durationS: number,
+    clientCount: number,
     tick: (elapsedS: number, windowP99Ms: number) => Promise<void>,
   ): Promise<LoadRunSummary[]> {
-    const count = Math.max(1, Math.min(this.#options.clients, concurrency));
+    const count = Math.max(1, Math.min(clientCount, concurrency));
     const clients = Array.from({ length: count }, (_, i) => {
       const share = Math.floor(concurrency / count) + (i < concurrency % count ? 1 : 0);
       return this.#spawn("client", [
-        ...args,
+        ...args(i),
         "--duration",
         String(durationS),
         "--concurrency",
@@ -777,6 +845,16 @@ export class BenchRunner {
       timeline,
     };
   }
+}
+
+/** Whether each target of `scenario` runs on servers (and balancers) of its own. */
+function fresh(scenario: Scenario): boolean {
+  return scenario.churn || scenario.joins || scenario.balancers !== undefined;
+}
+
+/** Clients of every balancer of `env`, the first one first. */
+function lbsOf(env: Environment): LoadBalancerClient[] {
+  return [env.lb, ...env.replicas.map((r) => r.lb)];
 }
 
 function completedOf(b: Backend): number {

@@ -12,15 +12,19 @@ export const SCENARIO_NAMES = [
   "churn",
   "slow_start",
   "scale",
+  "replicas",
 ] as const;
 /** A scenario name. */
 export type ScenarioName = typeof SCENARIO_NAMES[number];
 
 /**
  * Scenarios run when `--scenarios` is not given: all but `scale`, which measures the control
- * plane at 1,000 servers rather than the policies under load, and runs on its own.
+ * plane at 1,000 servers rather than the policies under load, and `replicas`, which compares
+ * one balancer with two; each runs on its own.
  */
-export const DEFAULT_SCENARIOS: ScenarioName[] = SCENARIO_NAMES.filter((s) => s !== "scale");
+export const DEFAULT_SCENARIOS: ScenarioName[] = SCENARIO_NAMES.filter((s) =>
+  s !== "scale" && s !== "replicas"
+);
 
 /** Size of the `scale` scenario. */
 export interface FleetSize {
@@ -53,6 +57,11 @@ export interface Scenario {
   joins: boolean;
   /** Also measure `GetServer` alone against the `echo` ceiling. */
   lookups: boolean;
+  /**
+   * Balancer replicas on the same etcd: each policy runs once through one balancer and once
+   * through this many, the load clients split between them, on fresh servers each time.
+   */
+  balancers?: number;
   /** A scale run instead of a load run: this many servers from fleet processes (and `--quick`'s). */
   fleet?: { full: FleetSize; quick: FleetSize };
 }
@@ -126,5 +135,18 @@ export const SCENARIOS: Record<ScenarioName, Scenario> = {
       full: { backends: 1_000, processes: 4, repeats: 20, intervalMs: 1_500 },
       quick: { backends: 40, processes: 2, repeats: 3, intervalMs: 300 },
     },
+  },
+  replicas: {
+    name: "replicas",
+    description: "3 backends, the third 4 times slower, CPU-heavy tasks, reporting to every " +
+      "balancer on etcd; each policy through one balancer, then through two on the same etcd " +
+      "with the load clients split between them (do the replicas herd traffic?)",
+    slowdowns: [1, 1, 4],
+    task: "cpu_heavy",
+    concurrency: 6,
+    churn: false,
+    joins: false,
+    lookups: false,
+    balancers: 2,
   },
 };
