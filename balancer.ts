@@ -86,6 +86,7 @@ async function main(): Promise<void> {
     maxMessageBytes: maxMessageFlag(PROGRAM, flags["max-message-bytes"]),
     http: httpFlags(PROGRAM, flags["http-port"], flags["http-host"]),
     protectGetServer: flags["protect-get-server"] ?? false,
+    replicaUnaware: flags["replica-unaware"] ?? false,
     host: flags.host ?? "127.0.0.1",
     port: intFlag(PROGRAM, "port", flags.port, 50051, 0, 65535),
     policy: choiceFlag(PROGRAM, "policy", flags.policy, "round_robin", POLICY_NAMES),

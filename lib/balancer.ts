@@ -74,6 +74,11 @@ export interface BalancerOptions {
   token?: string;
   /** With `token`: require it on `GetServer` and `WatchServers` too. @default {false} */
   protectGetServer?: boolean;
+  /**
+   * Count each own pick once whatever the live balancers (the trap, only there to measure it in
+   * `bench --scenarios replicas`). @default {false}
+   */
+  replicaUnaware?: boolean;
 }
 
 /** Health service name of the balancer (besides `""`, the whole process). */
@@ -219,7 +224,7 @@ export class Balancer {
       });
       const replicas = this.#replicas = new BalancerFollower();
       replicas.set.onMembership(() => {
-        this.picker.setReplicas(replicas.set.size);
+        if (!this.#options.replicaUnaware) this.picker.setReplicas(replicas.set.size);
         log.info(
           "{count} balancer(s) live: load-aware policies count each own pick {count} times",
           {

@@ -39,12 +39,20 @@ export interface Target {
   mode: ClientMode;
   /** Balancer replicas the load goes through (the `replicas` scenario); 1 when absent. */
   balancers?: number;
+  /** The balancers run with `--replica-unaware`: each counts its own picks once (the trap). */
+  replicaUnaware?: boolean;
 }
 
-/** `least_load`, `least_load (watch)`, `least_load (2 balancers)`, `direct`. */
+/**
+ * `least_load`, `least_load (watch)`, `least_load (2 balancers)`,
+ * `least_load (2 balancers, replica-unaware)`, `direct`.
+ */
 export function targetLabel(target: Target): string {
   const label = target.mode === "watch" ? `${target.policy} (watch)` : target.policy;
-  return (target.balancers ?? 1) > 1 ? `${label} (${target.balancers} balancers)` : label;
+  if ((target.balancers ?? 1) === 1) return label;
+  return `${label} (${target.balancers} balancers${
+    target.replicaUnaware ? ", replica-unaware" : ""
+  })`;
 }
 
 /** Options of {@linkcode BenchRunner}. */
@@ -258,6 +266,7 @@ export class BenchRunner {
       return o.policies.flatMap((policy): Target[] => [
         { policy, mode: "lookaside" },
         { policy, mode: "lookaside", balancers },
+        { policy, mode: "lookaside", balancers, replicaUnaware: true },
       ]);
     }
     return [
@@ -300,7 +309,7 @@ export class BenchRunner {
       for (let round = 1; round <= rounds; round++) {
         for (const target of targets) {
           const env = isFresh
-            ? await this.#startEnvironment(scenario, target.balancers)
+            ? await this.#startEnvironment(scenario, target)
             : shared ??= await this.#startEnvironment(scenario);
           try {
             const label = rounds > 1 ? ` [${round}/${rounds}]` : "";
@@ -332,14 +341,19 @@ export class BenchRunner {
     }
   }
 
-  async #startEnvironment(scenario: Scenario, balancers = 1): Promise<Environment> {
+  /** Starts the balancers and backends; `target` says how many balancers, and their flags. */
+  async #startEnvironment(scenario: Scenario, target?: Target): Promise<Environment> {
+    const balancers = target?.balancers ?? 1;
     const n = ++this.#environments;
     const prefix = `/bench/${scenario.name}/${n}/`;
     // Outside the servers' prefix, so a balancer is never taken for a server.
     const balancerPrefix = scenario.balancers === undefined
       ? undefined
       : `/bench-balancers/${scenario.name}/${n}/`;
-    const registry = balancerPrefix === undefined ? [] : ["--balancer-prefix", balancerPrefix];
+    const registry = [
+      ...(balancerPrefix === undefined ? [] : ["--balancer-prefix", balancerPrefix]),
+      ...(target?.replicaUnaware ? ["--replica-unaware"] : []),
+    ];
     const port = freePort();
     const balancerAddress = `127.0.0.1:${port}`;
     const balancer = this.#spawnBalancer(port, prefix, registry);

@@ -58,8 +58,9 @@ export interface Scenario {
   /** Also measure `GetServer` alone against the `echo` ceiling. */
   lookups: boolean;
   /**
-   * Balancer replicas on the same etcd: each policy runs once through one balancer and once
-   * through this many, the load clients split between them, on fresh servers each time.
+   * Balancer replicas on the same etcd: each policy runs through one balancer, through this many
+   * (the load clients split between them), and through this many with `--replica-unaware`, on
+   * fresh servers each time.
    */
   balancers?: number;
   /** A scale run instead of a load run: this many servers from fleet processes (and `--quick`'s). */
@@ -140,7 +141,8 @@ export const SCENARIOS: Record<ScenarioName, Scenario> = {
     name: "replicas",
     description: "3 backends, the third 4 times slower, CPU-heavy tasks, reporting to every " +
       "balancer on etcd; each policy through one balancer, then through two on the same etcd " +
-      "with the load clients split between them (do the replicas herd traffic?)",
+      "with the load clients split between them (do the replicas herd traffic?), then through " +
+      "two that count each own pick once (`--replica-unaware`: the trap)",
     slowdowns: [1, 1, 4],
     task: "cpu_heavy",
     concurrency: 6,

@@ -128,6 +128,11 @@ export const BALANCER_FLAGS = {
     type: "boolean",
     help: "with --token-file: require it on GetServer and WatchServers too",
   },
+  "replica-unaware": {
+    type: "boolean",
+    help: "count each own pick once whatever the live balancers: the trap, only there to " +
+      "measure it (bench --scenarios replicas)",
+  },
   "tls-cert": {
     type: "string",
     arg: "PATH",
