@@ -15,6 +15,11 @@ const HOST_PATTERN =
 /** Longest address accepted, so a report cannot make the balancer hold arbitrary text. */
 export const MAX_ADDRESS_LENGTH = 261;
 
+/** `host:port` for dialling or binding: an IPv6 host goes in brackets (`[::1]:80`). */
+export function joinHostPort(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
 /**
  * Checks that `text` is `host:port` (host a DNS name, an IPv4 address, or `[IPv6]`) with a port
  * from 1 to 65535.

@@ -6,6 +6,7 @@
  */
 import type * as grpc from "@grpc/grpc-js";
 import { getLogger } from "@logtape/logtape";
+import { joinHostPort } from "./address.ts";
 import type { Etcd3 } from "etcd3";
 import type { EtcdSecurity } from "./etcd.ts";
 import { createBackendHandlers, type TaskCounters } from "./backend_service.ts";
@@ -114,7 +115,7 @@ export class Backend {
   async start(): Promise<string> {
     const o = this.#options;
     const port = await bindServer(this.#server, o.host, o.port, o.tls);
-    this.#address = `${o.host.includes(":") ? `[${o.host}]` : o.host}:${port}`;
+    this.#address = joinHostPort(o.host, port);
     this.#server.addService(
       contract.Backend.service,
       createBackendHandlers({

@@ -9,6 +9,7 @@ import { getLogger } from "@logtape/logtape";
 import type { Etcd3 } from "etcd3";
 import type { EtcdSecurity } from "./etcd.ts";
 import { createPolicy, type PolicyName } from "../policies/mod.ts";
+import { joinHostPort } from "./address.ts";
 import { createBalancerHandlers } from "./balancer_service.ts";
 import {
   BalancerFollower,
@@ -215,12 +216,11 @@ export class Balancer {
       discovery: discovery.kind,
     });
     if (discovery.kind === "etcd") {
-      const host = this.#options.host;
       const prefix = discovery.balancerPrefix ?? DEFAULT_BALANCER_PREFIX;
       this.#registration = await registerBalancer({
         client: this.#etcd!,
         prefix,
-        address: `${host.includes(":") ? `[${host}]` : host}:${this.#port}`,
+        address: joinHostPort(this.#options.host, this.#port),
       });
       const replicas = this.#replicas = new BalancerFollower();
       replicas.set.onMembership(() => {

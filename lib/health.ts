@@ -8,9 +8,9 @@
  * @module
  */
 import * as grpc from "@grpc/grpc-js";
-import { fromJSON, type PackageDefinition } from "@grpc/proto-loader";
-import protobuf from "protobufjs";
+import type { PackageDefinition } from "@grpc/proto-loader";
 import protoText from "../proto/health.proto" with { type: "text" };
+import { protoDefinition } from "./proto.ts";
 
 /** A service's health, as the protocol names it. */
 export type ServingStatus = "UNKNOWN" | "SERVING" | "NOT_SERVING" | "SERVICE_UNKNOWN";
@@ -39,10 +39,7 @@ export interface HealthClient extends grpc.Client {
 }
 
 /** The package definition of `grpc.health.v1` (for server reflection). */
-export const HEALTH_DEFINITION: PackageDefinition = fromJSON(
-  protobuf.parse(protoText, { keepCase: true }).root.toJSON(),
-  { keepCase: true, enums: String, defaults: true },
-);
+export const HEALTH_DEFINITION: PackageDefinition = protoDefinition(protoText);
 
 const Health = (() => {
   const loaded = grpc.loadPackageDefinition(HEALTH_DEFINITION) as unknown as {

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { joinHostPort } from "./address.ts";
 import { intFlag, UsageError } from "./flags.ts";
 
 /**
@@ -72,8 +73,11 @@ export class HttpServer {
           },
         }, (request) => this.#handle(request));
       } catch (error) {
-        const target = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
-        reject(new Error(`Cannot serve HTTP on ${target}: ${(error as Error).message}`));
+        reject(
+          new Error(
+            `Cannot serve HTTP on ${joinHostPort(host, port)}: ${(error as Error).message}`,
+          ),
+        );
       }
     });
   }

@@ -23,14 +23,14 @@ const LOADER_OPTIONS = {
 
 /** Builds grpc-js service constructors from `.proto` source text (package `load_balancer`). */
 export function loadContract(source: string): LoadBalancerPackage {
-  return loadPackage(contractDefinition(source));
+  return loadPackage(protoDefinition(source));
 }
 
 /**
- * The package definition of `.proto` source text (package `load_balancer`), with strict request
- * deserializers; it also carries the file descriptors that server reflection serves.
+ * The package definition of `.proto` source text, with strict request deserializers; it also
+ * carries the file descriptors that server reflection serves.
  */
-function contractDefinition(source: string): PackageDefinition {
+export function protoDefinition(source: string): PackageDefinition {
   const root = protobuf.parse(source, { keepCase: true }).root;
   return strictRequests(fromJSON(root.toJSON(), LOADER_OPTIONS));
 }
@@ -68,7 +68,7 @@ export interface LoadBalancerPackage {
 }
 
 /** The package definition of our contract (for server reflection). */
-export const CONTRACT_DEFINITION: PackageDefinition = contractDefinition(protoText);
+export const CONTRACT_DEFINITION: PackageDefinition = protoDefinition(protoText);
 
 /** Our contract, with the fields and RPCs we added to the original. */
 export const contract: LoadBalancerPackage = loadPackage(CONTRACT_DEFINITION);

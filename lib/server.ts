@@ -4,6 +4,7 @@
  * @module
  */
 import * as grpc from "@grpc/grpc-js";
+import { joinHostPort } from "./address.ts";
 import { intFlag } from "./flags.ts";
 import http2 from "node:http2";
 import { serverCredentials, type TlsConfig } from "./tls.ts";
@@ -46,7 +47,7 @@ export function bindServer(
   port: number,
   tls?: TlsConfig,
 ): Promise<number> {
-  const target = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+  const target = joinHostPort(host, port);
   return new Promise((resolve, reject) => {
     server.bindAsync(target, serverCredentials(tls), (error, bound) => {
       if (error) {

@@ -11,10 +11,11 @@
  * away again. With several balancer replicas, each sees only its own picks; counting only those
  * would make every replica send its whole share to the server that looked least loaded in the
  * last report (herding), so each pick counts `replicas` times (the others are assumed to pick at
- * the same rate, as they see the same reports). A report older than `staleAfterMs` is treated as unknown, as is a server that has
- * not reported yet: it is assumed as busy as the average fresh server, plus its own picks, so it
- * is neither flooded nor starved. The estimate is refreshed on the slow path (`prepare`, on each
- * report and on the policy's refresh timer); picks add to it in between.
+ * the same rate, as they see the same reports). A report older than `staleAfterMs` is treated
+ * as unknown, as is a server that has not reported yet: it is assumed as busy as the average
+ * fresh server, plus its own picks, so it is neither flooded nor starved. The estimate is
+ * refreshed on the slow path (`prepare`, on each report and on the policy's refresh timer);
+ * picks add to it in between.
  *
  * @module
  */

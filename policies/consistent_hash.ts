@@ -170,9 +170,9 @@ function buildRing(
 
 /**
  * Sorts `points` ascending and moves `owners` along, stably (equal points keep their order):
- * an LSD radix sort in two passes of 16 bits. At 1,000 servers (128,000 points) it takes about
- * a millisecond where a comparator sort took ~40 ms, which matters when health checks eject and
- * readmit servers one at a time at scale (each change rebuilds the ring).
+ * an LSD radix sort in two passes of 16 bits. At 1,000 servers (128,000 points) the whole ring
+ * build takes ~8 ms with it, ~38 ms with a comparator sort, which matters when health checks
+ * eject and readmit servers one at a time at scale (each change rebuilds the ring).
  */
 function sortByPoint(points: Uint32Array, owners: Uint32Array): void {
   let fromPoints: Uint32Array = points;
