@@ -31,7 +31,7 @@ import { addReflection } from "./reflection.ts";
 import { bindServer, createServer, shutdownServer } from "./server.ts";
 import { ServerSet } from "./server_set.ts";
 import { WatchHub } from "./watch_hub.ts";
-import { channelCredentials, type TlsConfig } from "./tls.ts";
+import type { TlsConfig } from "./tls.ts";
 
 const log = getLogger(["lb", "balancer"]);
 
@@ -147,7 +147,7 @@ export class Balancer {
       this.#checker = new HealthChecker({
         set: this.set,
         ...options.healthCheck,
-        credentials: channelCredentials(options.tls),
+        tls: options.tls,
         metrics: this.#metrics,
       });
     }

@@ -26,10 +26,11 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { getLogger } from "@logtape/logtape";
-import { check, createHealthClient, type HealthClient } from "./health.ts";
+import { HealthProbe } from "./health_probe.ts";
 import type { BalancerMetrics } from "./metrics.ts";
 import type { ServerSet } from "./server_set.ts";
 import { statusName } from "./status.ts";
+import type { TlsConfig } from "./tls.ts";
 
 const log = getLogger(["lb", "health"]);
 
@@ -52,15 +53,6 @@ export function checkIntervalMs(
   return Math.max(intervalMs, (1_000 * servers) / maxChecksPerS);
 }
 
-/**
- * Channel options of the probes: gRPC's connection backoff (1 s, ×1.6, jitter 0.2), but capped
- * at 5 s instead of 120 s, since a probe's job is to notice a server that came back.
- */
-const PROBE_CHANNEL_OPTIONS: grpc.ChannelOptions = {
-  "grpc.initial_reconnect_backoff_ms": 1_000,
-  "grpc.max_reconnect_backoff_ms": 5_000,
-};
-
 /** Options of {@linkcode HealthChecker}. */
 export interface HealthCheckerOptions {
   set: ServerSet;
@@ -72,16 +64,18 @@ export interface HealthCheckerOptions {
   maxChecksPerS?: number;
   /** Service name asked about; `""` is the whole server. @default {""} */
   service?: string;
-  /** Credentials of the probe channels. @default {insecure} */
-  credentials?: grpc.ChannelCredentials;
+  /** TLS of the servers' ports. @default {plaintext} */
+  tls?: TlsConfig;
   /** Where ejections and readmissions are counted; none: not counted. */
   metrics?: Pick<BalancerMetrics, "healthEjections" | "healthReadmissions">;
 }
 
 interface Probe {
   address: string;
-  client: HealthClient;
+  connection: HealthProbe;
   timer: ReturnType<typeof setTimeout> | undefined;
+  /** A check is in flight. */
+  running: boolean;
   /** Result of the last check; undefined before the first one ends. */
   healthy: boolean | undefined;
   closed: boolean;
@@ -97,7 +91,7 @@ export class HealthChecker {
   #timeoutMs: number;
   #maxChecksPerS: number;
   #service: string;
-  #credentials: grpc.ChannelCredentials;
+  #tls: TlsConfig | undefined;
   #probes = new Map<string, Probe>();
   #unsubscribe: (() => void) | undefined;
   #metrics: HealthCheckerOptions["metrics"];
@@ -109,7 +103,7 @@ export class HealthChecker {
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS;
     this.#maxChecksPerS = options.maxChecksPerS ?? DEFAULT_MAX_CHECKS_PER_S;
     this.#service = options.service ?? "";
-    this.#credentials = options.credentials ?? grpc.credentials.createInsecure();
+    this.#tls = options.tls;
     this.#metrics = options.metrics;
   }
 
@@ -143,8 +137,14 @@ export class HealthChecker {
     const checked = new Promise<void>((resolve) => onChecked = resolve);
     const probe: Probe = {
       address,
-      client: createHealthClient(address, this.#credentials, PROBE_CHANNEL_OPTIONS),
+      connection: new HealthProbe(address, {
+        tls: this.#tls,
+        // A lost connection is checked at once: a dead server fails that check (refused), a
+        // restarted one passes it on a new connection.
+        onDisconnect: () => this.#checkNow(probe),
+      }),
       timer: undefined,
+      running: false,
       healthy: undefined,
       closed: false,
       checked,
@@ -161,18 +161,26 @@ export class HealthChecker {
     probe.closed = true;
     probe.onChecked();
     clearTimeout(probe.timer);
-    probe.client.close();
+    probe.connection.close();
+  }
+
+  /** Checks `probe` now unless a check is in flight. */
+  #checkNow(probe: Probe): void {
+    if (probe.closed || probe.running) return;
+    clearTimeout(probe.timer);
+    this.#run(probe);
   }
 
   async #run(probe: Probe): Promise<void> {
+    probe.running = true;
+    const result = await probe.connection.check(this.#service, this.#timeoutMs);
+    probe.running = false;
     let reason = "";
-    try {
-      const status = await check(probe.client, this.#service, this.#timeoutMs);
-      if (status !== "SERVING") reason = `it reports ${status}`;
-    } catch (error) {
-      const { code, details } = error as grpc.ServiceError;
-      // No health service: it answered, so it is alive.
-      if (code !== grpc.status.UNIMPLEMENTED) reason = `${statusName(code)}: ${details}`;
+    if ("status" in result) {
+      if (result.status !== "SERVING") reason = `it reports ${result.status}`;
+    } else if (result.code !== grpc.status.UNIMPLEMENTED) {
+      // UNIMPLEMENTED (no health service, an original backend): it answered, so it is alive.
+      reason = `${statusName(result.code)}: ${result.details}`;
     }
     if (probe.closed) return;
     this.#record(probe, reason === "", reason);

@@ -21,6 +21,7 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
+import type { SecureClientSessionOptions } from "node:http2";
 import { isIP } from "node:net";
 import { checkServerIdentity, createSecureContext, type SecureContext } from "node:tls";
 import { fileFlag, UsageError } from "./flags.ts";
@@ -109,6 +110,21 @@ export function channelCredentials(tls?: TlsConfig): grpc.ChannelCredentials {
   return new TlsChannelCredentials(
     createSecureContext({ ca: tls.caPem, cert: tls.certPem, key: tls.keyPem }),
   );
+}
+
+/**
+ * Options of a `node:http2` TLS connection to `host` (the balancer's health probes), with the
+ * same IP workaround as {@linkcode channelCredentials}: for an IP the placeholder server name is
+ * sent and the certificate is checked against the IP.
+ */
+export function http2TlsOptions(tls: TlsConfig, host: string): SecureClientSessionOptions {
+  const options: SecureClientSessionOptions = { ca: tls.caPem, cert: tls.certPem, key: tls.keyPem };
+  if (isIP(host) === 0) return options;
+  return {
+    ...options,
+    servername: IP_TARGET_SERVER_NAME,
+    checkServerIdentity: (_name, cert) => checkServerIdentity(host, cert),
+  };
 }
 
 /**

@@ -1,0 +1,161 @@
+/**
+ * The balancer's health probe (`lib/health_probe.ts`: gRPC health Check over a plain
+ * `node:http2` session) against real grpc-js servers: every answer a server can give, no
+ * server, a server that never answers, a lost connection, a restarted server, and TLS.
+ */
+import assert from "node:assert/strict";
+import * as grpc from "@grpc/grpc-js";
+import { HealthService } from "../lib/health.ts";
+import { type CheckResult, HealthProbe } from "../lib/health_probe.ts";
+import { freePort } from "../lib/ports.ts";
+import { bindServer, createServer, shutdownServer } from "../lib/server.ts";
+import type { TlsConfig } from "../lib/tls.ts";
+import { waitFor } from "../lib/wait.ts";
+
+const read = (name: string) =>
+  Deno.readTextFileSync(new URL(`fixtures/tls/${name}`, import.meta.url));
+
+/** A grpc-js server with the health service (`""` and `svc`) at `status`, on `port`. */
+async function healthServer(
+  options: { port?: number; tls?: TlsConfig; status?: "SERVING" | "NOT_SERVING" } = {},
+): Promise<{ address: string; server: grpc.Server; health: HealthService }> {
+  const server = createServer();
+  const health = new HealthService(["", "svc"], options.status ?? "SERVING");
+  health.addTo(server);
+  const port = await bindServer(server, "127.0.0.1", options.port ?? 0, options.tls);
+  return { address: `127.0.0.1:${port}`, server, health };
+}
+
+const code = (result: CheckResult) => "code" in result ? grpc.status[result.code] : result.status;
+
+Deno.test("a probe reads every answer of the health service, and UNIMPLEMENTED from a server without it", async () => {
+  const { address, server, health } = await healthServer();
+  const bare = createServer();
+  const barePort = await bindServer(bare, "127.0.0.1", 0);
+  const probe = new HealthProbe(address);
+  const bareProbe = new HealthProbe(`127.0.0.1:${barePort}`);
+  try {
+    assert.deepEqual(await probe.check("", 2_000), { status: "SERVING" });
+    health.set("svc", "NOT_SERVING");
+    assert.deepEqual(await probe.check("svc", 2_000), { status: "NOT_SERVING" });
+    const unknown = await probe.check("nope", 2_000);
+    assert.equal(code(unknown), "NOT_FOUND");
+    assert.match("details" in unknown ? unknown.details : "", /Unknown service 'nope'/);
+    assert.equal(code(await bareProbe.check("", 2_000)), "UNIMPLEMENTED");
+  } finally {
+    probe.close();
+    bareProbe.close();
+    health.close();
+    await Promise.all([shutdownServer(server, 1_000), shutdownServer(bare, 1_000)]);
+  }
+});
+
+Deno.test("a probe fails fast with no server, then backs off before connecting again", async () => {
+  const port = freePort();
+  let disconnects = 0;
+  const probe = new HealthProbe(`127.0.0.1:${port}`, { onDisconnect: () => disconnects++ });
+  try {
+    const first = await probe.check("", 2_000);
+    assert.equal(code(first), "UNAVAILABLE");
+    assert.ok(disconnects >= 1);
+    // Backing off (1 s at first): the next check fails at once with the same error, and does
+    // not connect, so it does not call onDisconnect again.
+    const seen = disconnects;
+    const second = await probe.check("", 2_000);
+    assert.equal(code(second), "UNAVAILABLE");
+    assert.equal(disconnects, seen);
+    // A server appears on the port: the probe gets there after its backoff.
+    const { server, health } = await healthServer({ port });
+    try {
+      await waitFor(
+        "a passing check",
+        async () => code(await probe.check("", 2_000)) === "SERVING",
+      );
+    } finally {
+      health.close();
+      await shutdownServer(server, 1_000);
+    }
+  } finally {
+    probe.close();
+  }
+});
+
+Deno.test("a check past its deadline is DEADLINE_EXCEEDED, on a server that never answers HTTP/2", async () => {
+  // Accepts TCP and says nothing: what a hung (SIGSTOPped) server looks like to a new connection.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepted: Deno.Conn[] = [];
+  (async () => {
+    for await (const conn of listener) accepted.push(conn);
+  })();
+  const probe = new HealthProbe(`127.0.0.1:${listener.addr.port}`);
+  try {
+    const result = await probe.check("", 300);
+    assert.equal(code(result), "DEADLINE_EXCEEDED");
+    assert.match("details" in result ? result.details : "", /no answer within 300 ms/);
+  } finally {
+    probe.close();
+    listener.close();
+    for (const conn of accepted) conn.close();
+  }
+});
+
+Deno.test("a lost connection is reported, and a server restarted on the same port passes the next check", async () => {
+  const first = await healthServer();
+  let disconnects = 0;
+  const probe = new HealthProbe(first.address, { onDisconnect: () => disconnects++ });
+  try {
+    assert.deepEqual(await probe.check("", 2_000), { status: "SERVING" });
+    first.health.close();
+    first.server.forceShutdown();
+    await waitFor("the lost connection reported", () => disconnects === 1);
+    assert.equal(code(await probe.check("", 2_000)), "UNAVAILABLE");
+    const port = Number(first.address.split(":")[1]);
+    const second = await healthServer({ port, status: "NOT_SERVING" });
+    try {
+      // The failed check above was a refused connect: the next one waits out its backoff.
+      await waitFor(
+        "the restarted server's answer",
+        async () => code(await probe.check("", 2_000)) === "NOT_SERVING",
+      );
+    } finally {
+      second.health.close();
+      await shutdownServer(second.server, 1_000);
+    }
+  } finally {
+    probe.close();
+  }
+});
+
+Deno.test("a probe speaks TLS to an IP address, checking the certificate against it", async () => {
+  const ca = read("ca.crt");
+  const { address, server, health } = await healthServer({
+    tls: { certPem: read("server.crt"), keyPem: read("server.key") },
+  });
+  const trusted = new HealthProbe(address, { tls: { caPem: ca } });
+  const untrusted = new HealthProbe(address, { tls: { caPem: read("untrusted-ca.crt") } });
+  const plaintext = new HealthProbe(address);
+  try {
+    assert.deepEqual(await trusted.check("", 2_000), { status: "SERVING" });
+    assert.equal(code(await untrusted.check("", 2_000)), "UNAVAILABLE");
+    assert.notEqual(code(await plaintext.check("", 2_000)), "SERVING");
+  } finally {
+    for (const probe of [trusted, untrusted, plaintext]) probe.close();
+    health.close();
+    await shutdownServer(server, 1_000);
+  }
+});
+
+Deno.test("a closed probe fails its checks and opens no connection", async () => {
+  const { address, server, health } = await healthServer();
+  const probe = new HealthProbe(address);
+  try {
+    assert.deepEqual(await probe.check("", 2_000), { status: "SERVING" });
+    probe.close();
+    const result = await probe.check("", 2_000);
+    assert.equal(code(result), "UNAVAILABLE");
+    assert.match("details" in result ? result.details : "", /closed/);
+  } finally {
+    health.close();
+    await shutdownServer(server, 1_000);
+  }
+});
