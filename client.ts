@@ -9,6 +9,7 @@
 import type { LogLevel } from "@logtape/logtape";
 import { BalancerFollower, DEFAULT_BALANCER_PREFIX } from "./lib/balancer_registry.ts";
 import { CLIENT_FLAGS } from "./lib/entry_flags.ts";
+import { etcdSecurityFlags } from "./lib/etcd_flags.ts";
 import { loadEtcd } from "./lib/etcd_loader.ts";
 import {
   addressFlag,
@@ -42,6 +43,7 @@ const USAGE = usage({
     "deno task client --list",
     "deno task client --balancer 127.0.0.1:50051,127.0.0.1:50061 --mode watch --duration 10",
     "deno task client --balancers-etcd http://127.0.0.1:2379 --duration 10",
+    "deno task client --balancers-etcd https://10.0.0.2:2379 --etcd-ca secrets/etcd-ca.crt",
     "LB_BALANCER=10.0.0.5:50051 deno task client --set-policy least_load",
   ],
 }, CLIENT_FLAGS);
@@ -49,15 +51,16 @@ const USAGE = usage({
 async function main(): Promise<void> {
   const flags = parseFlags(PROGRAM, Deno.args, CLIENT_FLAGS);
   if (flags.help) return console.log(USAGE);
-  const balancers = await balancerFlags(flags);
+  const logLevel = choiceFlag(PROGRAM, "log-level", flags["log-level"], "warning", LOG_LEVELS);
+  const logFormat = choiceFlag(PROGRAM, "log-format", flags["log-format"], "text", LOG_FORMATS);
   const security = {
     tls: tlsFlags(PROGRAM, flags, "client"),
     token: tokenFlag(PROGRAM, flags["token-file"]),
   };
-  const logLevel = choiceFlag(PROGRAM, "log-level", flags["log-level"], "warning", LOG_LEVELS);
-  const logFormat = choiceFlag(PROGRAM, "log-format", flags["log-format"], "text", LOG_FORMATS);
+  // Before the balancers are looked up in etcd, so that why etcd did not answer is logged.
+  await setupLogging(logLevel as LogLevel, logFormat);
+  const balancers = await balancerFlags(flags);
   if (flags.list || flags["set-policy"] !== undefined) {
-    await setupLogging(logLevel as LogLevel, logFormat);
     if (flags["set-policy"] !== undefined) {
       const policy = choiceFlag(
         PROGRAM,
@@ -121,7 +124,6 @@ async function main(): Promise<void> {
       100,
     ),
   });
-  await setupLogging(logLevel as LogLevel, logFormat);
   const bar = flags.json ? undefined : new ProgressBar();
   const json = (value: unknown) => console.log(JSON.stringify(value));
   try {
@@ -141,8 +143,10 @@ async function main(): Promise<void> {
     });
     bar?.done();
     const { histogram, ...rest } = summary;
-    // With several balancers, how often the client had to move to another one.
-    const failovers = client.balancers().length > 1 ? { balancerFailovers: client.failovers } : {};
+    // With several balancers, how often the client had to move to another one, and back.
+    const failovers = client.balancers().length > 1
+      ? { balancerFailovers: client.failovers, balancerReturns: client.returns }
+      : {};
     if (flags.json) {
       json({
         clientId,
@@ -155,7 +159,9 @@ async function main(): Promise<void> {
     } else {
       console.log(formatSummary(summary));
       if ("balancerFailovers" in failovers) {
-        console.log(`balancer failovers: ${failovers.balancerFailovers}`);
+        console.log(
+          `balancer failovers: ${failovers.balancerFailovers}, returns: ${failovers.balancerReturns}`,
+        );
       }
     }
     if (summary.succeeded === 0) Deno.exitCode = 1;
@@ -165,11 +171,15 @@ async function main(): Promise<void> {
   }
 }
 
-/** The balancers to ask: the `--balancer` list, or the live ones in `--balancers-etcd`. */
+/**
+ * The balancers to ask: the `--balancer` list, or the live ones in `--balancers-etcd` (reached
+ * with the etcd TLS and auth flags).
+ */
 async function balancerFlags(
   flags: ReturnType<typeof parseFlags<typeof CLIENT_FLAGS>>,
 ): Promise<{ addresses(): string[]; stop(): Promise<void> }> {
   const endpoints = etcdFlag(PROGRAM, flags["balancers-etcd"], "balancers-etcd");
+  const etcdSecurity = etcdSecurityFlags(PROGRAM, flags, endpoints, "balancers-etcd");
   if (endpoints === undefined) {
     const list = (flags.balancer ?? "127.0.0.1:50051").split(",")
       .map((a) => addressFlag(PROGRAM, "balancer", a.trim())!);
@@ -185,16 +195,20 @@ async function balancerFlags(
     throw new UsageError(`Cannot start ${PROGRAM} as '--balancer-prefix' must not be empty`);
   }
   const { createEtcdClient } = await loadEtcd();
-  const etcd = createEtcdClient(endpoints);
+  const etcd = createEtcdClient(endpoints, { security: etcdSecurity });
   const follower = new BalancerFollower();
-  await follower.start(etcd, prefix);
+  const listed = await follower.start(etcd, prefix);
   const stop = async () => {
     await follower.stop();
     etcd.close();
   };
   if (follower.set.size === 0) {
     await stop();
-    throw new Error(`No balancer is registered under '${prefix}' in etcd ${endpoints.join(",")}`);
+    throw new Error(
+      listed
+        ? `No balancer is registered under '${prefix}' in etcd ${endpoints.join(",")}`
+        : `Cannot find the balancers as etcd ${endpoints.join(",")} did not answer (see above)`,
+    );
   }
   return { addresses: () => follower.set.addresses(), stop };
 }

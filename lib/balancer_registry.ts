@@ -73,13 +73,13 @@ export class BalancerFollower {
   #discovery: EtcdDiscovery | undefined;
 
   /**
-   * Lists and watches `prefix`; resolves once the first list is applied (or after the
-   * discovery's start timeout, while it keeps retrying).
+   * Lists and watches `prefix`; resolves `true` once the first list is applied, or `false` after
+   * the discovery's start timeout (etcd unreachable, or refusing us), while it keeps retrying.
    */
-  async start(client: Etcd3, prefix: string): Promise<void> {
+  async start(client: Etcd3, prefix: string): Promise<boolean> {
     const { EtcdDiscovery } = await loadEtcd();
     this.#discovery = new EtcdDiscovery({ client, prefix, set: this.set });
-    await this.#discovery.start();
+    return await this.#discovery.start();
   }
 
   /** Stops watching; the set stays as it was. The caller closes the client afterwards. */

@@ -268,6 +268,8 @@ export const CLIENT_FLAGS = {
     help: "with --balancers-etcd: the key prefix balancers register under",
     default: DEFAULT_BALANCER_PREFIX,
   },
+  // Securing --balancers-etcd, as the balancer's and backend's --etcd.
+  ...ETCD_SECURITY_FLAGS,
   task: {
     type: "string",
     arg: "TYPE",

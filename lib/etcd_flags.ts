@@ -1,5 +1,6 @@
 /**
- * The flags that secure the connection to etcd, shared by the balancer and the backend:
+ * The flags that secure the connection to etcd, shared by the balancer, the backend and the
+ * client (for `--balancers-etcd`):
  * `--etcd-ca`, `--etcd-cert`, `--etcd-key` (TLS, files) and `--etcd-user`,
  * `--etcd-password-file` (etcd's auth). Their definitions, help and parsing live here once.
  * This module does not load the etcd3 package.
@@ -36,15 +37,16 @@ export type EtcdSecurityFlags = {
 };
 
 /**
- * Reads the etcd security flags of `program` for `endpoints` (from `--etcd`): `undefined` when
- * none is given. Each mistake is one line naming the flag: a flag without `--etcd`, TLS files
- * with `http://` endpoints, a certificate without its key, a user without a password (or the
- * reverse), an empty password, a file that cannot be read.
+ * Reads the etcd security flags of `program` for `endpoints` (from `--<endpointsFlag>`):
+ * `undefined` when none is given. Each mistake is one line naming the flag: a flag without
+ * `--<endpointsFlag>`, TLS files with `http://` endpoints, a certificate without its key, a user
+ * without a password (or the reverse), an empty password, a file that cannot be read.
  */
 export function etcdSecurityFlags(
   program: string,
   flags: EtcdSecurityFlags,
   endpoints: string[] | undefined,
+  endpointsFlag = "etcd",
 ): EtcdSecurity | undefined {
   const given = (Object.keys(ETCD_SECURITY_FLAGS) as (keyof EtcdSecurityFlags)[])
     .filter((flag) => flags[flag] !== undefined);
@@ -52,13 +54,15 @@ export function etcdSecurityFlags(
   const fail = (why: string) => {
     throw new UsageError(`Cannot start ${program} as ${why}`);
   };
-  if (endpoints === undefined) fail(`'--${given[0]}' needs '--etcd URL'`);
+  if (endpoints === undefined) fail(`'--${given[0]}' needs '--${endpointsFlag} URL'`);
   together(flags, "etcd-cert", "etcd-key", fail);
   together(flags, "etcd-user", "etcd-password-file", fail);
   const tlsFlag = given.find((flag) => flag === "etcd-ca" || flag === "etcd-cert");
   const plain = endpoints!.find((url) => !url.startsWith("https://"));
   if (tlsFlag && plain) {
-    fail(`'--${tlsFlag}' needs https:// endpoints in '--etcd': current value is '${plain}'`);
+    fail(
+      `'--${tlsFlag}' needs https:// endpoints in '--${endpointsFlag}': current value is '${plain}'`,
+    );
   }
   const read = (flag: keyof EtcdSecurityFlags) => {
     const path = flags[flag];

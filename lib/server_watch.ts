@@ -118,6 +118,19 @@ export class ServerWatch {
     return this.#picker.pick(clientId, avoid);
   }
 
+  /**
+   * Moves the subscription to the balancer `balancer()` names now (the client moving back to
+   * its preferred one), keeping the set until the new stream sends one.
+   */
+  resubscribe(): void {
+    const call = this.#call;
+    if (call === undefined) return; // a retry is pending: it asks `balancer()` anyway
+    this.#call = undefined;
+    this.#connected = false;
+    call.cancel();
+    this.start();
+  }
+
   /** Ends the subscription for good. */
   close(): void {
     this.#closed = true;

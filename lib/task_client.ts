@@ -9,16 +9,20 @@
  * is returned as is, not retried, because retrying a bad request only repeats it. (A balancer of
  * the original system ignores `avoid`; the retry then lands wherever it points.)
  *
- * Given several balancers (a list, or the live ones found in etcd), a client starts at one chosen
- * by its id, so clients spread over them, and stays there until it fails: a `GetServer` that
- * fails in transport (or times out) is retried at once on the next balancer within the same
- * task, and the watch of `--mode watch` resubscribes to the next one, keeping its last set.
+ * Given several balancers (a list, or the live ones found in etcd), a client prefers the one its
+ * id picks among them, so clients spread over them, and stays there until it fails: a
+ * `GetServer` that fails in transport (or times out) is retried at once on the next balancer
+ * within the same task, and the watch of `--mode watch` resubscribes to the next one, keeping
+ * its last set. While away from its preferred balancer (after a failover, or when the live list
+ * changed), a timer checks that one's `grpc.health.v1` once a second over the client's own
+ * channel to it, and moves back once it answers SERVING; the pick path does no more than before.
  *
  * @module
  */
 import * as grpc from "@grpc/grpc-js";
 import { getLogger } from "@logtape/logtape";
 import { withToken } from "./auth.ts";
+import { check, createHealthClient, type HealthClient } from "./health.ts";
 import {
   type BackendClient,
   createBackendClient,
@@ -49,7 +53,7 @@ function isBalancerFailure(error: grpc.ServiceError): boolean {
   return isTransportFailure(error) || error.code === grpc.status.DEADLINE_EXCEEDED;
 }
 
-/** Index of the balancer, among `count`, that `clientId` starts at (FNV-1a of the id). */
+/** Index of the balancer, among `count`, that `clientId` prefers (FNV-1a of the id). */
 export function firstBalancerIndex(clientId: string, count: number): number {
   let hash = 0x811c9dc5;
   for (let i = 0; i < clientId.length; i++) {
@@ -72,6 +76,20 @@ export const DEFAULT_MAX_ATTEMPTS = 3;
 export const DEFAULT_LOOKUP_TIMEOUT_MS = 5_000;
 /** Deadline of a `ProcessTask` call. */
 export const DEFAULT_TASK_TIMEOUT_MS = 60_000;
+/**
+ * How often a client away from its preferred balancer checks whether that one answers again
+ * (ms); also the deadline of that check.
+ */
+export const DEFAULT_RETURN_CHECK_INTERVAL_MS = 1_000;
+
+/**
+ * Channel options of the balancer channels: gRPC's connection backoff (1 s, ×1.6), capped at 2 s
+ * instead of 120 s, so a balancer that comes back is reconnected to (and moved back to) soon.
+ */
+const BALANCER_CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  "grpc.initial_reconnect_backoff_ms": 1_000,
+  "grpc.max_reconnect_backoff_ms": 2_000,
+};
 
 /** Options of {@linkcode TaskClient}. */
 export interface TaskClientOptions {
@@ -106,6 +124,8 @@ export interface TaskClientOptions {
   lookupTimeoutMs?: number;
   /** @default {DEFAULT_TASK_TIMEOUT_MS} */
   taskTimeoutMs?: number;
+  /** @default {DEFAULT_RETURN_CHECK_INTERVAL_MS} */
+  returnCheckIntervalMs?: number;
   /** TLS to the balancer and the backends. @default {plaintext} */
   tls?: TlsConfig;
   /** Control-plane token, sent to the balancer only (`GetServer`, `WatchServers`). */
@@ -141,6 +161,12 @@ export class TaskClient {
   /** Balancers that have answered once (asked with waitForReady when alone). */
   #answered = new Set<string>();
   #failovers = 0;
+  #returns = 0;
+  /** Health clients sharing the balancer channels, for the checks before moving back. */
+  #health = new Map<string, HealthClient>();
+  /** Checks, while away from the preferred balancer, whether it answers again. */
+  #returnTimer: ReturnType<typeof setInterval> | undefined;
+  #checking = false;
   #backends = new Map<string, BackendClient>();
 
   /** Creates a client; channels open lazily. */
@@ -149,6 +175,7 @@ export class TaskClient {
       maxAttempts: DEFAULT_MAX_ATTEMPTS,
       lookupTimeoutMs: DEFAULT_LOOKUP_TIMEOUT_MS,
       taskTimeoutMs: DEFAULT_TASK_TIMEOUT_MS,
+      returnCheckIntervalMs: DEFAULT_RETURN_CHECK_INTERVAL_MS,
       ...options,
     };
     this.#direct = options.direct?.length ? options.direct : undefined;
@@ -160,6 +187,15 @@ export class TaskClient {
     this.#token = options.token;
     const fallback = options.balancer === undefined ? [] : [options.balancer];
     this.#list = sortedList(options.balancers, fallback);
+    const several = options.balancers !== undefined &&
+      (!Array.isArray(options.balancers) || options.balancers.length > 1);
+    if (several && !this.#direct) {
+      this.#returnTimer = setInterval(
+        () => this.#checkReturn(),
+        this.#options.returnCheckIntervalMs,
+      );
+      Deno.unrefTimer(this.#returnTimer);
+    }
     if (options.mode === "watch" && !this.#direct) {
       this.#watch = new ServerWatch({
         clientId: options.clientId,
@@ -178,6 +214,11 @@ export class TaskClient {
     return this.#failovers;
   }
 
+  /** Times this client moved back to its preferred balancer once that one answered again. */
+  get returns(): number {
+    return this.#returns;
+  }
+
   /** The balancer in use (`undefined` before the first call). */
   get balancer(): string | undefined {
     return this.#current;
@@ -188,14 +229,61 @@ export class TaskClient {
     return [...this.#list()];
   }
 
-  /** The balancer in use, chosen by the client id at first (throws UNAVAILABLE if none). */
+  /** The balancer in use, the preferred one at first (throws UNAVAILABLE if none). */
   #currentBalancer(): string {
     const list = this.#list();
     if (list.length === 0) throw statusError(grpc.status.UNAVAILABLE, "No live balancer is known");
     if (this.#current === undefined || !list.includes(this.#current)) {
-      this.#current = list[firstBalancerIndex(this.#options.clientId, list.length)];
+      this.#current = this.#preferred(list);
     }
-    return this.#current;
+    return this.#current!;
+  }
+
+  /** The balancer this client's id picks among `list`: where it goes back to. */
+  #preferred(list: readonly string[]): string | undefined {
+    return list[firstBalancerIndex(this.#options.clientId, list.length)];
+  }
+
+  /**
+   * Once a second (the timer): when the balancer in use is not the preferred one, asks the
+   * preferred one's health over the client's channel to it, and moves back if it is SERVING (or
+   * has no health service: an original balancer that answers). Failing that, it stays.
+   */
+  async #checkReturn(): Promise<void> {
+    const from = this.#current;
+    const preferred = this.#preferred(this.#list());
+    if (this.#checking || from === undefined || preferred === undefined || preferred === from) {
+      return;
+    }
+    this.#checking = true;
+    try {
+      const timeoutMs = this.#options.returnCheckIntervalMs;
+      const answers = await check(this.#healthClient(preferred), "", timeoutMs).then(
+        (status) => status === "SERVING",
+        (error: grpc.ServiceError) => error.code === grpc.status.UNIMPLEMENTED,
+      );
+      if (!answers || this.#current !== from || this.#returnTimer === undefined) return;
+      this.#current = preferred;
+      this.#returns++;
+      log.info("Balancer {preferred} answers again; moving back to it from {from}", {
+        preferred,
+        from,
+      });
+      this.#watch?.resubscribe();
+    } finally {
+      this.#checking = false;
+    }
+  }
+
+  /** A health client over the channel to the balancer `address` (shared, not its own). */
+  #healthClient(address: string): HealthClient {
+    let client = this.#health.get(address);
+    if (!client) {
+      const channel = this.#balancerClient(address).getChannel();
+      client = createHealthClient(address, this.#credentials, { channelOverride: channel });
+      this.#health.set(address, client);
+    }
+    return client;
   }
 
   /**
@@ -219,7 +307,7 @@ export class TaskClient {
         address,
         this.#credentials,
         undefined,
-        withToken({}, this.#token),
+        withToken({ ...BALANCER_CHANNEL_OPTIONS }, this.#token),
       );
       this.#balancers.set(address, client);
     }
@@ -329,7 +417,11 @@ export class TaskClient {
 
   /** Closes every channel. */
   close(): void {
+    clearInterval(this.#returnTimer);
+    this.#returnTimer = undefined;
     this.#watch?.close();
+    // The health clients share the balancer channels, closed here.
+    this.#health.clear();
     for (const client of this.#balancers.values()) client.close();
     this.#balancers.clear();
     for (const client of this.#backends.values()) client.close();

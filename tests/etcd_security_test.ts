@@ -203,6 +203,46 @@ Deno.test("etcd with auth: the right user and password work end to end; a wrong 
   );
 });
 
+Deno.test("client --balancers-etcd with the etcd TLS and auth flags finds a balancer in an etcd with TLS and auth; without --etcd-ca, or with a wrong password, it stops saying why", async () => {
+  await withEtcd(
+    { tls: etcdTls(true), rootPassword: PASSWORD },
+    async ({ etcd, secrets, started }) => {
+      const password = await secrets.write("etcd-password", PASSWORD);
+      const security = [
+        ...["--etcd-cert", secrets.path("client.crt"), "--etcd-key", secrets.path("client.key")],
+        ...["--etcd-user", "root", "--etcd-password-file", password],
+      ];
+      const ca = ["--etcd-ca", secrets.path("ca.crt")];
+      const backend = await assertEndToEnd(started, ["--etcd", etcd.endpoint, ...ca, ...security]);
+      const client = (flags: string[]) =>
+        spawnEntry("client", [
+          ...["--balancers-etcd", etcd.endpoint, ...flags, "--requests", "20", "--json"],
+        ], { captureStdout: true });
+
+      const trusting = client([...ca, ...security]);
+      assert.equal((await trusting.status).code, 0, trusting.log());
+      const summary = JSON.parse(trusting.stdout());
+      assert.equal(summary.succeeded, 20, trusting.stdout());
+      assert.deepEqual(Object.keys(summary.perServer), [backend.address]);
+
+      const noCa = client(security);
+      assert.equal((await noCa.status).code, 1, noCa.log());
+      assert.match(
+        noCa.log(),
+        /^error: Cannot connect to etcd over TLS as no CA was given.*--etcd-ca/,
+      );
+      assert.equal(noCa.log().split("\n").length, 1, noCa.log());
+
+      // Trusted, but with a wrong password: etcd's refusal, then one error line.
+      const wrong = await secrets.write("wrong-password", "not-the-password");
+      const refused = client([...ca, ...security.slice(0, -1), wrong]);
+      assert.equal((await refused.status).code, 1, refused.log());
+      assert.match(refused.log(), /authentication failed, invalid user ID or password/);
+      assert.match(refused.log(), /\nerror: Cannot find the balancers as etcd .* did not answer/);
+    },
+  );
+});
+
 Deno.test("etcd security flags: a file Deno may not read, and bad combinations, are one line naming the flag", async () => {
   const balancer = spawnEntry("balancer", [
     "--port",

@@ -1,7 +1,7 @@
 /**
  * Several balancers on one etcd, every part a real process: each balancer registers under
  * `/balancers/`, backends report their load to every live balancer, and clients spread over the
- * balancers and fail over when theirs is killed.
+ * balancers, fail over when theirs is killed, and move back once it answers again.
  */
 import assert from "node:assert/strict";
 import { sleep } from "../lib/backoff.ts";
@@ -13,6 +13,7 @@ import { firstBalancerIndex, TaskClient, type TaskClientOptions } from "../lib/t
 import { type EtcdProcess, startEtcd } from "./_etcd.ts";
 import {
   createLoadBalancerClient,
+  freePort,
   startBackend,
   startBalancer,
   type Started,
@@ -239,6 +240,86 @@ Deno.test("client --balancers-etcd finds the live balancers and reports its fail
   });
 });
 
+/** The sum of the balancer's `lb_picks_total` samples, from `/metrics` on `httpPort`. */
+async function picks(httpPort: number): Promise<number> {
+  const response = await fetch(`http://127.0.0.1:${httpPort}/metrics`, {
+    signal: AbortSignal.timeout(2_000),
+  });
+  const lines = (await response.text()).split("\n");
+  return lines.filter((line) => line.startsWith("lb_picks_total{"))
+    .reduce((sum, line) => sum + Number(line.split(" ").at(-1)), 0);
+}
+
+/** Waits until `balancer` has a `WatchServers` subscriber (its debug log says so). */
+async function waitForWatcher(balancer: Started, what: string): Promise<void> {
+  await waitFor(what, () => /Watcher .* subscribed/.test(balancer.process.log()), 10_000);
+}
+
+Deno.test("client --balancers-etcd moves back to its own balancer once it answers again after a SIGKILL: watch mode loses nothing, lookaside is bounded", async () => {
+  const etcd = await startEtcd();
+  const http = [freePort(), freePort()];
+  const started: Started[] = [];
+  const clients: ReturnType<typeof spawnEntry>[] = [];
+  try {
+    const withHttp = (i: number) => ["--etcd", etcd.endpoint, "--http-port", String(http[i])];
+    const [a, b] = [await startBalancer(withHttp(0)), await startBalancer(withHttp(1))];
+    started.push(a, b);
+    const backends = [1, 2].map(() => startBackend(["--etcd", etcd.endpoint]));
+    started.push(...backends);
+    await waitForLoads([a, b], backends);
+    // One id for both clients, preferring A among the two.
+    const id = idStartingAt([a.address, b.address].sort().indexOf(a.address), 2, "back");
+    for (const mode of ["watch", "lookaside"]) {
+      clients.push(spawnEntry("client", [
+        ...["--balancers-etcd", etcd.endpoint, "--mode", mode, "--client-id", id],
+        ...["--duration", "25", "--concurrency", "2", "--json", "--log-level", "info"],
+      ], { name: `client ${mode}`, captureStdout: true }));
+    }
+    await waitForWatcher(a, "the watch client on A");
+    await waitFor("the lookaside client on A", async () => await picks(http[0]) > 0, 10_000);
+
+    const killedAt = performance.now();
+    a.process.signal("SIGKILL");
+    await a.process.status;
+    await waitForWatcher(b, "the watch client to fail over to B");
+    await waitFor("the lookaside client to fail over to B", async () => await picks(http[1]) > 0);
+    const onBS = (performance.now() - killedAt) / 1_000;
+
+    // A again, on its port: a new process, so its counters start at zero.
+    const again = await startBalancer(withHttp(0), a.port);
+    started.push(again);
+    const upAt = performance.now();
+    await waitForWatcher(again, "the watch client back on A within 10 s");
+    await waitFor("the lookaside client back on A within 10 s", async () => {
+      return await picks(http[0]) > 0;
+    }, 10_000);
+    const backS = (performance.now() - upAt) / 1_000;
+
+    const [watch, lookaside] = await Promise.all(clients.map(async (client) => {
+      assert.equal((await client.status).code, 0, client.log());
+      return JSON.parse(client.stdout());
+    }));
+    console.log(
+      `[replicas] SIGKILL of the clients' own balancer: both on B ${onBS.toFixed(1)} s after; ` +
+        `a balancer again on its port: both back ${backS.toFixed(1)} s after it answered; ` +
+        `watch ${watch.requests} requests, ${watch.failed} failed, ${watch.balancerFailovers} ` +
+        `failover(s), ${watch.balancerReturns} return(s); lookaside ${lookaside.requests} ` +
+        `requests, ${lookaside.failed} failed, ${lookaside.balancerFailovers} failover(s), ` +
+        `${lookaside.balancerReturns} return(s)`,
+    );
+    assert.equal(watch.failed, 0, JSON.stringify(watch.failuresByCode));
+    assert.ok(lookaside.failed <= 2, JSON.stringify(lookaside.failuresByCode));
+    for (const summary of [watch, lookaside]) {
+      assert.equal(summary.balancerFailovers, 1);
+      assert.equal(summary.balancerReturns, 1);
+    }
+  } finally {
+    await Promise.all(clients.map((client) => client.stop(5_000)));
+    await stopAll(...started);
+    await etcd.close();
+  }
+});
+
 const BAD_FLAGS: [EntryName, string[], RegExp][] = [
   [
     "balancer",
@@ -256,6 +337,17 @@ const BAD_FLAGS: [EntryName, string[], RegExp][] = [
     "client",
     ["--balancers-etcd", "http://127.0.0.1:1", "--balancer", "127.0.0.1:1"],
     /'--balancer' and '--balancers-etcd' exclude each other/,
+  ],
+  ["client", ["--etcd-cert", "secrets/c.crt"], /'--etcd-cert' needs '--balancers-etcd URL'/],
+  [
+    "client",
+    ["--balancers-etcd", "http://127.0.0.1:1", "--etcd-ca", "secrets/ca.crt"],
+    /'--etcd-ca' needs https:\/\/ endpoints in '--balancers-etcd'/,
+  ],
+  [
+    "client",
+    ["--balancers-etcd", "https://127.0.0.1:1", "--etcd-user", "root"],
+    /'--etcd-user' and '--etcd-password-file' go together/,
   ],
 ];
 
