@@ -138,8 +138,8 @@ async function loadThroughKill(
   return await Promise.all(runs);
 }
 
-Deno.test("clients given two balancers spread by id and fail over when theirs is SIGKILLed: watch mode loses nothing, lookaside is bounded", async () => {
-  await withReplicas(async ({ balancers }) => {
+Deno.test("clients given two balancers spread by id, fail over when theirs is SIGKILLed (watch mode loses nothing, lookaside is bounded), and move back once it answers again", async () => {
+  await withReplicas(async ({ etcd, balancers }) => {
     const [victim, survivor] = balancers;
     const addresses = balancers.map((b) => b.address);
     const make = (mode: TaskClientOptions["mode"]) =>
@@ -147,6 +147,7 @@ Deno.test("clients given two balancers spread by id and fail over when theirs is
     const clients = [make("watch"), make("lookaside")];
     // Another id starts at the other balancer: clients spread over both.
     assert.equal(firstBalancerIndex(idStartingAt(1, 2, "x"), 2), 1);
+    let again: Started | undefined;
     try {
       const [watch, lookaside] = await loadThroughKill(clients, victim, 1_500, 4_000);
       console.log(
@@ -163,8 +164,27 @@ Deno.test("clients given two balancers spread by id and fail over when theirs is
         assert.equal(client.failovers, 1);
       }
       assert.ok(lookaside.requests > 100 && watch.requests > 100);
+
+      // A balancer again on the victim's port: both clients move back, off the task path.
+      again = await startBalancer(["--etcd", etcd.endpoint], victim.port);
+      await waitFor(
+        "both clients back on their own balancer within 10 s",
+        () => clients.every((client) => client.balancer === victim.address),
+        10_000,
+      );
+      const after = await Promise.all(
+        clients.map((client) =>
+          runLoad({ client, taskType: "SIMPLE", requests: 50, concurrency: 2 })
+        ),
+      );
+      for (const [i, summary] of after.entries()) {
+        assert.equal(summary.failed, 0, JSON.stringify(summary.failuresByCode));
+        assert.equal(clients[i].returns, 1);
+        assert.equal(clients[i].failovers, 1);
+      }
     } finally {
       for (const client of clients) client.close();
+      await stopAll(again);
     }
   });
 });
