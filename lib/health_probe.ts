@@ -37,6 +37,14 @@ import { http2TlsOptions, type TlsConfig } from "./tls.ts";
 /** gRPC's minimum connect timeout: a connection not up by then is dropped. */
 export const CONNECT_TIMEOUT_MS = 20_000;
 
+/**
+ * A deadline timer later than this fired after a stall of the balancer itself, not the
+ * server's: the check gets one more look (see {@linkcode HealthProbe.check}). Without it, one
+ * 500 ms stall of the balancer (seen once under the 1,000-server run, every core busy) failed
+ * every check in flight at once and ejected all 1,000 servers.
+ */
+const LATE_TIMER_MS = 100;
+
 /** Connection backoff of a probe: gRPC's, capped at 5 s (see the module doc). */
 const PROBE_BACKOFF = { initialMs: 1_000, multiplier: 1.6, jitter: 0.2, maxMs: 5_000 };
 
@@ -86,6 +94,11 @@ export class HealthProbe {
    * Asks the server for `service`'s status, with a deadline `timeoutMs` away. Never rejects: a
    * failure is a {@linkcode CheckResult} with its gRPC code (UNAVAILABLE for no connection,
    * DEADLINE_EXCEEDED for no answer in time).
+   *
+   * The deadline is timed here, so a stall of this process could fail checks that were
+   * answered on time: timers run before the I/O that piled up. When the deadline timer fires
+   * more than {@linkcode LATE_TIMER_MS} late, the check waits once more, as long as the timer
+   * was late (at most `timeoutMs`), for that I/O; a hung server still fails it.
    */
   check(service: string, timeoutMs: number): Promise<CheckResult> {
     const session = this.#connect();
@@ -93,6 +106,8 @@ export class HealthProbe {
       return Promise.resolve({ code: grpc.status.UNAVAILABLE, details: this.#lastError });
     }
     return new Promise((resolve) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      let extended = false;
       let settled = false;
       const done = (result: CheckResult) => {
         if (settled) return;
@@ -112,13 +127,23 @@ export class HealthProbe {
       } catch (error) {
         return done({ code: grpc.status.UNAVAILABLE, details: String(error) });
       }
-      const timer = setTimeout(() => {
+      const deadline = performance.now() + timeoutMs;
+      const expire = () => {
+        // A timer that fires late means this process stalled (GC, CPU starved), and an answer
+        // may be waiting unread: look once more after the I/O it missed.
+        const late = performance.now() - deadline;
+        if (late > LATE_TIMER_MS && !extended) {
+          extended = true;
+          timer = setTimeout(expire, Math.min(late, timeoutMs));
+          return;
+        }
         stream.close(http2.constants.NGHTTP2_CANCEL);
         done({
           code: grpc.status.DEADLINE_EXCEEDED,
           details: `no answer within ${timeoutMs} ms`,
         });
-      }, timeoutMs);
+      };
+      timer = setTimeout(expire, timeoutMs);
       let headers: http2.IncomingHttpHeaders = {};
       let trailers: http2.IncomingHttpHeaders | undefined;
       const chunks: Buffer[] = [];
