@@ -23,7 +23,11 @@ import {
   usage,
   UsageError,
 } from "./lib/flags.ts";
-import { DEFAULT_HEALTH_INTERVAL_MS, DEFAULT_HEALTH_TIMEOUT_MS } from "./lib/health_checker.ts";
+import {
+  DEFAULT_HEALTH_INTERVAL_MS,
+  DEFAULT_HEALTH_TIMEOUT_MS,
+  DEFAULT_MAX_CHECKS_PER_S,
+} from "./lib/health_checker.ts";
 import { LOG_FORMATS, LOG_LEVELS, setupLogging } from "./lib/log.ts";
 import { maxMessageFlag } from "./lib/server.ts";
 import { httpFlags } from "./lib/http_server.ts";
@@ -115,6 +119,14 @@ async function main(): Promise<void> {
         DEFAULT_HEALTH_TIMEOUT_MS,
         1,
         600_000,
+      ),
+      maxChecksPerS: intFlag(
+        PROGRAM,
+        "health-max-checks-per-s",
+        flags["health-max-checks-per-s"],
+        DEFAULT_MAX_CHECKS_PER_S,
+        1,
+        1_000_000,
       ),
     },
   };

@@ -61,7 +61,7 @@ export interface BalancerOptions {
    * servers are then in the picks from registration until discovery drops them.
    * @default {{ intervalMs: DEFAULT_HEALTH_INTERVAL_MS, timeoutMs: DEFAULT_HEALTH_TIMEOUT_MS }}
    */
-  healthCheck?: { intervalMs?: number; timeoutMs?: number };
+  healthCheck?: { intervalMs?: number; timeoutMs?: number; maxChecksPerS?: number };
   /** Serve HTTP (dashboard, `/metrics`, `/health`) here; off when absent. */
   http?: { host: string; port: number };
   /** Largest request accepted, in bytes; larger ones answer RESOURCE_EXHAUSTED. @default {DEFAULT_MAX_MESSAGE_BYTES} */

@@ -148,8 +148,10 @@ export function scaleTable(scale: ScaleFigures): string[] {
     } ms |`,
     `| of which etcd delete + revoke, p50 / max | ${p50Max(scale.etcdDeleteMs)} ms |`,
     `| SIGKILL of a fleet process (${scale.killedServers} servers) to the last pick of any | ${scale.killToLastPickMs} ms |`,
-    `| balancer resident memory, no server → all servers | ${scale.idle.rssMiB} → ${scale.loaded.rssMiB} MiB |`,
-    `| balancer V8 heap used, no server → all servers | ${scale.idle.heapUsedMiB} → ${scale.loaded.heapUsedMiB} MiB |`,
+    `| balancer resident memory, no server → all servers (mean / max of ${scale.memorySamples} samples) | ${scale.idle.rssMiB} → ${scale.loadedMean.rssMiB} / ${scale.loaded.rssMiB} MiB (max ${
+      Math.round(scale.loaded.rssMiB * 10.48576) / 10
+    } MB) |`,
+    `| balancer V8 heap used, no server → all servers (mean / max) | ${scale.idle.heapUsedMiB} → ${scale.loadedMean.heapUsedMiB} / ${scale.loaded.heapUsedMiB} MiB |`,
     `| balancer CPU while health-checking them all (${scale.cpuWindowS} s window) | ${scale.cpuPercent} % of a core |`,
     `| GetServer inside the balancer, mean µs by policy | ${means} |`,
     `| GetServer round trip seen by the bench (${scale.getServerCalls} calls), p50 / p99 | ${rt.p50} / ${rt.p99} ms |`,

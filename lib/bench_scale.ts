@@ -82,9 +82,11 @@ export interface ScaleFigures {
   /** Servers of the fleet process killed (SIGKILL), and the time to the first snapshot without any. */
   killedServers: number;
   killToLastPickMs: number;
-  /** The balancer with no server, and with every server (after the churn). */
+  /** The balancer with no server; with every server, the mean and the max of samples taken once a second over the churn. */
   idle: ProcessFigures;
+  loadedMean: ProcessFigures;
   loaded: ProcessFigures;
+  memorySamples: number;
   /** The balancer's CPU over the churn, in percent of one core, and the window's length. */
   cpuPercent: number;
   cpuWindowS: number;
@@ -202,6 +204,23 @@ function processFigures(metrics: Map<string, number>): ProcessFigures {
   };
 }
 
+/** Mean and max of memory samples. */
+function memoryFigures(
+  samples: ProcessFigures[],
+): Pick<ScaleFigures, "loadedMean" | "loaded" | "memorySamples"> {
+  const of = (pick: (f: ProcessFigures) => number) => ({
+    mean: round(samples.reduce((sum, f) => sum + pick(f), 0) / samples.length, 1),
+    max: Math.max(...samples.map(pick)),
+  });
+  const rss = of((f) => f.rssMiB);
+  const heap = of((f) => f.heapUsedMiB);
+  return {
+    loadedMean: { rssMiB: rss.mean, heapUsedMiB: heap.mean },
+    loaded: { rssMiB: rss.max, heapUsedMiB: heap.max },
+    memorySamples: samples.length,
+  };
+}
+
 /** Runs the scenario; every process it starts is stopped before it returns. */
 export async function runScale(deps: ScaleDeps): Promise<ScaleFigures> {
   const { size } = deps;
@@ -275,10 +294,16 @@ export async function runScale(deps: ScaleDeps): Promise<ScaleFigures> {
     ], { script: "lib/fleet.ts", name: "fleet churn", captureStdout: true });
     fleets.push(churner);
     const churnS = (2 * size.repeats * size.intervalMs) / 1_000;
+    const samples: ProcessFigures[] = [];
+    let sampledAt = 0;
     await waitFor(
       "the churn to end",
-      () => {
+      async () => {
         alive("churning");
+        if (performance.now() - sampledAt >= 1_000) {
+          sampledAt = performance.now();
+          samples.push(processFigures(await scrape(httpPort)));
+        }
         deps.progress(
           `registering one more server (${size.repeats} times)`,
           Math.min(1, (performance.now() - churnStarted) / 1_000 / churnS),
@@ -319,7 +344,7 @@ export async function runScale(deps: ScaleDeps): Promise<ScaleFigures> {
       killedServers: addresses.length,
       killToLastPickMs: round(lastLeft - killedAt, 1),
       idle,
-      loaded: processFigures(after),
+      ...memoryFigures([...samples, processFigures(after)]),
       cpuPercent: round((100 * cpuS) / cpuWindowS, 1),
       cpuWindowS: round(cpuWindowS, 1),
       ...picks,

@@ -16,7 +16,11 @@ import { DEFAULT_WORK_UNITS } from "./cpu_work.ts";
 import { ETCD_SECURITY_FLAGS } from "./etcd_flags.ts";
 import { DEFAULT_ETCD_PREFIX, DEFAULT_LEASE_TTL_S } from "./etcd_layout.ts";
 import type { FlagSpecs } from "./flags.ts";
-import { DEFAULT_HEALTH_INTERVAL_MS, DEFAULT_HEALTH_TIMEOUT_MS } from "./health_checker.ts";
+import {
+  DEFAULT_HEALTH_INTERVAL_MS,
+  DEFAULT_HEALTH_TIMEOUT_MS,
+  DEFAULT_MAX_CHECKS_PER_S,
+} from "./health_checker.ts";
 import { DEFAULT_REPORT_INTERVAL_MS } from "./load_reporter.ts";
 import { LOG_FORMATS, LOG_LEVELS } from "./log.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "./server.ts";
@@ -117,6 +121,13 @@ export const BALANCER_FLAGS = {
     help: "deadline of one health check; a server failing one is out of the picks until it " +
       "passes one",
     default: DEFAULT_HEALTH_TIMEOUT_MS,
+  },
+  "health-max-checks-per-s": {
+    type: "string",
+    arg: "N",
+    help: "cap on health checks per second over all servers: past N × interval servers, each " +
+      "is checked less often (a lost connection is still noticed at once)",
+    default: DEFAULT_MAX_CHECKS_PER_S,
   },
   "token-file": {
     type: "string",

@@ -18,9 +18,15 @@ export const ENV_ALLOW = "GRPC_*,LB_*,grpc_proxy,http_proxy,https_proxy,no_proxy
  * `deno run` permission flags of each entry (as in deno.json's tasks). Balancer, backend and
  * client may read `secrets/` (gitignored): token files and TLS keys go there; and `node_modules`,
  * where the etcd3 package reads its `.proto` files (the client with `--balancers-etcd`).
+ *
+ * The balancer also runs with V8's `--optimize-for-size`: V8 then keeps its heap close to what
+ * is live instead of letting garbage grow it. At 1,000 servers that halved the balancer's
+ * resident memory (295 → 143 MiB in the `scale` benchmark) while the pick functions ran at the
+ * same speed (`deno task bench:picks` with and without: within 2 % at 3 and 100 servers).
  */
 export const ENTRY_PERMISSIONS = {
   balancer: [
+    "--v8-flags=--optimize-for-size",
     "--allow-net=127.0.0.1",
     "--allow-read=node_modules,secrets",
     `--allow-env=${ENV_ALLOW}`,

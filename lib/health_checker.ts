@@ -5,22 +5,28 @@
  *
  * A periodic Check (rather than only a `Watch` stream) is what catches a hung server: a process
  * stopped with SIGSTOP keeps its connections open, so a stream would stay silent while the
- * deadline of the next Check fails it. A dead server fails at once (connection refused). A new
- * member waits for its first successful check before it is picked (Envoy's
- * `ignore_new_hosts_until_first_hc`), which costs one round trip and saves naming a server that
- * is already gone. A server without the health service (an original backend answers
- * UNIMPLEMENTED) is alive by that answer, and counts as healthy.
+ * deadline of the next Check fails it. A dead server is noticed without waiting for its next
+ * check: its probe's connection closes, which triggers a check at once, and that one is refused
+ * (each server has one connection of its own, `lib/health_probe.ts`). A new member waits for
+ * its first successful check before it is picked (Envoy's `ignore_new_hosts_until_first_hc`),
+ * which costs one round trip and saves naming a server that is already gone. A server without
+ * the health service (an original backend answers UNIMPLEMENTED) is alive by that answer, and
+ * counts as healthy.
  *
- * Worst case to eject: a dead server `intervalMs`, a hung one `intervalMs + timeoutMs`.
+ * Worst case to eject: a dead server, one round trip after its connection closes (a host that
+ * vanished without closing it: `intervalMs + timeoutMs`); a hung one `intervalMs + timeoutMs`.
  *
  * At scale the checks cost the balancer (and every server) in proportion to their rate:
  * 1,000 servers every 250 ms is 4,000 checks per second. So the total rate is capped at
- * `maxChecksPerS` (default 2,500/s): with more than `maxChecksPerS × intervalMs / 1000` servers
- * (625 by default), each server's interval stretches to `servers / maxChecksPerS` seconds
- * ({@linkcode checkIntervalMs}): 400 ms at 1,000 servers, so a dead server still goes within
- * 400 ms and a hung one within 900 ms. Small sets keep `intervalMs` as it is. A new server's
- * first check is never delayed (it decides when the server is first picked), and each server's
- * checks run on their own timer, so they spread over the interval as the servers joined.
+ * `maxChecksPerS` (default 1,000/s, `--health-max-checks-per-s`): with more than
+ * `maxChecksPerS × intervalMs / 1000` servers (250 by default), each server's interval
+ * stretches to `servers / maxChecksPerS` seconds ({@linkcode checkIntervalMs}): 1 s at 1,000
+ * servers, so a hung one goes within 1.5 s (a dead one still at once). Small sets keep
+ * `intervalMs` as it is. A new server's first check is never delayed (it decides when the
+ * server is first picked), and each server's checks run on their own timer, so they spread over
+ * the interval as the servers joined. The cap was 2,500/s while a dead server waited for its
+ * next check; at 1,000 servers on this 2-core machine that rate cost the balancer a third of a
+ * core and, with every core busy, the stalls that the probe's late-timer rule now absorbs.
  *
  * @module
  */
@@ -39,7 +45,7 @@ export const DEFAULT_HEALTH_INTERVAL_MS = 250;
 /** Default deadline of one check. */
 export const DEFAULT_HEALTH_TIMEOUT_MS = 500;
 /** Default cap on the checks per second over the whole set. */
-export const DEFAULT_MAX_CHECKS_PER_S = 2_500;
+export const DEFAULT_MAX_CHECKS_PER_S = 1_000;
 
 /**
  * Time between two checks of one server while `servers` are checked: `intervalMs`, stretched

@@ -40,7 +40,14 @@ Deno.test("client --json prints one summary object with the count per server", a
 });
 
 Deno.test("TaskClient retries on another server when the named one is dead, and loses nothing", async () => {
-  const balancer = await startBalancer(["--builtin-ttl-ms", "60000"]);
+  // No health checks: they would drop the dead server (its probe's connection closes) before
+  // the client needs to retry.
+  const balancer = await startBalancer([
+    "--builtin-ttl-ms",
+    "60000",
+    "--health-interval-ms",
+    "0",
+  ]);
   const a = startBackend(["--balancer", balancer.address]);
   const b = startBackend(["--balancer", balancer.address]);
   const lb = createLoadBalancerClient(balancer.address);
