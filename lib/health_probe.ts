@@ -45,6 +45,13 @@ export const CONNECT_TIMEOUT_MS = 20_000;
  */
 const LATE_TIMER_MS = 100;
 
+/**
+ * HTTP/2 settings of a probe's connection: no HPACK dynamic table for the server's answers. The
+ * answers then carry their few headers literally (some bytes more per check), and each of the
+ * 1,000 connections keeps no 4 KiB table: ~10 MiB less in the balancer at 1,000 servers.
+ */
+const PROBE_SETTINGS: http2.Settings = { headerTableSize: 0 };
+
 /** Connection backoff of a probe: gRPC's, capped at 5 s (see the module doc). */
 const PROBE_BACKOFF = { initialMs: 1_000, multiplier: 1.6, jitter: 0.2, maxMs: 5_000 };
 
@@ -86,7 +93,10 @@ export class HealthProbe {
     if (!parsed.ok) throw new TypeError(`Cannot probe '${address}': ${parsed.reason}`);
     const hostPort = joinHostPort(parsed.host, parsed.port);
     this.#authority = `${options.tls ? "https" : "http"}://${hostPort}`;
-    this.#connectOptions = options.tls ? http2TlsOptions(options.tls, parsed.host) : {};
+    this.#connectOptions = {
+      ...(options.tls ? http2TlsOptions(options.tls, parsed.host) : {}),
+      settings: PROBE_SETTINGS,
+    };
     this.#onDisconnect = options.onDisconnect ?? (() => {});
   }
 
