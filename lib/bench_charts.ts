@@ -59,8 +59,10 @@ export async function scenarioCharts(
   const throughput = tasks.map((r) => ({ target: r.target, throughput: r.throughput }));
   const x = { field: "target", type: "nominal", sort: targets, title: null } as const;
   const ramp = await rampChart(scenario, tasks);
+  const herd = await herdChart(scenario, tasks);
   return [
     ...(ramp ? [ramp] : []),
+    ...(herd ? [herd] : []),
     {
       file: `${scenario}-servers.svg`,
       title: `${scenario}: requests per server`,
@@ -103,6 +105,39 @@ export async function scenarioCharts(
       }),
     },
   ];
+}
+
+/**
+ * For runs with tasks in flight sampled: the largest server's share of them, per target (even
+ * over 3 servers is 33 %; herding piles them on one).
+ */
+async function herdChart(scenario: ScenarioName, runs: RunResult[]): Promise<Chart | undefined> {
+  const values = runs.filter((r) => r.inFlightTopShare !== undefined).map((r) => ({
+    target: r.target,
+    share: Math.round(1_000 * r.inFlightTopShare!) / 10,
+  }));
+  if (values.length === 0 || scenario !== "replicas") return undefined;
+  const title = `${scenario}: largest server's share of the tasks in flight`;
+  return {
+    file: `${scenario}-in-flight.svg`,
+    title,
+    svg: await renderSvg({
+      ...base(`${title} (%, mean)`, values),
+      mark: "bar",
+      // Bars across: the targets' long names stay readable.
+      encoding: {
+        y: {
+          field: "target",
+          type: "nominal",
+          sort: values.map((v) => v.target),
+          title: null,
+          axis: { labelLimit: 400 },
+        },
+        x: { field: "share", type: "quantitative", title: "% of the tasks in flight" },
+        color: { value: "#4c78a8" },
+      },
+    }),
+  };
 }
 
 /**

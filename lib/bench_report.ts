@@ -108,6 +108,28 @@ export function taskTable(scenario: ScenarioName, runs: RunResult[]): string[] {
   return rows;
 }
 
+/**
+ * Markdown table of where the tasks in flight sat during each task run of one scenario (sampled
+ * 4 times a second): herding piles them on one server at a time.
+ */
+export function inFlightTable(scenario: ScenarioName, runs: RunResult[]): string[] {
+  const tasks = runs.filter((r) => r.scenario === scenario && r.kind === "tasks");
+  const rows = [
+    "| target | in flight per server, mean / max | largest server's share of the tasks in flight, mean |",
+    "| --- | --- | ---: |",
+  ];
+  for (const r of tasks) {
+    const perServer = r.servers.map((s) =>
+      `${s.label} ${s.inFlight ? `${s.inFlight.mean} / ${s.inFlight.max}` : "–"}`
+    ).join(", ");
+    const top = r.inFlightTopShare === undefined
+      ? "–"
+      : `${(100 * r.inFlightTopShare).toFixed(0)}%`;
+    rows.push(`| ${r.target} | ${perServer} | ${top} |`);
+  }
+  return rows;
+}
+
 /** Markdown table of the lookup runs (GetServer alone) against the echo ceiling. */
 export function lookupTable(runs: RunResult[]): string[] {
   const lookups = runs.filter((r) => r.kind === "lookups");
@@ -173,6 +195,14 @@ function scenarioSection(scenario: ScenarioName, runs: RunResult[], charts: Char
     ...taskTable(scenario, runs),
     "",
   ];
+  if (s.balancers !== undefined) {
+    lines.push(
+      "Tasks in flight at each server (queued included), sampled 4 times a second:",
+      "",
+      ...inFlightTable(scenario, runs),
+      "",
+    );
+  }
   const events = tasks.flatMap((r) => r.events.map((e) => `${r.target}: ${e.what} at ${e.atS} s`));
   if (events.length) lines.push(`Events: ${events.join("; ")}.`, "");
   if (runs.some((r) => r.scenario === scenario && r.kind === "lookups")) {

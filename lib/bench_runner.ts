@@ -99,6 +99,8 @@ export interface ServerResult {
   requests: number;
   /** CPU used during the run, in percent of one core (workers included). */
   cpuPercent: number | undefined;
+  /** Tasks in flight at the server (queued included), sampled 4 times a second: mean and max. */
+  inFlight?: { mean: number; max: number };
 }
 
 /** One second of a run: tasks each server completed, and the clients' p99 in that second. */
@@ -134,6 +136,11 @@ export interface RunResult {
   servers: ServerResult[];
   /** Busiest server's CPU over the average, among servers up for the whole run. */
   cpuBusiestOverMean: number | undefined;
+  /**
+   * Mean, over the in-flight samples, of the largest share of the tasks in flight that one server
+   * held (1/servers when even, 1 when one server held them all): herding shows here.
+   */
+  inFlightTopShare?: number;
   /** What happened during the run (churn, joins), with the second it happened at. */
   events: { atS: number; what: string }[];
   timeline: TimelinePoint[];
@@ -175,6 +182,8 @@ interface RawRun {
   durationS: number;
   events: RunResult["events"];
   timeline: TimelinePoint[];
+  /** Tasks in flight at each live server (by address), one sample per tick. */
+  inFlight: Record<string, number>[];
 }
 
 /** A balancer replica beyond the first (the `replicas` scenario). */
@@ -334,6 +343,7 @@ export class BenchRunner {
           backends.get(target)!,
           runs.flatMap((r) => r.events),
           runs.flatMap((r) => r.timeline),
+          runs.flatMap((r) => r.inFlight),
         );
       });
     } finally {
@@ -522,6 +532,7 @@ export class BenchRunner {
     ];
     const events: RunResult["events"] = [];
     const timeline: TimelinePoint[] = [];
+    const inFlight: RawRun["inFlight"] = [];
     let nextSecond = 1;
     let lastCompleted = new Map(env.backends.map((b) => [b, completedOf(b)]));
     const label = `${scenario.name} / ${targetLabel(target)}${roundLabel}`;
@@ -534,6 +545,11 @@ export class BenchRunner {
       clients,
       async (elapsedS, windowP99Ms) => {
         await Promise.all(env.backends.filter((b) => !b.killed).map((b) => this.#readStats(b)));
+        inFlight.push(
+          Object.fromEntries(
+            env.backends.filter((b) => !b.killed).map((b) => [b.address, b.last?.in_flight ?? 0]),
+          ),
+        );
         if (elapsedS >= nextSecond) {
           nextSecond++;
           const completed: Record<string, number> = {};
@@ -568,6 +584,7 @@ export class BenchRunner {
       durationS: Math.max(...summaries.map((s) => s.durationS)),
       events,
       timeline,
+      inFlight,
     };
   }
 
@@ -817,6 +834,7 @@ export class BenchRunner {
     backends: Backend[],
     events: RunResult["events"],
     timeline: TimelinePoint[],
+    inFlight: RawRun["inFlight"] = [],
   ): RunResult {
     const latency = LatencyRecorder.merge(summaries.map((s) => s.histogram));
     const completed = sum(summaries.map((s) => s.succeeded));
@@ -832,6 +850,7 @@ export class BenchRunner {
       slowdown: b.slowdown,
       requests: sum(summaries.map((s) => s.perServer[b.address] ?? 0)),
       cpuPercent: cpuPercent(b, targetLabel(target)),
+      inFlight: inFlightOf(inFlight.map((sample) => sample[b.address])),
     }));
     const steady = servers.filter((s, i) =>
       !backends[i].killed && !backends[i].joined && s.cpuPercent !== undefined
@@ -855,6 +874,7 @@ export class BenchRunner {
       cpuBusiestOverMean: steady.length > 1 && meanCpu > 0
         ? round(Math.max(...steady.map((s) => s.cpuPercent!)) / meanCpu, 3)
         : undefined,
+      inFlightTopShare: topShare(inFlight),
       events,
       timeline,
     };
@@ -889,6 +909,23 @@ function addUsage(b: Backend, target: string): void {
 function cpuPercent(b: Backend, target: string): number | undefined {
   const tally = b.usage.get(target);
   return tally && tally.wallUs > 0 ? round((100 * tally.cpuUs) / tally.wallUs, 1) : undefined;
+}
+
+/** Mean and max of one server's in-flight samples (those taken while it was up). */
+function inFlightOf(samples: (number | undefined)[]): ServerResult["inFlight"] {
+  const up = samples.filter((n): n is number => n !== undefined);
+  if (up.length === 0) return undefined;
+  return { mean: round(sum(up) / up.length, 1), max: Math.max(...up) };
+}
+
+/** Mean, over the samples with any task in flight, of the largest server's share of them. */
+function topShare(samples: RawRun["inFlight"]): number | undefined {
+  const shares = samples.flatMap((sample) => {
+    const counts = Object.values(sample);
+    const total = sum(counts);
+    return total > 0 ? [Math.max(...counts) / total] : [];
+  });
+  return shares.length ? round(sum(shares) / shares.length, 3) : undefined;
 }
 
 function lastLine(text: string): Record<string, unknown> | undefined {
