@@ -51,7 +51,7 @@ export interface LeastLoadState {
   readonly picks: Float64Array;
   /** Heap key of each server: estimated load now. */
   readonly key: Float64Array;
-  /** Load one more pick adds to each server. */
+  /** Load one more own pick adds to each server (`replicas` tasks). */
   readonly step: Float64Array;
   /** Pick sequence number of each server's last pick (0: never), for rotation among equals. */
   readonly lastPick: Float64Array;
@@ -90,8 +90,11 @@ export function leastLoad(options: LeastLoadOptions = {}): Policy<LeastLoadState
         counter: context?.previous?.counter ?? 0,
       };
       for (let i = 0; i < n; i++) {
-        state.step[i] = estimate.replicas * pickCost / estimate.factor[i];
-        state.key[i] = estimate.cpu[i] + estimate.outstanding[i] * state.step[i];
+        // One outstanding task weighs pickCost (the estimate already counts each own pick
+        // `replicas` times); one more own pick adds `replicas` of them.
+        const perTask = pickCost / estimate.factor[i];
+        state.step[i] = estimate.replicas * perTask;
+        state.key[i] = estimate.cpu[i] + estimate.outstanding[i] * perTask;
         state.heap[i] = i;
         state.pos[i] = i;
       }

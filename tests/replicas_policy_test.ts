@@ -47,6 +47,20 @@ Deno.test("leastLoad(): two replicas counting only their own picks herd onto the
   );
 });
 
+Deno.test("leastLoad(): an own pick weighs `replicas` tasks when made and after the next refresh; a reported task weighs one whatever the replicas", () => {
+  const policy = leastLoad({ pickCostPercent: 10 });
+  const s = snapshotOf([{ id: 0, load: 20, inFlight: 2 }, { id: 1, load: 50, inFlight: 0 }]);
+  for (const replicas of [1, 3]) {
+    const state = policy.prepare(s, { replicas });
+    // Reported: 20 % + 2 tasks x 10 points, and 50 % with none, however many replicas.
+    assert.deepEqual([...state.key], [40, 50]);
+    pickMany(policy, s, state, 1);
+    assert.deepEqual([...state.key], [40 + 10 * replicas, 50]);
+    const next = policy.prepare(s, { previous: state, previousSnapshot: s, replicas });
+    assert.deepEqual([...next.key], [...state.key], `${replicas} replicas: same after a refresh`);
+  }
+});
+
 Deno.test("powerOfTwo(): each own pick adds `replicas` tasks, in the pick and in the next estimate", () => {
   const policy = powerOfTwo();
   const s = snapshotOf([{ id: 0, load: 50, inFlight: 2 }, { id: 1, load: 50, inFlight: 3 }]);
