@@ -86,6 +86,8 @@ export class HealthProbe {
   #retryAt = 0;
   #lastError = "";
   #closed = false;
+  #requestFor = "";
+  #requestBytes: Buffer | undefined;
 
   /** Creates a probe of `address` (`host:port`); it connects on its first check. */
   constructor(address: string, options: HealthProbeOptions = {}) {
@@ -166,8 +168,17 @@ export class HealthProbe {
       stream.on("close", () => {
         done(readAnswer(headers, trailers ?? headers, Buffer.concat(chunks), stream.rstCode));
       });
-      stream.end(framed(checkMethod.requestSerialize({ service })));
+      stream.end(this.#request(service));
     });
+  }
+
+  /** The framed request for `service`, built once (a probe asks about the same one each time). */
+  #request(service: string): Buffer {
+    if (this.#requestFor !== service || this.#requestBytes === undefined) {
+      this.#requestFor = service;
+      this.#requestBytes = framed(checkMethod.requestSerialize({ service }));
+    }
+    return this.#requestBytes;
   }
 
   /** Closes the connection; later checks fail. */
