@@ -7,6 +7,7 @@
 import * as vega from "vega";
 import * as vl from "vega-lite";
 import type { RunResult } from "./bench_runner.ts";
+import type { ScaleFigures } from "./bench_scale.ts";
 import type { ScenarioName } from "./bench_scenarios.ts";
 
 /** One chart: its file name and SVG text. */
@@ -189,6 +190,52 @@ async function rampChart(scenario: ScenarioName, runs: RunResult[]): Promise<Cha
           color: { field: "target", type: "nominal", title: null },
         },
       },
+    }),
+  };
+}
+
+/** 150 MB, the scale target for the balancer's memory, in MiB. */
+const MEMORY_TARGET_MIB = 150e6 / 2 ** 20;
+
+/**
+ * The `scale` scenario's balancer memory, sampled once a second while it checks every server:
+ * resident and V8 heap used, against the 150 MB target.
+ */
+export async function scaleMemoryChart(scale: ScaleFigures): Promise<Chart> {
+  const values = [
+    ...scale.rssSamplesMiB.map((mib, s) => ({ s, mib, what: "resident" })),
+    ...scale.heapSamplesMiB.map((mib, s) => ({ s, mib, what: "V8 heap used" })),
+  ];
+  const title = `scale: balancer memory with ${scale.backends} servers, once a second`;
+  return {
+    file: "scale-memory.svg",
+    title,
+    svg: await renderSvg({
+      ...base(title, values),
+      layer: [
+        {
+          mark: "line",
+          encoding: {
+            x: { field: "s", type: "quantitative", title: "seconds into the churn" },
+            y: { field: "mib", type: "quantitative", title: "MiB" },
+            color: { field: "what", type: "nominal", title: null },
+          },
+        },
+        {
+          data: { values: [{ mib: MEMORY_TARGET_MIB }] },
+          mark: { type: "rule", strokeDash: [4, 4], color: "firebrick" },
+          encoding: { y: { field: "mib", type: "quantitative" } },
+        },
+        {
+          data: { values: [{ mib: MEMORY_TARGET_MIB, label: "150 MB target" }] },
+          mark: { type: "text", align: "left", dx: 4, dy: -6, color: "firebrick" },
+          encoding: {
+            y: { field: "mib", type: "quantitative" },
+            x: { datum: 0 },
+            text: { field: "label" },
+          },
+        },
+      ],
     }),
   };
 }

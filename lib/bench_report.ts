@@ -5,7 +5,7 @@
  * @module
  */
 import config from "../deno.json" with { type: "json" };
-import { type Chart, lookupChart, scenarioCharts } from "./bench_charts.ts";
+import { type Chart, lookupChart, scaleMemoryChart, scenarioCharts } from "./bench_charts.ts";
 import type { RunResult } from "./bench_runner.ts";
 import type { ScaleFigures } from "./bench_scale.ts";
 import { type ScenarioName, SCENARIOS } from "./bench_scenarios.ts";
@@ -45,6 +45,8 @@ export async function writeReport(dir: string, results: BenchResults): Promise<s
   for (const scenario of scenarios.filter((s) => !SCENARIOS[s].fleet)) {
     charts.push(...await scenarioCharts(scenario, results.runs));
   }
+  const scale = results.runs.find((r) => r.scale)?.scale;
+  if (scale?.rssSamplesMiB.length) charts.push(await scaleMemoryChart(scale));
   const lookups = await lookupChart(results.runs);
   if (lookups) charts.push(lookups);
   for (const chart of charts) await Deno.writeTextFile(`${dir}/${chart.file}`, chart.svg);
@@ -183,7 +185,13 @@ export function scaleTable(scale: ScaleFigures): string[] {
 function scenarioSection(scenario: ScenarioName, runs: RunResult[], charts: Chart[]): string[] {
   const s = SCENARIOS[scenario];
   const scale = runs.find((r) => r.scenario === scenario && r.scale)?.scale;
-  if (scale) return [`## ${scenario}`, "", `${s.description}.`, "", ...scaleTable(scale), ""];
+  if (scale) {
+    const lines = [`## ${scenario}`, "", `${s.description}.`, "", ...scaleTable(scale), ""];
+    for (const chart of charts.filter((c) => c.file.startsWith(`${scenario}-`))) {
+      lines.push(`![${chart.title}](${chart.file})`, "");
+    }
+    return lines;
+  }
   const tasks = runs.filter((r) => r.scenario === scenario && r.kind === "tasks");
   const lines = [
     `## ${scenario}`,

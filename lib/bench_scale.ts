@@ -87,6 +87,9 @@ export interface ScaleFigures {
   loadedMean: ProcessFigures;
   loaded: ProcessFigures;
   memorySamples: number;
+  /** The samples, in order: resident MiB, then heap used MiB. */
+  rssSamplesMiB: number[];
+  heapSamplesMiB: number[];
   /** The balancer's CPU over the churn, in percent of one core, and the window's length. */
   cpuPercent: number;
   cpuWindowS: number;
@@ -207,7 +210,10 @@ function processFigures(metrics: Map<string, number>): ProcessFigures {
 /** Mean and max of memory samples. */
 function memoryFigures(
   samples: ProcessFigures[],
-): Pick<ScaleFigures, "loadedMean" | "loaded" | "memorySamples"> {
+): Pick<
+  ScaleFigures,
+  "loadedMean" | "loaded" | "memorySamples" | "rssSamplesMiB" | "heapSamplesMiB"
+> {
   const of = (pick: (f: ProcessFigures) => number) => ({
     mean: round(samples.reduce((sum, f) => sum + pick(f), 0) / samples.length, 1),
     max: Math.max(...samples.map(pick)),
@@ -218,6 +224,8 @@ function memoryFigures(
     loadedMean: { rssMiB: rss.mean, heapUsedMiB: heap.mean },
     loaded: { rssMiB: rss.max, heapUsedMiB: heap.max },
     memorySamples: samples.length,
+    rssSamplesMiB: samples.map((f) => f.rssMiB),
+    heapSamplesMiB: samples.map((f) => f.heapUsedMiB),
   };
 }
 

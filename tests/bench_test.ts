@@ -84,6 +84,47 @@ Deno.test("bench --quick runs every default scenario for every policy and baseli
   }
 });
 
+Deno.test("bench --scenarios scale --quick registers its fleet, follows every churn step and the killed fleet, samples memory and charts it", async () => {
+  const out = `bench-results/test-scale-${Deno.pid}`;
+  const dir = new URL(out, PROJECT_ROOT);
+  const size = SCENARIOS.scale.fleet!.quick;
+  try {
+    const bench = spawnEntry("bench", ["--scenarios", "scale", "--quick", "--out", out], {
+      captureStdout: true,
+    });
+    const status = await bench.status;
+    assert.equal(status.code, 0, bench.log());
+    const results = JSON.parse(
+      await Deno.readTextFile(new URL(`${out}/results.json`, PROJECT_ROOT)),
+    );
+    const scale = results.runs.find((r: { scale?: unknown }) => r.scale)?.scale;
+    assert.ok(scale, "a scale run");
+    assert.equal(scale.backends, size.backends);
+    // Every churn step was seen: registered ones picked, deregistered ones dropped.
+    assert.equal(scale.neverPicked, 0);
+    assert.equal(scale.registerToPickMs.length, size.repeats);
+    assert.equal(scale.deregisterToLastPickMs.length, size.repeats);
+    assert.equal(scale.killedServers, size.backends / size.processes);
+    assert.ok(scale.memorySamples >= 1);
+    assert.equal(scale.rssSamplesMiB.length, scale.memorySamples);
+    assert.ok(scale.rssSamplesMiB.every((mib: number) => mib > 0));
+    assert.ok(scale.loaded.rssMiB >= scale.loadedMean.rssMiB);
+    assert.ok(Object.keys(scale.getServerMeanUs).length > 0);
+    const files = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+    assert.deepEqual(files, ["report.md", "results.json", "scale-memory.svg"]);
+    assert.match(
+      await Deno.readTextFile(new URL(`${out}/scale-memory.svg`, PROJECT_ROOT)),
+      /<text/,
+    );
+    const report = await Deno.readTextFile(new URL(`${out}/report.md`, PROJECT_ROOT));
+    assert.match(report, /^## scale$/m);
+    assert.match(report, /!\[.*\]\(scale-memory\.svg\)/);
+    assert.deepEqual([...Deno.readDirSync(new URL(".bench-etcd", PROJECT_ROOT))], []);
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
+
 Deno.test("bench refuses bad flags with one line", async () => {
   for (
     const [args, pattern] of [
