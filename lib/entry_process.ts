@@ -21,8 +21,9 @@ export const ENV_ALLOW = "GRPC_*,LB_*,grpc_proxy,http_proxy,https_proxy,no_proxy
  *
  * The balancer also runs with V8's `--optimize-for-size`: V8 then keeps its heap close to what
  * is live instead of letting garbage grow it. At 1,000 servers that halved the balancer's
- * resident memory (295 → 152 MiB in the `scale` benchmark, both with checks at 2,500/s) while the pick functions ran at the same speed (`deno task bench:picks` with and
- * without: within 2 % at 3 and 100 servers).
+ * resident memory (295 → 152 MiB in the `scale` benchmark, both with checks at 2,500/s) while
+ * the pick functions ran at the same speed (`deno task bench:picks` with and without: within
+ * 2 % at 3 and 100 servers).
  */
 export const ENTRY_PERMISSIONS = {
   balancer: [
