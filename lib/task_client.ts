@@ -53,13 +53,36 @@ function isBalancerFailure(error: grpc.ServiceError): boolean {
   return isTransportFailure(error) || error.code === grpc.status.DEADLINE_EXCEEDED;
 }
 
-/** Index of the balancer, among `count`, that `clientId` prefers (FNV-1a of the id). */
-export function firstBalancerIndex(clientId: string, count: number): number {
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < clientId.length; i++) {
-    hash = Math.imul(hash ^ clientId.charCodeAt(i), 0x01000193) >>> 0;
+/**
+ * The balancer among `balancers` that `clientId` prefers: rendezvous (highest random weight)
+ * hashing, the one whose FNV-1a of `clientId` and its address is highest. Clients spread evenly,
+ * and when a balancer joins or leaves only the clients that prefer it (now, or before) move:
+ * with `hash % count`, most clients would change balancer on any change of the list.
+ */
+export function preferredBalancer(
+  clientId: string,
+  balancers: readonly string[],
+): string | undefined {
+  let best: string | undefined;
+  let bestWeight = -1;
+  for (const address of balancers) {
+    const weight = fnv1a(address, fnv1a(clientId, 0x811c9dc5));
+    if (weight > bestWeight || (weight === bestWeight && address < best!)) {
+      best = address;
+      bestWeight = weight;
+    }
   }
-  return count > 0 ? hash % count : 0;
+  return best;
+}
+
+/** FNV-1a (32 bits) of `text`, continuing from `hash`, finished with a murmur3 mix. */
+function fnv1a(text: string, hash: number): number {
+  for (let i = 0; i < text.length; i++) {
+    hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193) >>> 0;
+  }
+  hash = Math.imul(hash ^ (hash >>> 16), 0x85ebca6b);
+  hash = Math.imul(hash ^ (hash >>> 13), 0xc2b2ae35);
+  return (hash ^ (hash >>> 16)) >>> 0;
 }
 
 /** Several balancers: a fixed list, or a live one (such as a set kept from etcd). */
@@ -241,7 +264,7 @@ export class TaskClient {
 
   /** The balancer this client's id picks among `list`: where it goes back to. */
   #preferred(list: readonly string[]): string | undefined {
-    return list[firstBalancerIndex(this.#options.clientId, list.length)];
+    return preferredBalancer(this.#options.clientId, list);
   }
 
   /**

@@ -9,7 +9,7 @@ import { BalancerFollower, DEFAULT_BALANCER_PREFIX } from "../lib/balancer_regis
 import { createEtcdClient } from "../lib/etcd.ts";
 import { type EntryName, spawnEntry } from "../lib/entry_process.ts";
 import { runLoad } from "../lib/load_run.ts";
-import { firstBalancerIndex, TaskClient, type TaskClientOptions } from "../lib/task_client.ts";
+import { preferredBalancer, TaskClient, type TaskClientOptions } from "../lib/task_client.ts";
 import { type EtcdProcess, startEtcd } from "./_etcd.ts";
 import {
   createLoadBalancerClient,
@@ -112,10 +112,38 @@ async function waitForLoads(balancers: Started[], backends: Started[]): Promise<
   }
 }
 
-/** A client id that starts at the balancer of index `index` among `count`. */
-function idStartingAt(index: number, count: number, name: string): string {
+Deno.test("preferredBalancer(): clients spread evenly, and a balancer joining or leaving moves only the clients that prefer it", () => {
+  const four = ["10.0.0.1:50051", "10.0.0.2:50051", "10.0.0.3:50051", "10.0.0.4:50051"];
+  const ids = Array.from({ length: 4_000 }, (_, i) => `client-${i}`);
+  const before = ids.map((id) => preferredBalancer(id, four));
+  const counts = four.map((a) => before.filter((b) => b === a).length);
+  for (const n of counts) assert.ok(n > 800 && n < 1_200, `uneven spread: ${counts}`);
+  // One leaves: only its clients move.
+  const three = four.slice(0, 3);
+  ids.forEach((id, i) => {
+    const after = preferredBalancer(id, three);
+    if (before[i] !== four[3]) assert.equal(after, before[i], id);
+  });
+  // One joins: the clients that move all move to it, about a fifth of them.
+  const five = [...four, "10.0.0.5:50051"];
+  let moved = 0;
+  ids.forEach((id, i) => {
+    const after = preferredBalancer(id, five);
+    if (after !== before[i]) {
+      assert.equal(after, five[4], id);
+      moved++;
+    }
+  });
+  assert.ok(moved > 600 && moved < 1_000, `${moved} of 4,000 moved`);
+  // The order of the list does not matter; an empty list has no preference.
+  assert.equal(preferredBalancer("c", [...four].reverse()), preferredBalancer("c", four));
+  assert.equal(preferredBalancer("c", []), undefined);
+});
+
+/** A client id that prefers `address` among `addresses`. */
+function idPreferring(address: string, addresses: readonly string[], name: string): string {
   for (let i = 0;; i++) {
-    if (firstBalancerIndex(`${name}-${i}`, count) === index) return `${name}-${i}`;
+    if (preferredBalancer(`${name}-${i}`, addresses) === address) return `${name}-${i}`;
   }
 }
 
@@ -143,10 +171,17 @@ Deno.test("clients given two balancers spread by id, fail over when theirs is SI
     const [victim, survivor] = balancers;
     const addresses = balancers.map((b) => b.address);
     const make = (mode: TaskClientOptions["mode"]) =>
-      new TaskClient({ balancers: addresses, mode, clientId: idStartingAt(0, 2, mode!) });
+      new TaskClient({
+        balancers: addresses,
+        mode,
+        clientId: idPreferring(victim.address, addresses, mode!),
+      });
     const clients = [make("watch"), make("lookaside")];
     // Another id starts at the other balancer: clients spread over both.
-    assert.equal(firstBalancerIndex(idStartingAt(1, 2, "x"), 2), 1);
+    assert.equal(
+      preferredBalancer(idPreferring(survivor.address, addresses, "x"), addresses),
+      survivor.address,
+    );
     let again: Started | undefined;
     try {
       const [watch, lookaside] = await loadThroughKill(clients, victim, 1_500, 4_000);
@@ -195,7 +230,10 @@ Deno.test("a client finds the balancers in etcd; a killed balancer's key leaves 
     const etcdClient = createEtcdClient([etcd.endpoint]);
     const follower = new BalancerFollower();
     await follower.start(etcdClient, DEFAULT_BALANCER_PREFIX);
-    const client = new TaskClient({ balancers: follower.set, clientId: idStartingAt(0, 2, "e") });
+    const client = new TaskClient({
+      balancers: follower.set,
+      clientId: idPreferring(victim.address, balancers.map((b) => b.address), "e"),
+    });
     let third: Started | undefined;
     try {
       assert.deepEqual(client.balancers(), balancers.map((b) => b.address));
@@ -288,7 +326,7 @@ Deno.test("client --balancers-etcd moves back to its own balancer once it answer
     started.push(...backends);
     await waitForLoads([a, b], backends);
     // One id for both clients, preferring A among the two.
-    const id = idStartingAt([a.address, b.address].sort().indexOf(a.address), 2, "back");
+    const id = idPreferring(a.address, [a.address, b.address], "back");
     for (const mode of ["watch", "lookaside"]) {
       clients.push(spawnEntry("client", [
         ...["--balancers-etcd", etcd.endpoint, "--mode", mode, "--client-id", id],
