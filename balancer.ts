@@ -9,6 +9,7 @@ import type { LogLevel } from "@logtape/logtape";
 import { POLICY_NAMES } from "./policies/mod.ts";
 import { Balancer, type DiscoveryConfig } from "./lib/balancer.ts";
 import { balancerPrefixProblem, DEFAULT_BALANCER_PREFIX } from "./lib/balancer_registry.ts";
+import { DEFAULT_POLICY_KEY } from "./lib/shared_policy.ts";
 import { DEFAULT_BUILTIN_TTL_MS } from "./lib/builtin_registry.ts";
 import { BALANCER_FLAGS } from "./lib/entry_flags.ts";
 import { DEFAULT_ETCD_PREFIX } from "./lib/etcd_layout.ts";
@@ -67,9 +68,16 @@ async function main(): Promise<void> {
   if (problem) {
     throw new UsageError(`Cannot start ${PROGRAM} as '--balancer-prefix' ${problem}`);
   }
+  const policyKey = flags["policy-key"] ?? DEFAULT_POLICY_KEY;
+  if (policyKey === "" || [prefix, balancerPrefix].some((p) => policyKey.startsWith(p))) {
+    throw new UsageError(
+      `Cannot start ${PROGRAM} as '--policy-key' must not be empty nor under '${prefix}' or ` +
+        `'${balancerPrefix}': got '${policyKey}'`,
+    );
+  }
   const security = etcdSecurityFlags(PROGRAM, flags, etcd);
   const discovery: DiscoveryConfig = kind === "etcd"
-    ? { kind, endpoints: etcd!, prefix, security, balancerPrefix }
+    ? { kind, endpoints: etcd!, prefix, security, balancerPrefix, policyKey }
     : {
       kind,
       ttlMs: intFlag(

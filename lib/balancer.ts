@@ -10,7 +10,7 @@ import type { Etcd3 } from "etcd3";
 import type { EtcdSecurity } from "./etcd.ts";
 import { createPolicy, type PolicyName } from "../policies/mod.ts";
 import { joinHostPort } from "./address.ts";
-import { createBalancerHandlers } from "./balancer_service.ts";
+import { changePolicy, createBalancerHandlers } from "./balancer_service.ts";
 import {
   BalancerFollower,
   DEFAULT_BALANCER_PREFIX,
@@ -30,10 +30,15 @@ import { contract } from "./proto.ts";
 import { addReflection } from "./reflection.ts";
 import { bindServer, createServer, shutdownServer } from "./server.ts";
 import { ServerSet } from "./server_set.ts";
+import { DEFAULT_POLICY_KEY, SharedPolicy } from "./shared_policy.ts";
 import { WatchHub } from "./watch_hub.ts";
+import { sleep } from "./backoff.ts";
 import type { TlsConfig } from "./tls.ts";
 
 const log = getLogger(["lb", "balancer"]);
+
+/** Longest the start waits for the shared policy's first read (etcd slow or down). */
+const SHARED_POLICY_WAIT_MS = 2_000;
 
 /** Where the balancer learns which servers are live. */
 export type DiscoveryConfig =
@@ -45,6 +50,8 @@ export type DiscoveryConfig =
     security?: EtcdSecurity;
     /** Where this balancer registers itself, as `<prefix><host:port>`. @default {DEFAULT_BALANCER_PREFIX} */
     balancerPrefix?: string;
+    /** The key of the policy the balancers share. @default {DEFAULT_POLICY_KEY} */
+    policyKey?: string;
   };
 
 /** Options of {@linkcode Balancer}. */
@@ -97,6 +104,7 @@ export class Balancer {
   #registration: EtcdRegistration | undefined;
   /** The live balancers (this one included), whose number the load-aware policies assume. */
   #replicas: BalancerFollower | undefined;
+  #sharedPolicy: SharedPolicy | undefined;
   #port = 0;
   #watch: WatchHub;
   #health = new HealthService(["", BALANCER_SERVICE_NAME]);
@@ -134,6 +142,7 @@ export class Balancer {
         protectGetServer: options.protectGetServer,
         whenChecked: (address) => this.#checker?.whenChecked(address) ?? Promise.resolve(),
         metrics: this.#metrics,
+        sharedPolicy: () => this.#sharedPolicy,
       }),
     );
     // SERVING while it can name a server: a probe in front of the balancer sees it useless
@@ -172,6 +181,7 @@ export class Balancer {
         watch: this.#watch,
         token: this.#options.token,
         stopping: () => this.#http!.stopping,
+        sharedPolicy: () => this.#sharedPolicy,
       }),
       "/health": healthRoute(() => this.#health.status() === "SERVING"),
       "/metrics": metricsRoute(this.#metrics.registry),
@@ -196,6 +206,24 @@ export class Balancer {
       this.#discovery.start().catch((error) => {
         log.error("etcd discovery stopped: {error}", { error });
       });
+      const shared = this.#sharedPolicy = new SharedPolicy({
+        client: this.#etcd,
+        key: discovery.policyKey ?? DEFAULT_POLICY_KEY,
+        apply: (policy) => {
+          changePolicy(
+            { picker: this.picker, watch: this.#watch },
+            policy,
+            `etcd key ${shared.key}`,
+          );
+        },
+        current: () => this.picker.policyName,
+      });
+      // The shared policy is read before serving (it wins over --policy), but a slow etcd does
+      // not hold the start up for long: the watch reads it again when it connects.
+      await Promise.race([
+        shared.start(),
+        sleep(SHARED_POLICY_WAIT_MS, new AbortController().signal),
+      ]);
     } else {
       this.#registry!.start();
     }
@@ -212,7 +240,7 @@ export class Balancer {
     log.info("Balancer listening on {host}:{port} with policy {policy} and {discovery} discovery", {
       host: this.#options.host,
       port: this.#port,
-      policy: this.#options.policy,
+      policy: this.picker.policyName,
       discovery: discovery.kind,
     });
     if (discovery.kind === "etcd") {
@@ -260,6 +288,7 @@ export class Balancer {
     this.#registry?.stop();
     await this.#discovery?.stop();
     await this.#replicas?.stop();
+    await this.#sharedPolicy?.stop();
     this.#etcd?.close();
     this.picker.close();
     log.info("Balancer stopped");

@@ -29,6 +29,7 @@ import type {
   SetPolicyResponse,
   WatchServersRequest,
 } from "./proto.ts";
+import type { SharedPolicy } from "./shared_policy.ts";
 import type { WatchHub } from "./watch_hub.ts";
 import type { ServerSet } from "./server_set.ts";
 import { statusError } from "./status.ts";
@@ -70,12 +71,43 @@ export interface BalancerServiceDeps {
   whenChecked?: (address: string) => Promise<void>;
   /** Where `GetServer` latency and `ReportLoad` results are counted; none: not counted. */
   metrics?: Pick<BalancerMetrics, "getServerDuration" | "loadReports">;
+  /** The policy shared in etcd, once the balancer has started; none: a policy of its own. */
+  sharedPolicy?: () => SharedPolicy | undefined;
 }
 
-/** What {@linkcode changePolicy} did: the switch, or why it changed nothing. */
+/**
+ * What {@linkcode changePolicy} or {@linkcode setPolicy} did: the switch, or why it changed
+ * nothing (`invalid`: not a policy name; `unavailable`: etcd did not take the shared policy).
+ */
 export type PolicyChange =
   | { ok: true; previous: string; policy: PolicyName }
-  | { ok: false; message: string };
+  | { ok: false; reason: "invalid" | "unavailable"; message: string };
+
+/**
+ * What `SetPolicy` and the dashboard do: with a shared policy (etcd discovery), writes it to
+ * etcd first, so every balancer switches, then switches this one ({@linkcode changePolicy}). If
+ * etcd does not take it, nothing changes here either.
+ */
+export async function setPolicy(
+  deps: Pick<BalancerServiceDeps, "picker" | "watch" | "sharedPolicy">,
+  name: string,
+  by: string,
+): Promise<PolicyChange> {
+  const shared = deps.sharedPolicy?.();
+  if (shared && (POLICY_NAMES as readonly string[]).includes(name)) {
+    try {
+      await shared.publish(name as PolicyName);
+    } catch (error) {
+      return {
+        ok: false,
+        reason: "unavailable",
+        message: `Cannot change the policy as etcd did not take it under ${shared.key}, where ` +
+          `the balancers share it (${(error as Error).message}); nothing changed`,
+      };
+    }
+  }
+  return changePolicy(deps, name, by);
+}
 
 /**
  * Switches the picker to the policy called `name`, tells `WatchServers` subscribers and logs
@@ -89,6 +121,7 @@ export function changePolicy(
   if (!(POLICY_NAMES as readonly string[]).includes(name)) {
     return {
       ok: false,
+      reason: "invalid",
       message: `policy must be one of ${POLICY_NAMES.join(", ")}: got '${name.slice(0, 100)}'`,
     };
   }
@@ -251,9 +284,13 @@ export function createBalancerHandlers(
   };
 
   const SetPolicy: grpc.handleUnaryCall<SetPolicyRequest, SetPolicyResponse> = (call, callback) => {
-    const change = changePolicy(deps, call.request.policy, call.getPeer());
-    if (!change.ok) return callback(statusError(grpc.status.INVALID_ARGUMENT, change.message));
-    callback(null, { previous: change.previous, policy: change.policy });
+    setPolicy(deps, call.request.policy, call.getPeer()).then((change) => {
+      if (change.ok) return callback(null, { previous: change.previous, policy: change.policy });
+      const code = change.reason === "invalid"
+        ? grpc.status.INVALID_ARGUMENT
+        : grpc.status.UNAVAILABLE;
+      callback(statusError(code, change.message));
+    });
   };
 
   const WatchServers: grpc.handleServerStreamingCall<WatchServersRequest, ServerList> = (call) =>

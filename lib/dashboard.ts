@@ -18,13 +18,14 @@ import uplotCss from "uplot/dist/uPlot.min.css" with { type: "text" };
 import uplotJs from "uplot/dist/uPlot.iife.min.js" with { type: "text" };
 import { createPolicy, POLICY_NAMES } from "../policies/mod.ts";
 import { AUTHORIZATION_KEY, checkToken } from "./auth.ts";
-import { changePolicy } from "./balancer_service.ts";
+import { setPolicy } from "./balancer_service.ts";
 import pageCss from "./dashboard/dashboard.css" with { type: "text" };
 import pageJs from "./dashboard/dashboard.js" with { type: "text" };
 import pageHtml from "./dashboard/index.html" with { type: "text" };
 import type { Route } from "./http_server.ts";
 import type { Picker } from "./picker.ts";
 import type { ServerSet } from "./server_set.ts";
+import type { SharedPolicy } from "./shared_policy.ts";
 import type { WatchHub } from "./watch_hub.ts";
 
 /** Period of the pick-share samples and of the messages on `/events`. */
@@ -81,6 +82,8 @@ export interface DashboardDeps {
   stopping: () => AbortSignal;
   /** The clock load reports are stamped with (ms). @default {performance.now} */
   clock?: () => number;
+  /** The policy shared in etcd, once the balancer has started; none: a policy of its own. */
+  sharedPolicy?: () => SharedPolicy | undefined;
 }
 
 /** The dashboard's routes: the page, its assets, `/events` and `POST /policy`. */
@@ -147,8 +150,8 @@ async function postPolicy(deps: DashboardDeps, feed: DashboardFeed, request: Req
     name = undefined;
   }
   if (typeof name !== "string") return text(400, `${usage}: the body is not that`);
-  const change = changePolicy(deps, name, "the dashboard (HTTP)");
-  if (!change.ok) return text(400, change.message);
+  const change = await setPolicy(deps, name, "the dashboard (HTTP)");
+  if (!change.ok) return text(change.reason === "invalid" ? 400 : 503, change.message);
   feed.push();
   return Response.json({ previous: change.previous, policy: change.policy }, {
     headers: SECURITY_HEADERS,

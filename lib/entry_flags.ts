@@ -24,6 +24,7 @@ import {
 import { DEFAULT_REPORT_INTERVAL_MS } from "./load_reporter.ts";
 import { LOG_FORMATS, LOG_LEVELS } from "./log.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "./server.ts";
+import { DEFAULT_POLICY_KEY } from "./shared_policy.ts";
 import { CLIENT_MODES, DEFAULT_MAX_ATTEMPTS } from "./task_client.ts";
 import { DEFAULT_WATCH_INTERVAL_MS } from "./watch_hub.ts";
 
@@ -95,6 +96,13 @@ export const BALANCER_FLAGS = {
     help: "with etcd discovery: register this balancer as PREFIX<host:port> (leased), for " +
       "backends and clients to find every live balancer",
     default: DEFAULT_BALANCER_PREFIX,
+  },
+  "policy-key": {
+    type: "string",
+    arg: "KEY",
+    help: "with etcd discovery: the key where the balancers share their policy (SetPolicy " +
+      "writes it, every balancer follows it; once set, it wins over --policy)",
+    default: DEFAULT_POLICY_KEY,
   },
   ...ETCD_SECURITY_FLAGS,
   "builtin-ttl-ms": {
