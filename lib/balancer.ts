@@ -24,7 +24,12 @@ import { loadEtcd } from "./etcd_loader.ts";
 import { HealthService } from "./health.ts";
 import { HealthChecker } from "./health_checker.ts";
 import { healthRoute, HttpServer, type Route } from "./http_server.ts";
-import { type BalancerMetrics, createBalancerMetrics, metricsRoute } from "./metrics.ts";
+import {
+  type BalancerMetrics,
+  createBalancerMetrics,
+  metricsRoute,
+  monitorEventLoop,
+} from "./metrics.ts";
 import { Picker } from "./picker.ts";
 import { contract } from "./proto.ts";
 import { addReflection } from "./reflection.ts";
@@ -105,6 +110,7 @@ export class Balancer {
   /** The live balancers (this one included), whose number the load-aware policies assume. */
   #replicas: BalancerFollower | undefined;
   #sharedPolicy: SharedPolicy | undefined;
+  #stopLagMonitor = () => {};
   #port = 0;
   #watch: WatchHub;
   #health = new HealthService(["", BALANCER_SERVICE_NAME]);
@@ -192,6 +198,7 @@ export class Balancer {
   async start(): Promise<number> {
     const { discovery } = this.#options;
     this.#checker?.start();
+    this.#stopLagMonitor = monitorEventLoop(this.#metrics.eventLoopLag);
     if (discovery.kind === "etcd") {
       const { createEtcdClient, EtcdDiscovery } = await loadEtcd();
       this.#etcd = createEtcdClient(discovery.endpoints, { security: discovery.security });
@@ -290,6 +297,7 @@ export class Balancer {
     await this.#replicas?.stop();
     await this.#sharedPolicy?.stop();
     this.#etcd?.close();
+    this.#stopLagMonitor();
     this.picker.close();
     log.info("Balancer stopped");
   }

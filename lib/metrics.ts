@@ -81,6 +81,8 @@ export interface BalancerMetrics {
   readonly healthEjections: Counter;
   /** Counted by the health checker. */
   readonly healthReadmissions: Counter;
+  /** Fed by {@linkcode monitorEventLoop} while the balancer runs. */
+  readonly eventLoopLag: Histogram;
 }
 
 /** Adds the process's memory gauges (read from `Deno.memoryUsage()` at scrape time). */
@@ -188,7 +190,35 @@ export function createBalancerMetrics(sources: BalancerMetricSources): BalancerM
       help: "Ejected servers put back in the picks by a passing health check",
       registers,
     }),
+    eventLoopLag: new Histogram({
+      name: "lb_event_loop_lag_seconds",
+      help: "How late a timer due every 100 ms ran: the balancer's own stalls (GC, busy cores), " +
+        "which delay answers and health check deadlines",
+      buckets: EVENT_LOOP_LAG_BUCKETS_S,
+      registers,
+    }),
   };
+}
+
+/** Buckets of `lb_event_loop_lag_seconds`, from 1 ms to 2.5 s. */
+export const EVENT_LOOP_LAG_BUCKETS_S = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+
+/** How often {@linkcode monitorEventLoop} samples the lag. */
+export const EVENT_LOOP_SAMPLE_MS = 100;
+
+/**
+ * Observes into `histogram`, every {@linkcode EVENT_LOOP_SAMPLE_MS}, how late a timer ran (in
+ * seconds); returns the function that stops it. The timer does not keep the process alive.
+ */
+export function monitorEventLoop(histogram: Pick<Histogram, "observe">): () => void {
+  let due = performance.now() + EVENT_LOOP_SAMPLE_MS;
+  const timer = setInterval(() => {
+    const now = performance.now();
+    histogram.observe(Math.max(0, now - due) / 1_000);
+    due = now + EVENT_LOOP_SAMPLE_MS;
+  }, EVENT_LOOP_SAMPLE_MS);
+  Deno.unrefTimer(timer);
+  return () => clearInterval(timer);
 }
 
 /** What a backend's metrics read at scrape time (its worker pool). */

@@ -213,6 +213,12 @@ Deno.test("/metrics of the balancer and backends parse, and count picks, reports
     assert.ok(value(lbMetrics, "lb_process_resident_memory_bytes")! > 0);
     assert.ok(value(lbMetrics, "lb_process_heap_used_bytes")! > 0);
     assert.ok(value(lbMetrics, "lb_process_cpu_seconds_total")! > 0);
+    // Sampled every 100 ms since the balancer started, over a second ago.
+    assert.ok(value(lbMetrics, "lb_event_loop_lag_seconds_count")! >= 5);
+    assert.equal(
+      value(lbMetrics, "lb_event_loop_lag_seconds_bucket", { le: "+Inf" }),
+      value(lbMetrics, "lb_event_loop_lag_seconds_count"),
+    );
 
     for (const [i, backend] of backends.entries()) {
       const m = await scrape(backend.http);
