@@ -1,13 +1,45 @@
 /**
  * Free local ports, for the demo, the benchmark and tests (which never assume a fixed port).
  *
+ * A port handed out here is bound later by another process, so it must not be taken in
+ * between. Port 0 would give one from the kernel's ephemeral range (32768-60999 on Linux),
+ * where every outgoing connection also takes its local port: with the balancer's health probes
+ * and the load clients opening connections, one such port was taken before the backend meant
+ * for it could listen (`EADDRINUSE` at the end of an 18-minute benchmark). So the ports come
+ * from below that range, where only listeners go, chosen at random and checked free.
+ *
  * @module
  */
 
-/** Returns a TCP port that was free on 127.0.0.1 a moment ago. */
+/** Ports handed out: [FIRST_PORT, FIRST_PORT + PORT_SPAN). */
+const FIRST_PORT = 20_000;
+const PORT_SPAN = 12_768;
+/** Random tries before falling back to a kernel-chosen (ephemeral) port. */
+const TRIES = 100;
+
+/** Returns a TCP port that was free on 127.0.0.1 a moment ago, outside the ephemeral range. */
 export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
+  for (let i = 0; i < TRIES; i++) {
+    const port = FIRST_PORT + Math.floor(Math.random() * PORT_SPAN);
+    if (isFree(port)) return port;
+  }
+  return listenAndClose(0);
+}
+
+function isFree(port: number): boolean {
+  try {
+    listenAndClose(port);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.AddrInUse) return false;
+    throw error;
+  }
+}
+
+/** Binds `port` (0: any) on 127.0.0.1, closes it, and returns the port bound. */
+function listenAndClose(port: number): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port });
+  const bound = (listener.addr as Deno.NetAddr).port;
   listener.close();
-  return port;
+  return bound;
 }
