@@ -23,7 +23,8 @@ export const ENV_ALLOW = "GRPC_*,LB_*,grpc_proxy,http_proxy,https_proxy,no_proxy
  * is live instead of letting garbage grow it. At 1,000 servers that halved the balancer's
  * resident memory (295 → 152 MiB in the `scale` benchmark, both with checks at 2,500/s) while
  * the pick functions ran at the same speed (`deno task bench:picks` with and without: within
- * 2 % at 3 and 100 servers).
+ * 2 % at 3 and 100 servers). It costs about 12 % of the peak `GetServer` throughput (grpc-js
+ * itself runs slower; see the README's benchmark notes), which a small, busy pool may prefer.
  */
 export const ENTRY_PERMISSIONS = {
   balancer: [
