@@ -19,16 +19,14 @@ export const ENV_ALLOW = "GRPC_*,LB_*,grpc_proxy,http_proxy,https_proxy,no_proxy
  * client may read `secrets/` (gitignored): token files and TLS keys go there; and `node_modules`,
  * where the etcd3 package reads its `.proto` files (the client with `--balancers-etcd`).
  *
- * The balancer also runs with V8's `--optimize-for-size`: V8 then keeps its heap close to what
- * is live instead of letting garbage grow it. At 1,000 servers that halved the balancer's
- * resident memory (295 → 152 MiB in the `scale` benchmark, both with checks at 2,500/s) while
- * the pick functions ran at the same speed (`deno task bench:picks` with and without: within
- * 2 % at 3 and 100 servers). It costs about 12 % of the peak `GetServer` throughput (grpc-js
- * itself runs slower; see the README's benchmark notes), which a small, busy pool may prefer.
+ * The balancer does not run with V8's `--optimize-for-size`, though it halves its memory at
+ * 1,000 servers (295 → 152 MiB in the `scale` benchmark): with it, the balancer dropped a client
+ * connection now and then under connection churn (`tests/wire_garbage_test.ts`, short-lived
+ * clients: a new WatchServers stream failed with EPIPE in 1 run of 4-6, never in 8 without it),
+ * and it costs about 12 % of peak `GetServer` throughput. See docs/DEVELOPING.md.
  */
 export const ENTRY_PERMISSIONS = {
   balancer: [
-    "--v8-flags=--optimize-for-size",
     "--allow-net=127.0.0.1",
     "--allow-read=node_modules,secrets",
     `--allow-env=${ENV_ALLOW}`,
