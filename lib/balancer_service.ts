@@ -34,7 +34,7 @@ import type { WatchHub } from "./watch_hub.ts";
 import type { ServerSet } from "./server_set.ts";
 import { statusError } from "./status.ts";
 import { getLogger } from "@logtape/logtape";
-import { createPolicy, POLICY_NAMES, type PolicyName } from "../policies/mod.ts";
+import { createPolicy, isPolicyName, POLICY_NAMES, type PolicyName } from "../policies/mod.ts";
 import type { ServerView } from "../policies/types.ts";
 
 const log = getLogger(["lb", "balancer"]);
@@ -94,9 +94,9 @@ export async function setPolicy(
   by: string,
 ): Promise<PolicyChange> {
   const shared = deps.sharedPolicy?.();
-  if (shared && (POLICY_NAMES as readonly string[]).includes(name)) {
+  if (shared && isPolicyName(name)) {
     try {
-      await shared.publish(name as PolicyName);
+      await shared.publish(name);
     } catch (error) {
       return {
         ok: false,
@@ -118,7 +118,7 @@ export function changePolicy(
   name: string,
   by: string,
 ): PolicyChange {
-  if (!(POLICY_NAMES as readonly string[]).includes(name)) {
+  if (!isPolicyName(name)) {
     return {
       ok: false,
       reason: "invalid",
@@ -126,14 +126,14 @@ export function changePolicy(
     };
   }
   const previous = deps.picker.policyName;
-  deps.picker.setPolicy(createPolicy(name as PolicyName));
+  deps.picker.setPolicy(createPolicy(name));
   log.info("Policy changed from {previous} to {policy} by {peer}", {
     previous,
     policy: name,
     peer: by,
   });
   deps.watch.changed();
-  return { ok: true, previous, policy: name as PolicyName };
+  return { ok: true, previous, policy: name };
 }
 
 /** Creates the handlers of the `LoadBalancer` service. */

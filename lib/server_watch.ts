@@ -16,7 +16,7 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { getLogger } from "@logtape/logtape";
-import { createPolicy, POLICY_NAMES, type PolicyName } from "../policies/mod.ts";
+import { createPolicy, isPolicyName } from "../policies/mod.ts";
 import type { PickResult } from "../policies/types.ts";
 import { retryDelayMs } from "./backoff.ts";
 import { Picker } from "./picker.ts";
@@ -170,11 +170,8 @@ export class ServerWatch {
   #apply(message: ServerList): void {
     this.#applyServers(message);
     // After the servers: a new policy's first state must see them (and their ages).
-    if (
-      message.policy !== this.#picker.policyName &&
-      (POLICY_NAMES as readonly string[]).includes(message.policy)
-    ) {
-      this.#picker.setPolicy(createPolicy(message.policy as PolicyName));
+    if (message.policy !== this.#picker.policyName && isPolicyName(message.policy)) {
+      this.#picker.setPolicy(createPolicy(message.policy));
     }
   }
 

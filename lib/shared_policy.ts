@@ -13,7 +13,7 @@
  */
 import type { Etcd3, Watcher } from "etcd3";
 import { getLogger } from "@logtape/logtape";
-import { POLICY_NAMES, type PolicyName } from "../policies/mod.ts";
+import { isPolicyName, POLICY_NAMES, type PolicyName } from "../policies/mod.ts";
 
 const log = getLogger(["lb", "etcd"]);
 
@@ -104,7 +104,7 @@ export class SharedPolicy {
 
   #take(value: string, source: string): void {
     if (this.#stopped) return;
-    if (!(POLICY_NAMES as readonly string[]).includes(value)) {
+    if (!isPolicyName(value)) {
       log.warn("Ignored the shared policy {key}: '{value}' is not one of {policies}", {
         key: this.#options.key,
         value: value.slice(0, 100),
@@ -114,6 +114,6 @@ export class SharedPolicy {
     }
     if (value === this.#options.current() || value === this.#publishing) return;
     log.info("Policy {policy} shared by the balancers, from {source}", { policy: value, source });
-    this.#options.apply(value as PolicyName);
+    this.#options.apply(value);
   }
 }

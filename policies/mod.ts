@@ -34,6 +34,11 @@ export type PolicyName = keyof typeof POLICIES;
 /** Every policy name, in the order they are documented. */
 export const POLICY_NAMES = Object.keys(POLICIES) as PolicyName[];
 
+/** Whether `name` is one of {@linkcode POLICY_NAMES} (for names that come from outside). */
+export function isPolicyName(name: string): name is PolicyName {
+  return Object.hasOwn(POLICIES, name);
+}
+
 /** Creates the policy called `name` with its default options. */
 export function createPolicy(name: PolicyName): Policy<unknown> {
   return POLICIES[name]() as Policy<unknown>;
