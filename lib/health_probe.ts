@@ -1,15 +1,29 @@
 /**
- * One server's health probe: `grpc.health.v1.Health/Check` sent over a plain `node:http2`
- * session, for the balancer's {@linkcode HealthChecker}.
+ * One server's health probe: `grpc.health.v1.Health/Check` over an HTTP/2 connection of its own,
+ * for the balancer's {@linkcode HealthChecker}. The connection is spoken here, frame by frame
+ * (RFC 9113, with `lib/hpack.ts`), over a plain `node:net` socket (`node:tls` with TLS).
  *
- * Why not a grpc-js client: at 1,000 servers the balancer holds 1,000 probe connections, and a
- * grpc-js channel per server (channel, subchannel, resolver, load balancer, call stack) cost the
- * balancer ~300 MiB resident while checking them all at 2,500 checks/s on Deno 2.9.3; the same
- * checks over one `node:http2` session per server cost ~130 MiB, and ~45 MiB with V8's
- * `--optimize-for-size` (measured side by side with 1,000 grpc-js health servers; see
- * docs/DEVELOPING.md). The wire is the same gRPC: the request and response are (de)serialized by
- * the proto-loader definition of `proto/health.proto`, framed with gRPC's 5-byte prefix, with
- * `grpc-timeout` and the status read from the trailers (or a trailers-only answer).
+ * Why not a library client: at 1,000 servers the balancer holds 1,000 probe connections and
+ * checks them at 1,000 checks/s. Measured side by side on Deno 2.9.3 (1,000 grpc-js health
+ * servers in one process, a prober in another, resident memory over 35 s; docs/DEVELOPING.md):
+ * a grpc-js channel per server ~300 MiB; a `node:http2` session per server 213 MiB mean (each
+ * check builds a stream object, its listeners and buffers, and V8 lets that garbage grow the heap
+ * to ~3× what is live); frames written here over `node:net` sockets 107 MiB, with a heap that
+ * stays near what is live. A check here allocates its framed request (~100 bytes, a copy of one
+ * built per probe), a promise and a timer, and the few short strings of the answer's headers.
+ *
+ * What the connection does (a client that opens one stream per check):
+ * - sends the preface with SETTINGS: no server push, no HPACK dynamic table for the answers (so
+ *   1,000 connections keep no 4 KiB table each); acknowledges the server's SETTINGS and PINGs;
+ * - follows flow control both ways: answers are a few bytes, but the connection's receive window
+ *   is given back once 16 KiB were read, and a request is not sent past the server's window;
+ * - honours MAX_CONCURRENT_STREAMS, GOAWAY (streams the server will not process fail at once,
+ *   the others finish; the next check opens a new connection) and RST_STREAM;
+ * - treats anything malformed (a frame too large, a header block that does not decode, a
+ *   CONTINUATION out of place, a PUSH_PROMISE it said it would not take) as a connection error:
+ *   GOAWAY with the code, the socket closed, every check in flight failed with UNAVAILABLE.
+ * Answers are bounded: a header block or a message over 64 KiB fails (the balancer never needs
+ * more than a few bytes).
  *
  * The connection behaves like a grpc-js channel's, where it matters to a probe:
  * - it is opened on the first check and kept; a check while it is still connecting waits within
@@ -27,10 +41,12 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
-import http2 from "node:http2";
+import net from "node:net";
+import tls from "node:tls";
 import { joinHostPort, parseAddress } from "./address.ts";
 import { retryDelayMs } from "./backoff.ts";
 import { HEALTH_DEFINITION, type HealthCheckResponse, type ServingStatus } from "./health.ts";
+import { encodeField, HpackDecoder, HpackError } from "./hpack.ts";
 import { statusName } from "./status.ts";
 import { http2TlsOptions, type TlsConfig } from "./tls.ts";
 
@@ -45,19 +61,59 @@ export const CONNECT_TIMEOUT_MS = 20_000;
  */
 const LATE_TIMER_MS = 100;
 
-/**
- * HTTP/2 settings of a probe's connection: no HPACK dynamic table for the server's answers. The
- * answers then carry their few headers literally (some bytes more per check), and each of the
- * 1,000 connections keeps no 4 KiB table: ~10 MiB less in the balancer at 1,000 servers.
- */
-const PROBE_SETTINGS: http2.Settings = { headerTableSize: 0 };
-
 /** Connection backoff of a probe: gRPC's, capped at 5 s (see the module doc). */
 const PROBE_BACKOFF = { initialMs: 1_000, multiplier: 1.6, jitter: 0.2, maxMs: 5_000 };
 
 const CHECK_PATH = "/grpc.health.v1.Health/Check";
 
 const checkMethod = (HEALTH_DEFINITION["grpc.health.v1.Health"] as grpc.ServiceDefinition).Check;
+
+/** Largest header block or answer message taken; more fails the check (or the connection). */
+const MAX_ANSWER_BYTES = 64 * 1024;
+
+// HTTP/2 (RFC 9113): frame types, flags, settings and error codes used here.
+const FRAME_HEADER_BYTES = 9;
+const DATA = 0x0;
+const HEADERS = 0x1;
+const RST_STREAM = 0x3;
+const SETTINGS = 0x4;
+const PUSH_PROMISE = 0x5;
+const PING = 0x6;
+const GOAWAY = 0x7;
+const WINDOW_UPDATE = 0x8;
+const CONTINUATION = 0x9;
+const END_STREAM = 0x1;
+const ACK = 0x1;
+const END_HEADERS = 0x4;
+const PADDED = 0x8;
+const PRIORITY_FLAG = 0x20;
+const SETTINGS_HEADER_TABLE_SIZE = 0x1;
+const SETTINGS_ENABLE_PUSH = 0x2;
+const SETTINGS_MAX_CONCURRENT_STREAMS = 0x3;
+const SETTINGS_INITIAL_WINDOW_SIZE = 0x4;
+const SETTINGS_MAX_FRAME_SIZE = 0x5;
+const PROTOCOL_ERROR = 0x1;
+const FLOW_CONTROL_ERROR = 0x3;
+const FRAME_SIZE_ERROR = 0x6;
+const CANCEL = 0x8;
+const COMPRESSION_ERROR = 0x9;
+/** The frame size every peer accepts, and the one we advertise (the default). */
+const MAX_FRAME_BYTES = 16_384;
+const DEFAULT_WINDOW = 65_535;
+const MAX_WINDOW = 2 ** 31 - 1;
+const MAX_STREAM_ID = 2 ** 31 - 1;
+
+/** Client preface, then our SETTINGS: no HPACK dynamic table, no push. */
+const PREFACE = Buffer.concat([
+  Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1"),
+  frame(
+    SETTINGS,
+    0,
+    0,
+    settingsPayload([[SETTINGS_HEADER_TABLE_SIZE, 0], [SETTINGS_ENABLE_PUSH, 0]]),
+  ),
+]);
+const SETTINGS_ACK = frame(SETTINGS, ACK, 0, new Uint8Array(0));
 
 /** The answer to one check: the server's status, or why there is none. */
 export type CheckResult =
@@ -75,10 +131,12 @@ export interface HealthProbeOptions {
 
 /** Checks one server's health over a connection of its own. */
 export class HealthProbe {
+  #host: string;
+  #port: number;
   #authority: string;
-  #connectOptions: http2.SecureClientSessionOptions;
+  #tls: TlsConfig | undefined;
   #onDisconnect: () => void;
-  #session: http2.ClientHttp2Session | undefined;
+  #connection: ProbeConnection | undefined;
   #connectTimer: ReturnType<typeof setTimeout> | undefined;
   /** Connects that failed in a row (0 once one succeeded). */
   #failedConnects = 0;
@@ -86,19 +144,17 @@ export class HealthProbe {
   #retryAt = 0;
   #lastError = "";
   #closed = false;
-  #requestFor = "";
-  #requestBytes: Buffer | undefined;
+  #requestKey = "";
+  #request: Request | undefined;
 
   /** Creates a probe of `address` (`host:port`); it connects on its first check. */
   constructor(address: string, options: HealthProbeOptions = {}) {
     const parsed = parseAddress(address);
     if (!parsed.ok) throw new TypeError(`Cannot probe '${address}': ${parsed.reason}`);
-    const hostPort = joinHostPort(parsed.host, parsed.port);
-    this.#authority = `${options.tls ? "https" : "http"}://${hostPort}`;
-    this.#connectOptions = {
-      ...(options.tls ? http2TlsOptions(options.tls, parsed.host) : {}),
-      settings: PROBE_SETTINGS,
-    };
+    this.#host = parsed.host;
+    this.#port = parsed.port;
+    this.#authority = joinHostPort(parsed.host, parsed.port);
+    this.#tls = options.tls;
     this.#onDisconnect = options.onDisconnect ?? (() => {});
   }
 
@@ -113,32 +169,27 @@ export class HealthProbe {
    * was late (at most `timeoutMs`), for that I/O; a hung server still fails it.
    */
   check(service: string, timeoutMs: number): Promise<CheckResult> {
-    const session = this.#connect();
-    if (session === undefined) {
+    const connection = this.#connect();
+    if (connection === undefined) {
       return Promise.resolve({ code: grpc.status.UNAVAILABLE, details: this.#lastError });
     }
+    const request = this.#requestFor(service, timeoutMs);
     return new Promise((resolve) => {
       let timer: ReturnType<typeof setTimeout> | undefined;
       let extended = false;
-      let settled = false;
-      const done = (result: CheckResult) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        resolve(result);
+      const stream: StreamState = {
+        id: 0,
+        httpStatus: undefined,
+        grpcStatus: undefined,
+        grpcMessage: undefined,
+        headerBlocks: 0,
+        body: undefined,
+        done: (result) => {
+          clearTimeout(timer);
+          resolve(result);
+        },
       };
-      let stream: http2.ClientHttp2Stream;
-      try {
-        stream = session.request({
-          ":method": "POST",
-          ":path": CHECK_PATH,
-          "content-type": "application/grpc",
-          te: "trailers",
-          "grpc-timeout": `${Math.max(1, Math.ceil(timeoutMs))}m`,
-        });
-      } catch (error) {
-        return done({ code: grpc.status.UNAVAILABLE, details: String(error) });
-      }
+      if (!connection.open(stream, request)) return;
       const deadline = performance.now() + timeoutMs;
       const expire = () => {
         // A timer that fires late means this process stalled (GC, CPU starved), and an answer
@@ -149,72 +200,67 @@ export class HealthProbe {
           timer = setTimeout(expire, Math.min(late, timeoutMs));
           return;
         }
-        stream.close(http2.constants.NGHTTP2_CANCEL);
-        done({
+        connection.cancel(stream, {
           code: grpc.status.DEADLINE_EXCEEDED,
           details: `no answer within ${timeoutMs} ms`,
         });
       };
       timer = setTimeout(expire, timeoutMs);
-      let headers: http2.IncomingHttpHeaders = {};
-      let trailers: http2.IncomingHttpHeaders | undefined;
-      const chunks: Buffer[] = [];
-      stream.on("response", (h) => headers = h);
-      stream.on("trailers", (t) => trailers = t);
-      stream.on("data", (chunk: Buffer) => chunks.push(chunk));
-      stream.on("error", (error) => {
-        done({ code: grpc.status.UNAVAILABLE, details: error.message });
-      });
-      stream.on("close", () => {
-        done(readAnswer(headers, trailers ?? headers, Buffer.concat(chunks), stream.rstCode));
-      });
-      stream.end(this.#request(service));
     });
   }
 
-  /** The framed request for `service`, built once (a probe asks about the same one each time). */
-  #request(service: string): Buffer {
-    if (this.#requestFor !== service || this.#requestBytes === undefined) {
-      this.#requestFor = service;
-      this.#requestBytes = framed(checkMethod.requestSerialize({ service }));
+  /** The request for `service`, built once (a probe asks about the same one each time). */
+  #requestFor(service: string, timeoutMs: number): Request {
+    const timeout = `${Math.max(1, Math.ceil(timeoutMs))}m`;
+    const key = `${timeout} ${service}`;
+    if (this.#requestKey !== key || this.#request === undefined) {
+      this.#requestKey = key;
+      this.#request = buildRequest(
+        this.#tls ? "https" : "http",
+        this.#authority,
+        timeout,
+        framed(checkMethod.requestSerialize({ service })),
+      );
     }
-    return this.#requestBytes;
+    return this.#request;
   }
 
   /** Closes the connection; later checks fail. */
   close(): void {
     this.#closed = true;
     this.#lastError = "the probe is closed";
-    this.#drop(this.#session);
     this.#retryAt = Infinity;
+    const connection = this.#connection;
+    this.#connection = undefined;
+    clearTimeout(this.#connectTimer);
+    connection?.destroy(this.#lastError);
   }
 
-  /** The open (or opening) session; a new one unless backing off; undefined while backing off. */
-  #connect(): http2.ClientHttp2Session | undefined {
-    if (this.#session !== undefined) return this.#session;
+  /** The open (or opening) connection; a new one unless backing off; undefined while backing off. */
+  #connect(): ProbeConnection | undefined {
+    if (this.#connection !== undefined) return this.#connection;
     if (this.#closed || performance.now() < this.#retryAt) return undefined;
-    const session = http2.connect(this.#authority, this.#connectOptions);
-    this.#session = session;
-    this.#connectTimer = setTimeout(() => {
-      this.#failed(session, `no HTTP/2 connection within ${CONNECT_TIMEOUT_MS} ms`);
-    }, CONNECT_TIMEOUT_MS);
-    session.once("connect", () => {
-      clearTimeout(this.#connectTimer);
-      this.#failedConnects = 0;
+    const connection: ProbeConnection = new ProbeConnection(this.#host, this.#port, this.#tls, {
+      onUp: () => {
+        clearTimeout(this.#connectTimer);
+        this.#failedConnects = 0;
+      },
+      onGone: (reason, wasUp) => this.#failed(connection, reason, wasUp),
     });
-    session.on("error", (error) => this.#failed(session, error.message));
-    session.on("goaway", () => this.#failed(session, "the server closed the connection (GOAWAY)"));
-    session.on("close", () => this.#failed(session, "the connection closed"));
-    return session;
+    this.#connection = connection;
+    this.#connectTimer = setTimeout(() => {
+      connection.destroy(`no HTTP/2 connection within ${CONNECT_TIMEOUT_MS} ms`);
+    }, CONNECT_TIMEOUT_MS);
+    return connection;
   }
 
-  /** Drops `session` if it is the current one, and schedules when to connect again. */
-  #failed(session: http2.ClientHttp2Session, reason: string): void {
-    if (session !== this.#session) return;
-    const connected = !session.connecting;
-    this.#drop(session);
+  /** `connection` takes no more checks: schedules when to connect again. */
+  #failed(connection: ProbeConnection, reason: string, wasUp: boolean): void {
+    if (connection !== this.#connection) return;
+    this.#connection = undefined;
+    clearTimeout(this.#connectTimer);
     this.#lastError = reason;
-    if (connected) {
+    if (wasUp) {
       // It was up: reconnect at once (a restarted server), as grpc-js does.
       this.#failedConnects = 0;
       this.#retryAt = 0;
@@ -223,50 +269,466 @@ export class HealthProbe {
     }
     if (!this.#closed) this.#onDisconnect();
   }
+}
 
-  #drop(session: http2.ClientHttp2Session | undefined): void {
-    if (session === undefined) return;
-    if (session === this.#session) this.#session = undefined;
-    clearTimeout(this.#connectTimer);
-    session.removeAllListeners();
-    session.on("error", () => {}); // late errors of a dropped session
-    if (!session.destroyed) session.destroy();
+/** A check's request: HEADERS then DATA (END_STREAM), stream ids to fill in per check. */
+interface Request {
+  bytes: Buffer;
+  /** Offset of the DATA frame (its stream id is at +5). */
+  dataAt: number;
+  /** Bytes of the DATA frame's payload (what flow control counts). */
+  dataBytes: number;
+}
+
+function buildRequest(scheme: string, authority: string, timeout: string, body: Buffer): Request {
+  const block = Uint8Array.from([
+    ...encodeField(":method", "POST"),
+    ...encodeField(":scheme", scheme),
+    ...encodeField(":path", CHECK_PATH),
+    ...encodeField(":authority", authority),
+    ...encodeField("content-type", "application/grpc"),
+    ...encodeField("te", "trailers"),
+    ...encodeField("grpc-timeout", timeout),
+  ]);
+  if (block.length > MAX_FRAME_BYTES || body.length > MAX_FRAME_BYTES) {
+    throw new RangeError("A health check request larger than one HTTP/2 frame");
   }
+  const headers = frame(HEADERS, END_HEADERS, 0, block);
+  const data = frame(DATA, END_STREAM, 0, body);
+  return { bytes: Buffer.concat([headers, data]), dataAt: headers.length, dataBytes: body.length };
+}
+
+/** One check's stream, as the answer arrives. */
+interface StreamState {
+  id: number;
+  httpStatus: string | undefined;
+  grpcStatus: string | undefined;
+  grpcMessage: string | undefined;
+  /** Header blocks received (the answer's headers, then its trailers). */
+  headerBlocks: number;
+  body: Buffer | undefined;
+  /** Called once, with the result. */
+  done: (result: CheckResult) => void;
+}
+
+/** What a {@linkcode ProbeConnection} tells its probe. */
+interface ConnectionEvents {
+  /** The server's SETTINGS arrived: the connection is up. */
+  onUp: () => void;
+  /** The connection takes no more checks (closed, failed, or going away); once. */
+  onGone: (reason: string, wasUp: boolean) => void;
+}
+
+/** The client side of one HTTP/2 connection that carries Check calls (see the module doc). */
+class ProbeConnection {
+  #socket: net.Socket;
+  #events: ConnectionEvents;
+  #up = false;
+  /** No new streams: the server sent GOAWAY, or the ids ran out. */
+  #draining = false;
+  #destroyed = false;
+  #streams = new Map<number, StreamState>();
+  #nextStreamId = 1;
+  #hpack = new HpackDecoder();
+  /** Our SETTINGS are acknowledged (the HPACK limit of 0 is in force). */
+  #settingsAcked = false;
+  #maxStreams = Infinity;
+  #sendWindow = DEFAULT_WINDOW;
+  #peerInitialWindow = DEFAULT_WINDOW;
+  /** Bytes of DATA read since we last gave the connection's receive window back. */
+  #unacknowledged = 0;
+  /** Bytes read and not yet parsed. */
+  #in = Buffer.alloc(512);
+  #inLength = 0;
+  /** A header block still waiting for its CONTINUATION frames. */
+  #block: { streamId: number; endStream: boolean; chunks: Buffer[]; bytes: number } | undefined;
+
+  constructor(
+    host: string,
+    port: number,
+    tlsConfig: TlsConfig | undefined,
+    events: ConnectionEvents,
+  ) {
+    this.#events = events;
+    if (tlsConfig) {
+      const socket = tls.connect({
+        host,
+        port,
+        ...http2TlsOptions(tlsConfig, host),
+        ALPNProtocols: ["h2"],
+      });
+      socket.once("secureConnect", () => {
+        if (socket.alpnProtocol !== "h2") {
+          this.destroy("the server did not agree to HTTP/2 over TLS (ALPN)");
+        }
+      });
+      this.#socket = socket;
+    } else {
+      this.#socket = net.connect({ host, port });
+    }
+    this.#socket.setNoDelay(true);
+    this.#socket.write(PREFACE);
+    this.#socket.on("data", (chunk: Buffer) => this.#read(chunk));
+    this.#socket.on("error", (error: Error) => this.destroy(error.message));
+    this.#socket.on("end", () => this.destroy("the server closed the connection"));
+    this.#socket.on("close", () => this.destroy("the connection closed"));
+  }
+
+  /**
+   * Sends `request` on a new stream for `stream`; false when it could not (then `stream.done`
+   * has been called with why).
+   */
+  open(stream: StreamState, request: Request): boolean {
+    let why = "";
+    if (this.#destroyed || this.#draining) why = "the connection is closing";
+    else if (this.#streams.size >= this.#maxStreams) {
+      why = `the server takes at most ${this.#maxStreams} streams at once`;
+    } else if (request.dataBytes > Math.min(this.#sendWindow, this.#peerInitialWindow)) {
+      why = "the server's flow-control window is too small for the request";
+    }
+    if (why !== "") {
+      stream.done({ code: grpc.status.UNAVAILABLE, details: why });
+      return false;
+    }
+    const id = this.#nextStreamId;
+    this.#nextStreamId += 2;
+    stream.id = id;
+    this.#streams.set(id, stream);
+    this.#sendWindow -= request.dataBytes;
+    const bytes = Buffer.from(request.bytes);
+    bytes.writeUInt32BE(id, 5);
+    bytes.writeUInt32BE(id, request.dataAt + 5);
+    this.#socket.write(bytes);
+    if (this.#nextStreamId > MAX_STREAM_ID) this.#goingAway("the connection ran out of stream ids");
+    return true;
+  }
+
+  /** Ends `stream` with `result` and resets it (RST_STREAM CANCEL); the connection stays. */
+  cancel(stream: StreamState, result: CheckResult): void {
+    if (this.#streams.get(stream.id) !== stream) return;
+    this.#finish(stream, result);
+    if (!this.#destroyed) this.#socket.write(rstStream(stream.id, CANCEL));
+  }
+
+  /**
+   * Closes the connection at once, failing every stream with `reason`; with `last`, that frame
+   * is sent first (then the socket closes once it is written).
+   */
+  destroy(reason: string, last?: Buffer): void {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    const socket = this.#socket;
+    if (last === undefined) socket.destroy();
+    else socket.end(last, () => socket.destroy());
+    const wasUp = this.#up;
+    for (const stream of [...this.#streams.values()]) {
+      this.#finish(stream, { code: grpc.status.UNAVAILABLE, details: reason });
+    }
+    if (!this.#draining) this.#events.onGone(reason, wasUp);
+  }
+
+  /** A connection error (RFC 9113 §5.4.1): GOAWAY with `code`, then closed. */
+  #fail(code: number, reason: string): void {
+    this.destroy(`HTTP/2 protocol error: the server sent ${reason}`, goaway(code));
+  }
+
+  /** Takes no more streams; the connection closes once those in flight end. */
+  #goingAway(reason: string): void {
+    if (this.#draining) return;
+    this.#draining = true;
+    this.#events.onGone(reason, this.#up);
+    if (this.#streams.size === 0) this.destroy(reason);
+  }
+
+  #finish(stream: StreamState, result: CheckResult): void {
+    this.#streams.delete(stream.id);
+    stream.done(result);
+    if (this.#draining && this.#streams.size === 0) this.destroy("the connection went away");
+  }
+
+  #read(chunk: Buffer): void {
+    if (this.#destroyed) return;
+    const needed = this.#inLength + chunk.length;
+    if (needed > this.#in.length) {
+      const grown = Buffer.alloc(Math.max(needed, this.#in.length * 2));
+      this.#in.copy(grown, 0, 0, this.#inLength);
+      this.#in = grown;
+    }
+    chunk.copy(this.#in, this.#inLength);
+    this.#inLength = needed;
+    let at = 0;
+    while (!this.#destroyed && this.#inLength - at >= FRAME_HEADER_BYTES) {
+      const length = this.#in.readUIntBE(at, 3);
+      if (length > MAX_FRAME_BYTES) {
+        return this.#fail(FRAME_SIZE_ERROR, `a frame of ${length} bytes`);
+      }
+      if (this.#inLength - at < FRAME_HEADER_BYTES + length) break;
+      const type = this.#in[at + 3];
+      const flags = this.#in[at + 4];
+      const streamId = this.#in.readUInt32BE(at + 5) & MAX_STREAM_ID;
+      const payload = this.#in.subarray(at + FRAME_HEADER_BYTES, at + FRAME_HEADER_BYTES + length);
+      at += FRAME_HEADER_BYTES + length;
+      this.#frame(type, flags, streamId, payload);
+    }
+    if (this.#destroyed) return;
+    this.#in.copy(this.#in, 0, at, this.#inLength);
+    this.#inLength -= at;
+    // A big frame grew the buffer: give it back once it is read.
+    if (this.#inLength === 0 && this.#in.length > 4_096) this.#in = Buffer.alloc(512);
+  }
+
+  #frame(type: number, flags: number, streamId: number, payload: Buffer): void {
+    if (this.#block !== undefined && type !== CONTINUATION) {
+      return this.#fail(PROTOCOL_ERROR, "a header block interrupted before its end");
+    }
+    switch (type) {
+      case DATA:
+        return this.#data(flags, streamId, payload);
+      case HEADERS:
+        return this.#headers(flags, streamId, payload);
+      case CONTINUATION:
+        return this.#continuation(flags, streamId, payload);
+      case RST_STREAM:
+        return this.#rstStream(streamId, payload);
+      case SETTINGS:
+        return this.#settings(flags, streamId, payload);
+      case PING:
+        if (payload.length !== 8 || streamId !== 0) {
+          return this.#fail(FRAME_SIZE_ERROR, "a malformed PING");
+        }
+        if ((flags & ACK) === 0) this.#socket.write(frame(PING, ACK, 0, payload));
+        return;
+      case GOAWAY:
+        return this.#goaway(payload);
+      case WINDOW_UPDATE:
+        return this.#windowUpdate(streamId, payload);
+      case PUSH_PROMISE:
+        return this.#fail(PROTOCOL_ERROR, "a PUSH_PROMISE, with push turned off");
+      default:
+        // PRIORITY and unknown frame types are ignored (§5.5).
+        return;
+    }
+  }
+
+  #data(flags: number, streamId: number, payload: Buffer): void {
+    if (streamId === 0) return this.#fail(PROTOCOL_ERROR, "DATA on stream 0");
+    // Flow control counts the whole payload, padding included (§6.9.1).
+    this.#unacknowledged += payload.length;
+    if (this.#unacknowledged >= MAX_FRAME_BYTES) {
+      this.#socket.write(windowUpdate(0, this.#unacknowledged));
+      this.#unacknowledged = 0;
+    }
+    const data = unpadded(flags, payload, 0);
+    if (data === undefined) return this.#fail(PROTOCOL_ERROR, "DATA with invalid padding");
+    const stream = this.#streams.get(streamId);
+    if (stream === undefined) return; // reset by us already, or not ours: ignored
+    const had = stream.body?.length ?? 0;
+    if (had + data.length > MAX_ANSWER_BYTES) {
+      return this.cancel(stream, {
+        code: grpc.status.RESOURCE_EXHAUSTED,
+        details: `an answer over ${MAX_ANSWER_BYTES} bytes`,
+      });
+    }
+    stream.body = stream.body === undefined
+      ? Buffer.from(data)
+      : Buffer.concat([stream.body, data]);
+    if (flags & END_STREAM) this.#finish(stream, answer(stream));
+  }
+
+  #headers(flags: number, streamId: number, payload: Buffer): void {
+    if (streamId === 0) return this.#fail(PROTOCOL_ERROR, "HEADERS on stream 0");
+    const fragment = unpadded(flags, payload, flags & PRIORITY_FLAG ? 5 : 0);
+    if (fragment === undefined) return this.#fail(PROTOCOL_ERROR, "HEADERS with invalid padding");
+    const endStream = (flags & END_STREAM) !== 0;
+    if (flags & END_HEADERS) return this.#headerBlock(streamId, endStream, fragment);
+    this.#block = { streamId, endStream, chunks: [Buffer.from(fragment)], bytes: fragment.length };
+  }
+
+  #continuation(flags: number, streamId: number, payload: Buffer): void {
+    const block = this.#block;
+    if (block === undefined || block.streamId !== streamId) {
+      return this.#fail(PROTOCOL_ERROR, "a CONTINUATION out of place");
+    }
+    block.bytes += payload.length;
+    if (block.bytes > MAX_ANSWER_BYTES) {
+      return this.#fail(PROTOCOL_ERROR, `a header block over ${MAX_ANSWER_BYTES} bytes`);
+    }
+    block.chunks.push(Buffer.from(payload));
+    if ((flags & END_HEADERS) === 0) return;
+    this.#block = undefined;
+    this.#headerBlock(streamId, block.endStream, Buffer.concat(block.chunks));
+  }
+
+  /** A whole header block: decoded (always: the HPACK state is the connection's), then used. */
+  #headerBlock(streamId: number, endStream: boolean, block: Uint8Array): void {
+    const stream = this.#streams.get(streamId);
+    try {
+      this.#hpack.decode(block, (name, value) => {
+        if (stream === undefined) return;
+        if (name === ":status") stream.httpStatus = value;
+        else if (name === "grpc-status") stream.grpcStatus = value;
+        else if (name === "grpc-message") stream.grpcMessage = value;
+      });
+    } catch (error) {
+      if (!(error instanceof HpackError)) throw error;
+      return this.#fail(COMPRESSION_ERROR, error.message);
+    }
+    if (stream === undefined) return;
+    stream.headerBlocks++;
+    if (endStream) this.#finish(stream, answer(stream));
+  }
+
+  #rstStream(streamId: number, payload: Buffer): void {
+    if (payload.length !== 4) return this.#fail(FRAME_SIZE_ERROR, "a malformed RST_STREAM");
+    const stream = this.#streams.get(streamId);
+    if (stream === undefined) return;
+    const code = payload.readUInt32BE(0);
+    this.#finish(stream, {
+      code: grpc.status.UNAVAILABLE,
+      details: `the stream ended without a gRPC status (reset, code ${code})`,
+    });
+  }
+
+  #settings(flags: number, streamId: number, payload: Buffer): void {
+    if (streamId !== 0) return this.#fail(PROTOCOL_ERROR, "SETTINGS on a stream");
+    if (flags & ACK) {
+      if (!this.#settingsAcked) {
+        this.#settingsAcked = true;
+        this.#hpack.setLimit(0);
+      }
+      return;
+    }
+    if (payload.length % 6 !== 0) return this.#fail(FRAME_SIZE_ERROR, "a malformed SETTINGS");
+    for (let at = 0; at < payload.length; at += 6) {
+      const id = payload.readUInt16BE(at);
+      const value = payload.readUInt32BE(at + 2);
+      if (id === SETTINGS_MAX_CONCURRENT_STREAMS) this.#maxStreams = value;
+      else if (id === SETTINGS_INITIAL_WINDOW_SIZE) {
+        if (value > MAX_WINDOW) return this.#fail(FLOW_CONTROL_ERROR, "a window over 2^31-1");
+        this.#peerInitialWindow = value;
+      } else if (id === SETTINGS_MAX_FRAME_SIZE && (value < 16_384 || value > 16_777_215)) {
+        return this.#fail(PROTOCOL_ERROR, `SETTINGS_MAX_FRAME_SIZE ${value}`);
+      }
+      // The others bind what we send, and we send only small frames with literal headers.
+    }
+    this.#socket.write(SETTINGS_ACK);
+    if (!this.#up) {
+      this.#up = true;
+      this.#events.onUp();
+    }
+  }
+
+  #goaway(payload: Buffer): void {
+    if (payload.length < 8) return this.#fail(FRAME_SIZE_ERROR, "a malformed GOAWAY");
+    const lastStreamId = payload.readUInt32BE(0) & MAX_STREAM_ID;
+    const code = payload.readUInt32BE(4);
+    const reason = `the server closed the connection (GOAWAY, code ${code})`;
+    // Streams past the last one the server took were not processed: they fail now (§6.8).
+    for (const stream of [...this.#streams.values()]) {
+      if (stream.id > lastStreamId) {
+        this.#finish(stream, { code: grpc.status.UNAVAILABLE, details: reason });
+      }
+    }
+    this.#goingAway(reason);
+  }
+
+  #windowUpdate(streamId: number, payload: Buffer): void {
+    if (payload.length !== 4) return this.#fail(FRAME_SIZE_ERROR, "a malformed WINDOW_UPDATE");
+    if (streamId !== 0) return; // a stream's window: each request fits the initial one
+    this.#sendWindow += payload.readUInt32BE(0) & MAX_WINDOW;
+    if (this.#sendWindow > MAX_WINDOW) {
+      return this.#fail(FLOW_CONTROL_ERROR, "the connection window over 2^31-1");
+    }
+  }
+}
+
+/** A frame: the 9-byte header, then `payload`. */
+function frame(type: number, flags: number, streamId: number, payload: Uint8Array): Buffer {
+  const bytes = Buffer.alloc(FRAME_HEADER_BYTES + payload.length);
+  bytes.writeUIntBE(payload.length, 0, 3);
+  bytes[3] = type;
+  bytes[4] = flags;
+  bytes.writeUInt32BE(streamId, 5);
+  bytes.set(payload, FRAME_HEADER_BYTES);
+  return bytes;
+}
+
+function settingsPayload(settings: [number, number][]): Buffer {
+  const payload = Buffer.alloc(settings.length * 6);
+  settings.forEach(([id, value], i) => {
+    payload.writeUInt16BE(id, i * 6);
+    payload.writeUInt32BE(value, i * 6 + 2);
+  });
+  return payload;
+}
+
+function rstStream(streamId: number, code: number): Buffer {
+  const payload = Buffer.alloc(4);
+  payload.writeUInt32BE(code, 0);
+  return frame(RST_STREAM, 0, streamId, payload);
+}
+
+function windowUpdate(streamId: number, increment: number): Buffer {
+  const payload = Buffer.alloc(4);
+  payload.writeUInt32BE(increment, 0);
+  return frame(WINDOW_UPDATE, 0, streamId, payload);
+}
+
+/** GOAWAY naming no stream of the server's as processed (it opens none: no push). */
+function goaway(code: number): Buffer {
+  const payload = Buffer.alloc(8);
+  payload.writeUInt32BE(code, 4);
+  return frame(GOAWAY, 0, 0, payload);
+}
+
+/**
+ * The payload of a DATA or HEADERS frame without its padding (and the `skip` bytes of
+ * HEADERS' priority fields); undefined when the padding does not fit (§6.1, §6.2).
+ */
+function unpadded(flags: number, payload: Buffer, skip: number): Buffer | undefined {
+  let start = skip;
+  let end = payload.length;
+  if (flags & PADDED) {
+    if (payload.length < 1) return undefined;
+    start += 1;
+    end -= payload[0];
+  }
+  return start <= end ? payload.subarray(start, end) : undefined;
 }
 
 /** gRPC's message framing: uncompressed flag, 4-byte big-endian length, message. */
 function framed(message: Buffer): Buffer {
-  const frame = Buffer.alloc(5 + message.length);
-  frame.writeUInt32BE(message.length, 1);
-  message.copy(frame, 5);
-  return frame;
+  const bytes = Buffer.alloc(5 + message.length);
+  bytes.writeUInt32BE(message.length, 1);
+  message.copy(bytes, 5);
+  return bytes;
 }
 
-/** The result of a finished Check stream. */
-function readAnswer(
-  headers: http2.IncomingHttpHeaders,
-  trailers: http2.IncomingHttpHeaders,
-  body: Buffer,
-  rstCode: number | undefined,
-): CheckResult {
-  const code = trailers["grpc-status"];
+/** The result of a finished Check stream: trailers (or a trailers-only answer), then body. */
+function answer(stream: StreamState): CheckResult {
+  const code = stream.grpcStatus;
   if (code === undefined) {
-    const httpStatus = headers[":status"];
+    const httpStatus = stream.httpStatus;
     return {
       code: grpc.status.UNAVAILABLE,
-      details: httpStatus !== undefined && Number(httpStatus) !== 200
+      details: httpStatus !== undefined && httpStatus !== "200"
         ? `HTTP status ${httpStatus}, not a gRPC answer`
-        : `the stream ended without a gRPC status${rstCode ? ` (reset, code ${rstCode})` : ""}`,
+        : "the stream ended without a gRPC status",
     };
   }
   if (code !== "0") {
-    const message = trailers["grpc-message"];
+    const message = stream.grpcMessage;
+    const number = Number(code);
     return {
-      code: Number(code),
-      details: typeof message === "string" ? percentDecoded(message) : statusName(Number(code)),
+      code: Number.isInteger(number) && number > 0 && number <= 16 ? number : grpc.status.UNKNOWN,
+      details: message !== undefined ? percentDecoded(message) : statusName(number),
     };
   }
-  if (body.length < 5 || body[0] !== 0 || body.readUInt32BE(1) !== body.length - 5) {
+  const body = stream.body;
+  if (
+    body === undefined || body.length < 5 || body[0] !== 0 ||
+    body.readUInt32BE(1) !== body.length - 5
+  ) {
     return { code: grpc.status.INTERNAL, details: "the answer is not one uncompressed message" };
   }
   try {
