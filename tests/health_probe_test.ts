@@ -1,6 +1,6 @@
 /**
- * The balancer's health probe (`lib/health_probe.ts`: gRPC health Check over a plain
- * `node:http2` session) against real grpc-js servers: every answer a server can give, no
+ * The balancer's health probe (`lib/health_probe.ts`: gRPC health Check over HTTP/2 spoken on a
+ * plain socket) against real grpc-js servers: every answer a server can give, no
  * server, a server that never answers, a lost connection, a restarted server, and TLS.
  */
 import assert from "node:assert/strict";
