@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { HealthService } from "../lib/health.ts";
 import { type CheckResult, HealthProbe } from "../lib/health_probe.ts";
+import { encodeField } from "../lib/hpack.ts";
 import { freePort } from "../lib/ports.ts";
 import { bindServer, createServer, shutdownServer } from "../lib/server.ts";
 import type { TlsConfig } from "../lib/tls.ts";
@@ -175,5 +176,113 @@ Deno.test("a closed probe fails its checks and opens no connection", async () =>
   } finally {
     health.close();
     await shutdownServer(server, 1_000);
+  }
+});
+
+/** A frame: 9-byte header, then `payload`. */
+function h2Frame(type: number, flags: number, stream: number, payload: number[]): Uint8Array {
+  const length = payload.length;
+  return Uint8Array.from([
+    length >> 16,
+    (length >> 8) & 0xff,
+    length & 0xff,
+    type,
+    flags,
+    0,
+    0,
+    0,
+    stream,
+    ...payload,
+  ]);
+}
+
+/**
+ * A hand-made HTTP/2 server: sends its SETTINGS, waits for the first request, then writes
+ * `answer` (frames for stream 1) and keeps the connection until closed.
+ */
+function scriptedServer(answer: Uint8Array[]): { address: string; close: () => void } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns: Deno.Conn[] = [];
+  (async () => {
+    for await (const conn of listener) {
+      conns.push(conn);
+      (async () => {
+        await conn.write(h2Frame(0x4, 0, 0, []));
+        const buffer = new Uint8Array(4096);
+        let seen = 0;
+        // Preface (24) + SETTINGS + request HEADERS and DATA: well over 100 bytes.
+        while (seen < 100) {
+          const n = await conn.read(buffer).catch(() => null);
+          if (n === null) return;
+          seen += n;
+        }
+        for (const frame of answer) await conn.write(frame).catch(() => {});
+      })();
+    }
+  })().catch(() => {});
+  return {
+    address: `127.0.0.1:${listener.addr.port}`,
+    close: () => {
+      listener.close();
+      for (const conn of conns) {
+        try {
+          conn.close();
+        } catch {
+          // closed by the probe already
+        }
+      }
+    },
+  };
+}
+
+Deno.test("a probe reads an answer split over CONTINUATION and padded frames, with a PING between", async () => {
+  const headers = [
+    ...encodeField(":status", "200"),
+    ...encodeField("content-type", "application/grpc"),
+  ];
+  const server = scriptedServer([
+    h2Frame(0x6, 0, 0, [1, 2, 3, 4, 5, 6, 7, 8]), // PING: answered, nothing else
+    h2Frame(0x1, 0x8, 1, [2, ...headers.slice(0, 3), 0, 0]), // HEADERS, padded, no END_HEADERS
+    h2Frame(0x9, 0x4, 1, headers.slice(3)), // CONTINUATION with END_HEADERS
+    h2Frame(0x0, 0x8, 1, [3, 0, 0, 0, 0, 2, 0x08, 0x01, 0, 0, 0]), // DATA, padded: SERVING
+    h2Frame(0x1, 0x5, 1, encodeField("grpc-status", "0")), // trailers, END_STREAM
+  ]);
+  const probe = new HealthProbe(server.address);
+  try {
+    assert.deepEqual(await probe.check("", 2_000), { status: "SERVING" });
+  } finally {
+    probe.close();
+    server.close();
+  }
+});
+
+Deno.test("a server breaking HTTP/2 fails the check with UNAVAILABLE naming why, and drops the connection", async () => {
+  const cases: [string, Uint8Array[], RegExp][] = [
+    [
+      "a frame over 16 KiB",
+      [Uint8Array.from([0x00, 0x50, 0x00, 0x0, 0, 0, 0, 0, 1])],
+      /frame of 20480 bytes/,
+    ],
+    ["GOAWAY before the stream", [h2Frame(0x7, 0, 0, [0, 0, 0, 0, 0, 0, 0, 0])], /GOAWAY/],
+    ["a header block that does not decode", [h2Frame(0x1, 0x4, 1, [0x80])], /index 0/],
+    ["a PUSH_PROMISE", [h2Frame(0x5, 0x4, 1, [0, 0, 0, 2, 0x88])], /PUSH_PROMISE/],
+    ["a reset stream", [h2Frame(0x3, 0, 1, [0, 0, 0, 2])], /reset, code 2/],
+  ];
+  for (const [what, answer, details] of cases) {
+    const server = scriptedServer(answer);
+    let disconnects = 0;
+    const probe = new HealthProbe(server.address, { onDisconnect: () => disconnects++ });
+    try {
+      const result = await probe.check("", 2_000);
+      assert.equal(code(result), "UNAVAILABLE", what);
+      assert.match("details" in result ? result.details : "", details, what);
+      // A broken connection is dropped (and reported); a reset stream keeps it.
+      if (what !== "a reset stream") {
+        await waitFor(`${what}: the connection dropped`, () => disconnects === 1);
+      } else assert.equal(disconnects, 0);
+    } finally {
+      probe.close();
+      server.close();
+    }
   }
 });
