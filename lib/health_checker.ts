@@ -24,9 +24,10 @@
  * servers, so a hung one goes within 1.5 s (a dead one still at once). Small sets keep
  * `intervalMs` as it is. A new server's first check is never delayed (it decides when the
  * server is first picked), and each server's checks keep their own schedule (one ticker looks
- * for those due), so they spread over the interval as the servers joined. The cap was 2,500/s while a dead server waited for its
- * next check; at 1,000 servers on this 2-core machine that rate cost the balancer a third of a
- * core and, with every core busy, the stalls that the probe's late-timer rule now absorbs.
+ * for those due), so they spread over the interval as the servers joined. The cap was 2,500/s
+ * while a dead server waited for its next check; at 1,000 servers on this 2-core machine that
+ * rate cost the balancer a third of a core and, with every core busy, the stalls that the
+ * probe's late-timer rule now absorbs.
  *
  * @module
  */

@@ -180,7 +180,6 @@ export class HealthProbe {
         httpStatus: undefined,
         grpcStatus: undefined,
         grpcMessage: undefined,
-        headerBlocks: 0,
         bodyBytes: 0,
         message: undefined,
         body: undefined,
@@ -224,7 +223,7 @@ export class HealthProbe {
     connection?.destroy(this.#lastError);
   }
 
-  /** The open (or opening) connection; a new one unless backing off; undefined while backing off. */
+  /** The open (or opening) connection, or a new one; undefined while backing off. */
   #connect(): ProbeConnection | undefined {
     if (this.#connection !== undefined) return this.#connection;
     if (this.#closed || performance.now() < this.#retryAt) return undefined;
@@ -292,8 +291,6 @@ interface StreamState {
   httpStatus: string | undefined;
   grpcStatus: string | undefined;
   grpcMessage: string | undefined;
-  /** Header blocks received (the answer's headers, then its trailers). */
-  headerBlocks: number;
   /** Bytes of DATA received. */
   bodyBytes: number;
   /**
@@ -636,9 +633,7 @@ class ProbeConnection {
       if (!(error instanceof HpackError)) throw error;
       return this.#fail(COMPRESSION_ERROR, error.message);
     }
-    if (stream === undefined) return;
-    stream.headerBlocks++;
-    if (endStream) this.#finish(stream, answer(stream));
+    if (stream !== undefined && endStream) this.#finish(stream, answer(stream));
   }
 
   #rstStream(streamId: number, payload: Buffer): void {
@@ -796,9 +791,8 @@ const NOT_ONE_MESSAGE: CheckResult = {
 };
 
 /** Whether `bytes` hold exactly one uncompressed gRPC message. */
-function isWholeMessage(bytes: Uint8Array): boolean {
-  return bytes.length >= 5 && bytes[0] === 0 &&
-    new DataView(bytes.buffer, bytes.byteOffset, 5).getUint32(1) === bytes.length - 5;
+function isWholeMessage(bytes: Buffer): boolean {
+  return bytes.length >= 5 && bytes[0] === 0 && bytes.readUInt32BE(1) === bytes.length - 5;
 }
 
 /** The `HealthCheckResponse` framed in `bytes`, or why it is not one. */

@@ -179,7 +179,7 @@ export class HpackDecoder {
     return this.#dynamic.length;
   }
 
-  /** Decodes `block`, calling `onField` per header field in order. Throws {@linkcode HpackError}. */
+  /** Calls `onField` per header field of `block`, in order. Throws {@linkcode HpackError}. */
   decode(block: Uint8Array, onField: (name: string, value: string) => void): void {
     let at = 0;
     let fields = 0;
@@ -297,7 +297,7 @@ export class HpackDecoder {
   }
 }
 
-/** An integer with an `prefixBits`-bit prefix (§5.1) at `at`: its value and the offset after it. */
+/** An integer with a `prefixBits`-bit prefix (§5.1) at `at`: its value and the offset after. */
 function readInteger(block: Uint8Array, at: number, prefixBits: number): [number, number] {
   if (at >= block.length) throw new HpackError("the block ends before an integer");
   const mask = (1 << prefixBits) - 1;
