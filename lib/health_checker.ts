@@ -33,7 +33,7 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { getLogger } from "@logtape/logtape";
-import { HealthProbe } from "./health_probe.ts";
+import { type CheckResult, HealthProbe } from "./health_probe.ts";
 import type { BalancerMetrics } from "./metrics.ts";
 import type { ServerSet } from "./server_set.ts";
 import { statusName } from "./status.ts";
@@ -97,6 +97,8 @@ interface Probe {
   /** Settles when the first check has ended (or the probe closed). */
   checked: Promise<void>;
   onChecked: () => void;
+  /** Takes each check's result (one function per probe, not one per check). */
+  onResult: (result: CheckResult) => void;
 }
 
 /** Checks every member of a set, ejecting and readmitting them. */
@@ -168,6 +170,7 @@ export class HealthChecker {
       closed: false,
       checked,
       onChecked,
+      onResult: (result) => this.#checked(probe, result),
     };
     this.#probes.set(address, probe);
     this.#run(probe);
@@ -190,16 +193,25 @@ export class HealthChecker {
 
   /** Starts the checks that are due. */
   #tick(): void {
-    const now = performance.now();
-    for (const probe of this.#probes.values()) {
-      if (!probe.running && now >= probe.nextAt) this.#run(probe);
-    }
+    this.#tickAt = performance.now();
+    // forEach with one function made once: a for-of over the map allocated an iterator result
+    // per probe, 50,000 a second at 1,000 servers, and V8 came to allocate them in its old
+    // generation, which then grew until a full GC.
+    this.#probes.forEach(this.#startIfDue);
   }
 
-  async #run(probe: Probe): Promise<void> {
+  #tickAt = 0;
+  #startIfDue = (probe: Probe): void => {
+    if (!probe.running && this.#tickAt >= probe.nextAt) this.#run(probe);
+  };
+
+  #run(probe: Probe): void {
     probe.running = true;
     probe.nextAt = Infinity;
-    const result = await probe.connection.check(this.#service, this.#timeoutMs);
+    probe.connection.checkThen(this.#service, this.#timeoutMs, probe.onResult);
+  }
+
+  #checked(probe: Probe, result: CheckResult): void {
     probe.running = false;
     let reason = "";
     if ("status" in result) {

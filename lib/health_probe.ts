@@ -68,6 +68,12 @@ const CHECK_PATH = "/grpc.health.v1.Health/Check";
 
 const checkMethod = (HEALTH_DEFINITION["grpc.health.v1.Health"] as grpc.ServiceDefinition).Check;
 
+/**
+ * Most checks in flight on one connection; more fail at once with UNAVAILABLE. The checker has
+ * one per server; the bound keeps a connection's scan for a stream short.
+ */
+export const MAX_CHECKS_PER_CONNECTION = 100;
+
 /** Largest header block or answer message taken; more fails the check (or the connection). */
 const MAX_ANSWER_BYTES = 64 * 1024;
 
@@ -144,8 +150,15 @@ export class HealthProbe {
   #retryAt = 0;
   #lastError = "";
   #closed = false;
-  #requestKey = "";
+  #requestService = "";
+  #requestTimeoutMs = 0;
   #request: Request | undefined;
+  /**
+   * Reused by each check while none other is in flight: a new object per check, 1,000 a
+   * second, was allocated by V8 straight into its old generation (pretenured, since many
+   * lived long while connections opened), which then grew until a full GC.
+   */
+  #stream: StreamState = newStream();
 
   /** Creates a probe of `address` (`host:port`); it connects on its first check. */
   constructor(address: string, options: HealthProbeOptions = {}) {
@@ -169,43 +182,52 @@ export class HealthProbe {
    * (at most `timeoutMs`), for that I/O; a hung server still fails it (see {@linkcode sweep}).
    */
   check(service: string, timeoutMs: number): Promise<CheckResult> {
+    return new Promise((resolve) => this.checkThen(service, timeoutMs, resolve));
+  }
+
+  /**
+   * {@linkcode check} calling `onResult` instead of returning a promise (once, and never before
+   * it returns): what the checker uses, so a check at 1,000 checks/s allocates no promise.
+   */
+  checkThen(service: string, timeoutMs: number, onResult: (result: CheckResult) => void): void {
     const connection = this.#connect();
     if (connection === undefined) {
-      return Promise.resolve({ code: grpc.status.UNAVAILABLE, details: this.#lastError });
+      const result = { code: grpc.status.UNAVAILABLE, details: this.#lastError };
+      queueMicrotask(() => onResult(result));
+      return;
     }
-    const request = this.#requestFor(service, timeoutMs);
-    return new Promise((resolve) => {
-      const stream: StreamState = {
-        id: 0,
-        httpStatus: undefined,
-        grpcStatus: undefined,
-        grpcMessage: undefined,
-        bodyBytes: 0,
-        message: undefined,
-        body: undefined,
-        connection,
-        deadline: performance.now() + timeoutMs,
-        timeoutMs,
-        extended: false,
-        done: (result) => {
-          untrack(stream);
-          resolve(result);
-        },
-      };
-      if (connection.open(stream, request)) track(stream);
-    });
+    // The probe's own stream state, when its last check has ended (the checker's case);
+    // otherwise (checks at once through `check`) a new one.
+    let stream = this.#stream;
+    if (stream.busy) stream = newStream();
+    stream.busy = true;
+    stream.id = 0;
+    stream.httpStatus = undefined;
+    stream.grpcStatus = undefined;
+    stream.grpcMessage = undefined;
+    stream.bodyBytes = 0;
+    stream.message = undefined;
+    stream.body = undefined;
+    stream.connection = connection;
+    stream.deadline = performance.now() + timeoutMs;
+    stream.timeoutMs = timeoutMs;
+    stream.extended = false;
+    stream.onResult = onResult;
+    if (connection.open(stream, this.#requestFor(service, timeoutMs))) track(stream);
   }
 
   /** The request for `service`, built once (a probe asks about the same one each time). */
   #requestFor(service: string, timeoutMs: number): Request {
-    const timeout = `${Math.max(1, Math.ceil(timeoutMs))}m`;
-    const key = `${timeout} ${service}`;
-    if (this.#requestKey !== key || this.#request === undefined) {
-      this.#requestKey = key;
+    if (
+      this.#request === undefined || this.#requestService !== service ||
+      this.#requestTimeoutMs !== timeoutMs
+    ) {
+      this.#requestService = service;
+      this.#requestTimeoutMs = timeoutMs;
       this.#request = buildRequest(
         this.#tls ? "https" : "http",
         this.#authority,
-        timeout,
+        `${Math.max(1, Math.ceil(timeoutMs))}m`,
         framed(checkMethod.requestSerialize({ service })),
       );
     }
@@ -299,15 +321,19 @@ interface StreamState {
    */
   message: CheckResult | undefined;
   body: Buffer | undefined;
-  /** The connection it is on (to reset it at its deadline). */
-  connection: ProbeConnection;
+  /** The connection it is on (to reset it at its deadline); undefined before its first check. */
+  connection: ProbeConnection | undefined;
   /** When it fails unanswered (performance.now()); see {@linkcode sweep}. */
   deadline: number;
   timeoutMs: number;
   /** The deadline was moved once already, after a stall of this process. */
   extended: boolean;
-  /** Called once, with the result. */
-  done: (result: CheckResult) => void;
+  /** Its index in `inFlight` while tracked; -1 otherwise. */
+  slot: number;
+  /** Its check has not ended yet (a probe reuses its state once it has). */
+  busy: boolean;
+  /** Called once, with the result (through {@linkcode complete}). */
+  onResult: (result: CheckResult) => void;
 }
 
 /**
@@ -316,24 +342,73 @@ interface StreamState {
  * 1,000 checks/s, measured; deadlines here are then up to this much late).
  */
 const SWEEP_MS = 10;
-/** Checks in flight, in the order they started. */
-const inFlight = new Set<StreamState>();
+/**
+ * Checks in flight, in `inFlight[0..inFlightCount)`, each at its `slot`; removed by moving the
+ * last one into its place. An array that never shrinks rather than a `Set`: at 1,000 checks/s
+ * a `Set` (and a `Map` of streams per connection) rebuilt its table every few checks, and the
+ * tables promoted to V8's old generation kept the young checks they had pointed at alive
+ * through the next scavenges: most of the balancer's old-generation growth at 1,000 servers.
+ */
+const inFlight: (StreamState | undefined)[] = [];
+let inFlightCount = 0;
 let sweepTimer: ReturnType<typeof setInterval> | undefined;
 let lastSweep = 0;
 
 function track(stream: StreamState): void {
-  inFlight.add(stream);
+  stream.slot = inFlightCount;
+  if (inFlightCount === inFlight.length) inFlight.push(stream);
+  else inFlight[inFlightCount] = stream;
+  inFlightCount++;
   if (sweepTimer === undefined) {
     lastSweep = performance.now();
     sweepTimer = setInterval(sweep, SWEEP_MS);
   }
 }
 
+function newStream(): StreamState {
+  return {
+    id: 0,
+    httpStatus: undefined,
+    grpcStatus: undefined,
+    grpcMessage: undefined,
+    bodyBytes: 0,
+    message: undefined,
+    body: undefined,
+    connection: undefined,
+    deadline: 0,
+    timeoutMs: 0,
+    extended: false,
+    slot: -1,
+    busy: false,
+    onResult: NO_RESULT,
+  };
+}
+
+const NO_RESULT = (_result: CheckResult): void => {};
+
+/**
+ * Ends `stream`'s check with `result`. Its state may be reused by the next check as soon as
+ * `onResult` runs: nothing reads it after this.
+ */
+function complete(stream: StreamState, result: CheckResult): void {
+  untrack(stream);
+  const onResult = stream.onResult;
+  stream.onResult = NO_RESULT;
+  stream.connection = undefined;
+  stream.body = undefined;
+  stream.busy = false;
+  onResult(result);
+}
+
 function untrack(stream: StreamState): void {
-  inFlight.delete(stream);
-  if (inFlight.size === 0 && sweepTimer !== undefined) {
-    clearInterval(sweepTimer);
-    sweepTimer = undefined;
+  const slot = stream.slot;
+  if (slot < 0) return;
+  stream.slot = -1;
+  const last = inFlight[--inFlightCount]!;
+  inFlight[inFlightCount] = undefined;
+  if (last !== stream) {
+    inFlight[slot] = last;
+    last.slot = slot;
   }
 }
 
@@ -344,17 +419,28 @@ function untrack(stream: StreamState): void {
  * (at most their timeout), after the I/O they missed; a hung server still fails them.
  */
 function sweep(): void {
+  if (inFlightCount === 0) {
+    // Stopped here rather than when the last check ends: at 1,000 checks/s there is often a
+    // moment with none in flight, and a timer made and cleared each time is garbage.
+    clearInterval(sweepTimer);
+    sweepTimer = undefined;
+    return;
+  }
   const now = performance.now();
   const late = now - lastSweep - SWEEP_MS;
   lastSweep = now;
-  for (const stream of inFlight) {
+  // From the end: a check ended here moves the last one into its slot, already looked at.
+  for (let i = inFlightCount - 1; i >= 0; i--) {
+    // A check failed below can end others (its connection closing): skip the slots now empty.
+    if (i >= inFlightCount) continue;
+    const stream = inFlight[i]!;
     if (now < stream.deadline) continue;
     if (late > LATE_TIMER_MS && !stream.extended) {
       stream.extended = true;
       stream.deadline = now + Math.min(late, stream.timeoutMs);
       continue;
     }
-    stream.connection.cancel(stream, {
+    stream.connection!.cancel(stream, {
       code: grpc.status.DEADLINE_EXCEEDED,
       details: `no answer within ${stream.timeoutMs} ms`,
     });
@@ -377,7 +463,12 @@ class ProbeConnection {
   /** No new streams: the server sent GOAWAY, or the ids ran out. */
   #draining = false;
   #destroyed = false;
-  #streams = new Map<number, StreamState>();
+  /**
+   * Streams in flight, in no order, found by a scan: a connection carries one check at a time
+   * from the checker, and at most {@linkcode MAX_CHECKS_PER_CONNECTION}. (Not a `Map`: see
+   * `inFlight`.)
+   */
+  #streams: StreamState[] = [];
   #nextStreamId = 1;
   #hpack = new HpackDecoder();
   /** Our SETTINGS are acknowledged (the HPACK limit of 0 is in force). */
@@ -390,6 +481,16 @@ class ProbeConnection {
   /** Bytes read and not yet parsed. */
   #in = Buffer.alloc(512);
   #inLength = 0;
+  /** The stream whose header block is being decoded (undefined: not ours, decoded for HPACK). */
+  #decoding: StreamState | undefined;
+  /** Takes the fields of `#decoding` (one function per connection, not one per block). */
+  #onField = (name: string, value: string): void => {
+    const stream = this.#decoding;
+    if (stream === undefined) return;
+    if (name === ":status") stream.httpStatus = value;
+    else if (name === "grpc-status") stream.grpcStatus = value;
+    else if (name === "grpc-message") stream.grpcMessage = value;
+  };
   /** A header block still waiting for its CONTINUATION frames. */
   #block: { streamId: number; endStream: boolean; chunks: Buffer[]; bytes: number } | undefined;
 
@@ -425,25 +526,27 @@ class ProbeConnection {
   }
 
   /**
-   * Sends `request` on a new stream for `stream`; false when it could not (then `stream.done`
-   * has been called with why).
+   * Sends `request` on a new stream for `stream`; false when it could not (then `stream`'s
+   * check has ended with why).
    */
   open(stream: StreamState, request: Request): boolean {
     let why = "";
     if (this.#destroyed || this.#draining) why = "the connection is closing";
-    else if (this.#streams.size >= this.#maxStreams) {
+    else if (this.#streams.length >= this.#maxStreams) {
       why = `the server takes at most ${this.#maxStreams} streams at once`;
+    } else if (this.#streams.length >= MAX_CHECKS_PER_CONNECTION) {
+      why = `a probe takes at most ${MAX_CHECKS_PER_CONNECTION} checks at once`;
     } else if (request.dataBytes > Math.min(this.#sendWindow, this.#peerInitialWindow)) {
       why = "the server's flow-control window is too small for the request";
     }
     if (why !== "") {
-      stream.done({ code: grpc.status.UNAVAILABLE, details: why });
+      queueMicrotask(() => complete(stream, { code: grpc.status.UNAVAILABLE, details: why }));
       return false;
     }
     const id = this.#nextStreamId;
     this.#nextStreamId += 2;
     stream.id = id;
-    this.#streams.set(id, stream);
+    this.#streams.push(stream);
     this.#sendWindow -= request.dataBytes;
     // The request built once is sent as it is when nothing waits to be written (the last one
     // went out long ago: it was answered or timed out); otherwise a copy.
@@ -457,9 +560,10 @@ class ProbeConnection {
 
   /** Ends `stream` with `result` and resets it (RST_STREAM CANCEL); the connection stays. */
   cancel(stream: StreamState, result: CheckResult): void {
-    if (this.#streams.get(stream.id) !== stream) return;
+    if (!this.#streams.includes(stream)) return;
+    const id = stream.id; // the state may be reused once finished
     this.#finish(stream, result);
-    if (!this.#destroyed) this.#socket.write(rstStream(stream.id, CANCEL));
+    if (!this.#destroyed) this.#socket.write(rstStream(id, CANCEL));
   }
 
   /**
@@ -473,7 +577,7 @@ class ProbeConnection {
     if (last === undefined) socket.destroy();
     else socket.end(last, () => socket.destroy());
     const wasUp = this.#up;
-    for (const stream of [...this.#streams.values()]) {
+    for (const stream of [...this.#streams]) {
       this.#finish(stream, { code: grpc.status.UNAVAILABLE, details: reason });
     }
     if (!this.#draining) this.#events.onGone(reason, wasUp);
@@ -489,13 +593,25 @@ class ProbeConnection {
     if (this.#draining) return;
     this.#draining = true;
     this.#events.onGone(reason, this.#up);
-    if (this.#streams.size === 0) this.destroy(reason);
+    if (this.#streams.length === 0) this.destroy(reason);
+  }
+
+  /** The stream in flight with id `id`, if any. */
+  #stream(id: number): StreamState | undefined {
+    const streams = this.#streams;
+    for (let i = 0; i < streams.length; i++) if (streams[i].id === id) return streams[i];
+    return undefined;
   }
 
   #finish(stream: StreamState, result: CheckResult): void {
-    this.#streams.delete(stream.id);
-    stream.done(result);
-    if (this.#draining && this.#streams.size === 0) this.destroy("the connection went away");
+    const streams = this.#streams;
+    const at = streams.indexOf(stream);
+    if (at >= 0) {
+      const last = streams.pop()!;
+      if (last !== stream) streams[at] = last;
+    }
+    complete(stream, result);
+    if (this.#draining && streams.length === 0) this.destroy("the connection went away");
   }
 
   #read(chunk: Buffer): void {
@@ -572,7 +688,7 @@ class ProbeConnection {
     }
     const data = unpadded(flags, payload, 0);
     if (data === undefined) return this.#fail(PROTOCOL_ERROR, "DATA with invalid padding");
-    const stream = this.#streams.get(streamId);
+    const stream = this.#stream(streamId);
     if (stream === undefined) return; // reset by us already, or not ours: ignored
     if (stream.bodyBytes + data.length > MAX_ANSWER_BYTES) {
       return this.cancel(stream, {
@@ -621,24 +737,22 @@ class ProbeConnection {
 
   /** A whole header block: decoded (always: the HPACK state is the connection's), then used. */
   #headerBlock(streamId: number, endStream: boolean, block: Uint8Array): void {
-    const stream = this.#streams.get(streamId);
+    const stream = this.#stream(streamId);
+    this.#decoding = stream;
     try {
-      this.#hpack.decode(block, (name, value) => {
-        if (stream === undefined) return;
-        if (name === ":status") stream.httpStatus = value;
-        else if (name === "grpc-status") stream.grpcStatus = value;
-        else if (name === "grpc-message") stream.grpcMessage = value;
-      });
+      this.#hpack.decode(block, this.#onField);
     } catch (error) {
       if (!(error instanceof HpackError)) throw error;
       return this.#fail(COMPRESSION_ERROR, error.message);
+    } finally {
+      this.#decoding = undefined;
     }
     if (stream !== undefined && endStream) this.#finish(stream, answer(stream));
   }
 
   #rstStream(streamId: number, payload: Buffer): void {
     if (payload.length !== 4) return this.#fail(FRAME_SIZE_ERROR, "a malformed RST_STREAM");
-    const stream = this.#streams.get(streamId);
+    const stream = this.#stream(streamId);
     if (stream === undefined) return;
     const code = payload.readUInt32BE(0);
     this.#finish(stream, {
@@ -682,7 +796,7 @@ class ProbeConnection {
     const code = payload.readUInt32BE(4);
     const reason = `the server closed the connection (GOAWAY, code ${code})`;
     // Streams past the last one the server took were not processed: they fail now (§6.8).
-    for (const stream of [...this.#streams.values()]) {
+    for (const stream of [...this.#streams]) {
       if (stream.id > lastStreamId) {
         this.#finish(stream, { code: grpc.status.UNAVAILABLE, details: reason });
       }
@@ -795,9 +909,19 @@ function isWholeMessage(bytes: Buffer): boolean {
   return bytes.length >= 5 && bytes[0] === 0 && bytes.readUInt32BE(1) === bytes.length - 5;
 }
 
+/** The results of the usual answers, one object each (a check allocates none for them). */
+const STATUS_RESULTS: readonly CheckResult[] = (
+  ["UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"] as const
+).map((status) => ({ status }));
+
 /** The `HealthCheckResponse` framed in `bytes`, or why it is not one. */
 function decodeMessage(bytes: Buffer): CheckResult {
   if (!isWholeMessage(bytes)) return NOT_ONE_MESSAGE;
+  // The usual answers, read here: empty (status 0, the default), or field 1 with a known status.
+  if (bytes.length === 5) return STATUS_RESULTS[0];
+  if (bytes.length === 7 && bytes[5] === 0x08 && bytes[6] < STATUS_RESULTS.length) {
+    return STATUS_RESULTS[bytes[6]];
+  }
   try {
     const response = checkMethod.responseDeserialize(bytes.subarray(5)) as HealthCheckResponse;
     return { status: response.status };

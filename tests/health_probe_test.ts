@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { HealthService } from "../lib/health.ts";
-import { type CheckResult, HealthProbe } from "../lib/health_probe.ts";
+import { type CheckResult, HealthProbe, MAX_CHECKS_PER_CONNECTION } from "../lib/health_probe.ts";
 import { encodeField } from "../lib/hpack.ts";
 import { freePort } from "../lib/ports.ts";
 import { bindServer, createServer, shutdownServer } from "../lib/server.ts";
@@ -159,6 +159,38 @@ Deno.test("a probe speaks TLS to an IP address, checking the certificate against
     assert.notEqual(code(await plaintext.check("", 2_000)), "SERVING");
   } finally {
     for (const probe of [trusted, untrusted, plaintext]) probe.close();
+    health.close();
+    await shutdownServer(server, 1_000);
+  }
+});
+
+Deno.test("checks at once on one probe each get their own answer, up to the probe's limit", async () => {
+  const { address, server, health } = await healthServer();
+  health.set("svc", "NOT_SERVING");
+  const probe = new HealthProbe(address);
+  try {
+    // One after another (each reuses the probe's state), then many at once, two services mixed.
+    for (let i = 0; i < 3; i++) {
+      assert.deepEqual(await probe.check(i % 2 ? "svc" : "", 2_000), {
+        status: i % 2 ? "NOT_SERVING" : "SERVING",
+      });
+    }
+    const services = Array.from(
+      { length: MAX_CHECKS_PER_CONNECTION + 1 },
+      (_, i) => i % 3 ? "" : "svc",
+    );
+    const results = await Promise.all(services.map((service) => probe.check(service, 5_000)));
+    const refused = results.filter((r) => "code" in r);
+    assert.equal(refused.length, 1);
+    assert.equal(code(refused[0]), "UNAVAILABLE");
+    assert.match("details" in refused[0] ? refused[0].details : "", /at most 100 checks at once/);
+    assert.ok("code" in results[MAX_CHECKS_PER_CONNECTION]);
+    for (let i = 0; i < MAX_CHECKS_PER_CONNECTION; i++) {
+      assert.deepEqual(results[i], { status: services[i] === "svc" ? "NOT_SERVING" : "SERVING" });
+    }
+    assert.deepEqual(await probe.check("", 2_000), { status: "SERVING" });
+  } finally {
+    probe.close();
     health.close();
     await shutdownServer(server, 1_000);
   }

@@ -90,6 +90,36 @@ Deno.test("what the probe sends decodes back to the same fields", () => {
   assert.throws(() => encodeField("x", "é"), /not ASCII/);
 });
 
+Deno.test("literal strings decode exactly, short or long, repeated or not, octets as Latin-1", () => {
+  // Raw (not Huffman) literals without indexing, new names (§6.2.2): bytes as they are.
+  const literal = (name: number[], value: number[]) => [
+    0x00,
+    ...encodeInteger(name.length, 7),
+    ...name,
+    ...encodeInteger(value.length, 7),
+    ...value,
+  ];
+  const latin1 = (octets: number[]) => String.fromCharCode(...octets);
+  const cases: number[][] = [
+    [],
+    [0x61],
+    Array.from({ length: 64 }, (_, i) => 0x20 + i), // the longest remembered
+    Array.from({ length: 65 }, (_, i) => 0x20 + i), // one more
+    Array.from({ length: 256 }, (_, i) => i), // every octet, 0x80-0xff as Latin-1
+    Array.from({ length: 10_000 }, (_, i) => 0x41 + (i % 26)), // in pieces
+  ];
+  // Over a thousand distinct short strings, then the same again: a string seen before and one
+  // that replaced it in the decoder's memory both come back right.
+  for (let i = 0; i < 1_200; i++) cases.push([...new TextEncoder().encode(`v${i}`)]);
+  const decoder = new HpackDecoder(0);
+  for (let round = 0; round < 2; round++) {
+    for (const value of cases) {
+      const block = Uint8Array.from(literal([0x78], value));
+      assert.deepEqual(decodeAll(decoder, block), [["x", latin1(value)]]);
+    }
+  }
+});
+
 Deno.test("malformed blocks throw HpackError, never a wrong field", () => {
   const cases: [string, Uint8Array, RegExp][] = [
     ["index 0", hex("80"), /index 0/],
