@@ -15,9 +15,20 @@ import { envFlags, envName } from "./flags.ts";
 export const ENV_ALLOW = "GRPC_*,LB_*,grpc_proxy,http_proxy,https_proxy,no_proxy,no_grpc_proxy";
 
 /**
- * `deno run` permission flags of each entry (as in deno.json's tasks). Balancer, backend and
- * client may read `secrets/` (gitignored): token files and TLS keys go there; and `node_modules`,
- * where the etcd3 package reads its `.proto` files (the client with `--balancers-etcd`).
+ * V8's young generation capped at 8 MiB a semi-space (16 by default): at 1,000 servers the
+ * startup burst (1,000 connections and probes at once) grew it to the default cap, which V8 then
+ * kept, 30 MiB committed for a young generation that holds a few MiB between scavenges. Measured
+ * in the `scale` benchmark: 137-142 MiB mean without, 126 with; `GetServer`/s within the noise
+ * of 3 interleaved runs each (4 MiB: 113 MiB but about 15 % fewer `GetServer`/s). See
+ * docs/DEVELOPING.md.
+ */
+export const BALANCER_V8_FLAGS = "--v8-flags=--max-semi-space-size=8";
+
+/**
+ * `deno run` flags of each entry (as in deno.json's tasks): its permissions, and the balancer's
+ * {@linkcode BALANCER_V8_FLAGS}. Balancer, backend and client may read `secrets/` (gitignored):
+ * token files and TLS keys go there; and `node_modules`, where the etcd3 package reads its
+ * `.proto` files (the client with `--balancers-etcd`).
  *
  * The balancer does not run with V8's `--optimize-for-size`, though it halves its memory at
  * 1,000 servers (295 → 152 MiB in the `scale` benchmark): with it, the balancer dropped a client
@@ -27,6 +38,7 @@ export const ENV_ALLOW = "GRPC_*,LB_*,grpc_proxy,http_proxy,https_proxy,no_proxy
  */
 export const ENTRY_PERMISSIONS = {
   balancer: [
+    BALANCER_V8_FLAGS,
     "--allow-net=127.0.0.1",
     "--allow-read=node_modules,secrets",
     `--allow-env=${ENV_ALLOW}`,
