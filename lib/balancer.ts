@@ -36,7 +36,7 @@ import { addReflection } from "./reflection.ts";
 import { bindServer, createServer, shutdownServer } from "./server.ts";
 import { ServerSet } from "./server_set.ts";
 import { DEFAULT_POLICY_KEY, SharedPolicy } from "./shared_policy.ts";
-import { WatchHub } from "./watch_hub.ts";
+import { WatchHub, withEncodedWatch } from "./watch_hub.ts";
 import { sleep } from "./backoff.ts";
 import type { TlsConfig } from "./tls.ts";
 
@@ -136,7 +136,7 @@ export class Balancer {
       watchers: () => this.#watch.subscribers,
     });
     this.#server.addService(
-      contract.LoadBalancer.service,
+      withEncodedWatch(contract.LoadBalancer.service),
       createBalancerHandlers({
         set: this.set,
         picker: this.picker,

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { spawnEntry } from "../lib/entry_process.ts";
 import { runLoad } from "../lib/load_run.ts";
-import { createLoadBalancerClient } from "../lib/proto.ts";
+import { createLoadBalancerClient, type ServerList } from "../lib/proto.ts";
 import { TaskClient } from "../lib/task_client.ts";
 import {
   freePort,
@@ -48,6 +48,55 @@ Deno.test("watch mode receives the set, follows a join and a leave, and picks lo
     client.close();
     lb.close();
     await stopAll(balancer, a, b, c);
+  }
+});
+
+Deno.test("every WatchServers stream gets each change, the same message for the same version", async () => {
+  const balancer = await startBalancer(["--policy", "least_load"]);
+  const lb = createLoadBalancerClient(balancer.address);
+  const received: ServerList[][] = [[], [], []];
+  const streams = received.map((messages, i) => {
+    const stream = lb.WatchServers({ client_id: `w${i}` });
+    stream.on("data", (message: ServerList) => messages.push(message));
+    stream.on("error", () => {});
+    return stream;
+  });
+  const a = startBackend(["--balancer", balancer.address]);
+  const names = (message: ServerList | undefined) =>
+    message?.servers.map((s) => s.server_address) ?? [];
+  try {
+    await waitFor(
+      "every stream to name the backend",
+      () => received.every((messages) => names(messages.at(-1)).includes(a.address)),
+      15_000,
+    );
+    await a.process.stop();
+    await waitFor(
+      "every stream to drop it",
+      () =>
+        received.every((messages) => messages.length > 1 && names(messages.at(-1)).length === 0),
+      15_000,
+    );
+    for (const messages of received) assert.equal(messages.at(-1)!.policy, "least_load");
+    // A change is one message, encoded once: equal wherever two streams got the same version.
+    const byVersion = new Map<number, ServerList>();
+    let shared = 0;
+    for (const message of received.flat()) {
+      const seen = byVersion.get(message.version);
+      if (seen === undefined) byVersion.set(message.version, message);
+      else {
+        assert.deepEqual(message, seen);
+        shared++;
+      }
+    }
+    assert.ok(
+      shared >= 2,
+      `no version was sent to two streams (${received.flat().length} messages)`,
+    );
+  } finally {
+    for (const stream of streams) stream.cancel();
+    lb.close();
+    await stopAll(balancer, a);
   }
 });
 
