@@ -125,7 +125,8 @@ export const SCENARIOS: Record<ScenarioName, Scenario> = {
     name: "scale",
     description:
       "1,000 registered servers from 4 fleet processes (lib/fleet.ts), one balancer on " +
-      "etcd health-checking them all; one more server registered and deregistered 20 times",
+      "etcd health-checking them all; one more server registered and deregistered 20 times. " +
+      "The balancer runs with the V8 flag `deno task balancer` has (`--max-semi-space-size=8`)",
     slowdowns: [],
     task: "simple",
     concurrency: 8,
