@@ -166,7 +166,7 @@ export class HealthProbe {
    * second, was allocated by V8 straight into its old generation (pretenured, since many
    * lived long while connections opened), which then grew until a full GC.
    */
-  #stream: StreamState = newStream();
+  #stream: StreamState = { ...BLANK_STREAM };
 
   /** Creates a probe of `address` (`host:port`); it connects on its first check. */
   constructor(address: string, options: HealthProbeOptions = {}) {
@@ -204,22 +204,13 @@ export class HealthProbe {
       queueMicrotask(() => onResult(result));
       return;
     }
-    // The probe's own stream state, when its last check has ended (the checker's case);
+    // The probe's own stream state, blank again once its last check ended (the checker's case);
     // otherwise (checks at once through `check`) a new one.
     let stream = this.#stream;
-    if (stream.busy) stream = newStream();
-    stream.busy = true;
-    stream.id = 0;
-    stream.httpStatus = undefined;
-    stream.grpcStatus = undefined;
-    stream.grpcMessage = undefined;
-    stream.bodyBytes = 0;
-    stream.message = undefined;
-    stream.body = undefined;
+    if (stream.onResult !== NO_RESULT) stream = { ...BLANK_STREAM };
     stream.connection = connection;
     stream.deadline = performance.now() + timeoutMs;
     stream.timeoutMs = timeoutMs;
-    stream.extended = false;
     stream.onResult = onResult;
     if (connection.open(stream, this.#requestFor(service, timeoutMs))) track(stream);
   }
@@ -338,9 +329,10 @@ interface StreamState {
   extended: boolean;
   /** Its index in `inFlight` while tracked; -1 otherwise. */
   slot: number;
-  /** Its check has not ended yet (a probe reuses its state once it has). */
-  busy: boolean;
-  /** Called once, with the result (through {@linkcode complete}). */
+  /**
+   * Called once, with the result (through {@linkcode complete}); `NO_RESULT` while no check
+   * uses the state (a probe reuses it then).
+   */
   onResult: (result: CheckResult) => void;
 }
 
@@ -373,38 +365,34 @@ function track(stream: StreamState): void {
   }
 }
 
-function newStream(): StreamState {
-  return {
-    id: 0,
-    httpStatus: undefined,
-    grpcStatus: undefined,
-    grpcMessage: undefined,
-    bodyBytes: 0,
-    message: undefined,
-    body: undefined,
-    connection: undefined,
-    deadline: 0,
-    timeoutMs: 0,
-    extended: false,
-    slot: -1,
-    busy: false,
-    onResult: NO_RESULT,
-  };
-}
-
 const NO_RESULT = (_result: CheckResult): void => {};
 
+/** A stream state before its check: a new one is a copy, and an ended one is made this again. */
+const BLANK_STREAM: Readonly<StreamState> = {
+  id: 0,
+  httpStatus: undefined,
+  grpcStatus: undefined,
+  grpcMessage: undefined,
+  bodyBytes: 0,
+  message: undefined,
+  body: undefined,
+  connection: undefined,
+  deadline: 0,
+  timeoutMs: 0,
+  extended: false,
+  slot: -1,
+  onResult: NO_RESULT,
+};
+
 /**
- * Ends `stream`'s check with `result`. Its state may be reused by the next check as soon as
- * `onResult` runs: nothing reads it after this.
+ * Ends `stream`'s check with `result`. Its state is blank again (no reference to the connection
+ * or the answer is kept), and may be reused by the next check as soon as `onResult` runs:
+ * nothing reads it after this.
  */
 function complete(stream: StreamState, result: CheckResult): void {
   untrack(stream);
   const onResult = stream.onResult;
-  stream.onResult = NO_RESULT;
-  stream.connection = undefined;
-  stream.body = undefined;
-  stream.busy = false;
+  Object.assign(stream, BLANK_STREAM);
   onResult(result);
 }
 
@@ -568,10 +556,10 @@ class ProbeConnection {
 
   /** Ends `stream` with `result` and resets it (RST_STREAM CANCEL); the connection stays. */
   cancel(stream: StreamState, result: CheckResult): void {
-    if (!this.#streams.includes(stream)) return;
-    const id = stream.id; // the state may be reused once finished
-    this.#finish(stream, result);
-    if (!this.#destroyed) this.#socket.write(rstStream(id, CANCEL));
+    const id = stream.id; // the state is blank once finished
+    if (this.#finish(stream, result) && !this.#destroyed) {
+      this.#socket.write(rstStream(id, CANCEL));
+    }
   }
 
   /**
@@ -611,15 +599,16 @@ class ProbeConnection {
     return undefined;
   }
 
-  #finish(stream: StreamState, result: CheckResult): void {
+  /** Ends `stream` with `result` if it is in flight here; returns whether it was. */
+  #finish(stream: StreamState, result: CheckResult): boolean {
     const streams = this.#streams;
     const at = streams.indexOf(stream);
-    if (at >= 0) {
-      const last = streams.pop()!;
-      if (last !== stream) streams[at] = last;
-    }
+    if (at < 0) return false;
+    const last = streams.pop()!;
+    if (last !== stream) streams[at] = last;
     complete(stream, result);
     if (this.#draining && streams.length === 0) this.destroy("the connection went away");
+    return true;
   }
 
   #read(chunk: Buffer): void {

@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { Buffer } from "node:buffer";
 
 /** A header block that does not decode (a COMPRESSION_ERROR in HTTP/2). */
 export class HpackError extends Error {
@@ -344,13 +345,7 @@ function latin1(bytes: Uint8Array, start: number, end: number): string {
 }
 
 function latin1Text(bytes: Uint8Array, start: number, end: number): string {
-  let text = "";
-  // In pieces: an argument list has a bounded length.
-  for (let at = start; at < end; at += 4_096) {
-    const piece = bytes.subarray(at, Math.min(end, at + 4_096));
-    text += String.fromCharCode.apply(null, piece as unknown as number[]);
-  }
-  return text;
+  return Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start).toString("latin1");
 }
 
 /** Octets of an integer with a `prefixBits`-bit prefix whose other bits are `flags` (§5.1). */

@@ -25,7 +25,7 @@ const present = (value: number) => !Object.is(value, 0);
 const uint32 = (value: number) => value >>> 0;
 
 /** Bytes of `value` (a non-negative integer below 2^53) as a varint. */
-function varintSize(value: number): number {
+function varintBytes(value: number): number {
   let size = 1;
   while (value >= 0x80) {
     value = Math.floor(value / 0x80);
@@ -41,17 +41,16 @@ export function encodeServerList(list: ServerList): Buffer {
     throw new RangeError(`Cannot encode ServerList version ${version}: not a uint64 below 2^53`);
   }
   const policyBytes = Buffer.byteLength(list.policy);
-  let size = 0;
-  if (policyBytes > 0) size += 1 + varintSize(policyBytes) + policyBytes;
+  let size = stringSize(policyBytes) + varintSize(version);
   const servers = list.servers;
   const serverSizes = new Array<number>(servers.length);
   for (let i = 0; i < servers.length; i++) {
     const bytes = serverSize(servers[i]);
     serverSizes[i] = bytes;
-    size += 1 + varintSize(bytes) + bytes;
+    size += 1 + varintBytes(bytes) + bytes;
   }
-  if (version > 0) size += 1 + varintSize(version);
 
+  // Each writer leaves out a field at its default, as the matching *Size function counts it.
   const out = Buffer.allocUnsafe(size);
   let at = 0;
   const writeVarint = (value: number) => {
@@ -61,64 +60,55 @@ export function encodeServerList(list: ServerList): Buffer {
     }
     out[at++] = value;
   };
+  const writeVarintField = (field: number, value: number) => {
+    if (value === 0) return;
+    out[at++] = tag(field, VARINT);
+    writeVarint(value);
+  };
   const writeString = (field: number, text: string, bytes: number) => {
+    if (bytes === 0) return;
     out[at++] = tag(field, LENGTH);
     writeVarint(bytes);
     at += out.write(text, at, "utf8");
   };
   const writeFloat = (field: number, value: number) => {
+    if (!present(value)) return;
     out[at++] = tag(field, FIXED32);
     at = out.writeFloatLE(value, at);
   };
-  const writeUint32 = (field: number, value: number) => {
-    out[at++] = tag(field, VARINT);
-    writeVarint(uint32(value));
-  };
 
-  if (policyBytes > 0) writeString(1, list.policy, policyBytes);
+  writeString(1, list.policy, policyBytes);
   for (let i = 0; i < servers.length; i++) {
     const s = servers[i];
     out[at++] = tag(2, LENGTH);
     writeVarint(serverSizes[i]);
-    const addressBytes = Buffer.byteLength(s.server_address);
-    if (addressBytes > 0) writeString(1, s.server_address, addressBytes);
-    if (present(s.weight)) writeFloat(2, s.weight);
-    if (s.has_load) {
-      out[at++] = tag(3, VARINT);
-      out[at++] = 1;
-    }
-    if (present(s.cpu_load)) writeFloat(4, s.cpu_load);
-    if (uint32(s.in_flight) !== 0) writeUint32(5, s.in_flight);
-    if (present(s.qps)) writeFloat(6, s.qps);
-    if (present(s.eps)) writeFloat(7, s.eps);
-    if (uint32(s.report_age_ms) !== 0) writeUint32(8, s.report_age_ms);
-    if (uint32(s.known_for_ms) !== 0) writeUint32(9, s.known_for_ms);
-    if (uint32(s.report_seq) !== 0) writeUint32(10, s.report_seq);
+    writeString(1, s.server_address, Buffer.byteLength(s.server_address));
+    writeFloat(2, s.weight);
+    writeVarintField(3, s.has_load ? 1 : 0);
+    writeFloat(4, s.cpu_load);
+    writeVarintField(5, uint32(s.in_flight));
+    writeFloat(6, s.qps);
+    writeFloat(7, s.eps);
+    writeVarintField(8, uint32(s.report_age_ms));
+    writeVarintField(9, uint32(s.known_for_ms));
+    writeVarintField(10, uint32(s.report_seq));
   }
-  if (version > 0) {
-    out[at++] = tag(3, VARINT);
-    writeVarint(version);
-  }
+  writeVarintField(3, version);
   if (at !== size) throw new Error(`ServerList encoded to ${at} bytes, ${size} expected`);
   return out;
 }
 
 /** Bytes of one `WatchedServer`'s fields (without its own tag and length). */
 function serverSize(s: WatchedServer): number {
-  let size = 0;
-  const addressBytes = Buffer.byteLength(s.server_address);
-  if (addressBytes > 0) size += 1 + varintSize(addressBytes) + addressBytes;
-  if (present(s.weight)) size += 5;
-  if (s.has_load) size += 2;
-  if (present(s.cpu_load)) size += 5;
-  if (present(s.qps)) size += 5;
-  if (present(s.eps)) size += 5;
-  size += uint32Size(s.in_flight) + uint32Size(s.report_age_ms) + uint32Size(s.known_for_ms);
-  return size + uint32Size(s.report_seq);
+  return stringSize(Buffer.byteLength(s.server_address)) + floatSize(s.weight) +
+    varintSize(s.has_load ? 1 : 0) + floatSize(s.cpu_load) + varintSize(uint32(s.in_flight)) +
+    floatSize(s.qps) + floatSize(s.eps) + varintSize(uint32(s.report_age_ms)) +
+    varintSize(uint32(s.known_for_ms)) + varintSize(uint32(s.report_seq));
 }
 
-/** Bytes of a `uint32` field holding `value` (0 when left out). */
-function uint32Size(value: number): number {
-  const v = uint32(value);
-  return v === 0 ? 0 : 1 + varintSize(v);
-}
+/** Bytes of a string field of `bytes` octets (left out when empty). */
+const stringSize = (bytes: number) => bytes === 0 ? 0 : 1 + varintBytes(bytes) + bytes;
+/** Bytes of a float field holding `value` (left out at +0). */
+const floatSize = (value: number) => present(value) ? 5 : 0;
+/** Bytes of a varint field holding `value` (left out at 0). */
+const varintSize = (value: number) => value === 0 ? 0 : 1 + varintBytes(value);
