@@ -1,7 +1,7 @@
 /**
  * Drives a {@linkcode TaskClient} with `concurrency` loops for a number of requests or a
- * duration, and summarises what it saw: throughput, latency percentiles, failures by status,
- * and the count per server.
+ * duration, and summarises what it saw: throughput, latency percentiles, failures by status and
+ * by cause, and the count per server.
  *
  * @module
  */
@@ -38,6 +38,23 @@ export interface LoadProgress {
   windowP99Ms: number;
 }
 
+/** Distinct failure causes a summary keeps; failures of other causes count as `otherFailures`. */
+export const MAX_FAILURE_CAUSES = 10;
+/** Characters of a failure's message a summary keeps. */
+export const MAX_FAILURE_MESSAGE_CHARS = 300;
+
+/** Failed tasks that ended the same way: same status, same message, same server. */
+export interface FailureCause {
+  /** gRPC status name, e.g. `UNAVAILABLE`. */
+  code: string;
+  /** The cause of its last attempt, cut to {@linkcode MAX_FAILURE_MESSAGE_CHARS} characters. */
+  message: string;
+  /** The server its last attempt went to; absent when there was none (`GetServer` failed). */
+  server?: string;
+  /** Failed tasks with this cause. */
+  count: number;
+}
+
 /** What one load run measured. */
 export interface LoadRunSummary {
   requests: number;
@@ -45,6 +62,13 @@ export interface LoadRunSummary {
   failed: number;
   /** Failures by gRPC status name. */
   failuresByCode: Record<string, number>;
+  /**
+   * Why tasks failed: the first {@linkcode MAX_FAILURE_CAUSES} distinct causes seen, the most
+   * frequent first.
+   */
+  failureCauses: FailureCause[];
+  /** Failures whose cause was not among `failureCauses` (seen once those were full). */
+  otherFailures: number;
   /** Tasks that needed more than one attempt. */
   retried: number;
   durationS: number;
@@ -68,6 +92,7 @@ export async function runLoad(options: LoadRunOptions): Promise<LoadRunSummary> 
   const window = new LatencyRecorder();
   const perServer: Record<string, number> = {};
   const failuresByCode: Record<string, number> = {};
+  const causes = new FailureCauses();
   let started = 0;
   let succeeded = 0;
   let failed = 0;
@@ -116,6 +141,7 @@ export async function runLoad(options: LoadRunOptions): Promise<LoadRunSummary> 
         failed++;
         const name = statusName(outcome.code);
         failuresByCode[name] = (failuresByCode[name] ?? 0) + 1;
+        causes.add(name, outcome.message, outcome.server);
       }
     }
   };
@@ -137,6 +163,8 @@ export async function runLoad(options: LoadRunOptions): Promise<LoadRunSummary> 
     succeeded,
     failed,
     failuresByCode,
+    failureCauses: causes.list(),
+    otherFailures: causes.other,
     retried,
     durationS: round(durationS, 3),
     throughput: round(durationS > 0 ? succeeded / durationS : 0, 2),
@@ -154,8 +182,38 @@ async function lookup(client: TaskClient): Promise<TaskOutcome> {
     const server = await client.getServer();
     return { ok: true, server, result: "", attempts: 1 };
   } catch (error) {
-    const e = error as { code?: number; message: string };
-    return { ok: false, server: undefined, code: e.code ?? 2, message: e.message, attempts: 1 };
+    const e = error as { code?: number; details?: string; message: string };
+    const message = e.details || e.message;
+    return { ok: false, server: undefined, code: e.code ?? 2, message, attempts: 1 };
+  }
+}
+
+/** Counts failures by cause, keeping at most {@linkcode MAX_FAILURE_CAUSES} distinct ones. */
+class FailureCauses {
+  #causes = new Map<string, FailureCause>();
+  #other = 0;
+
+  /** Failures whose cause was new once {@linkcode MAX_FAILURE_CAUSES} were kept. */
+  get other(): number {
+    return this.#other;
+  }
+
+  /** Counts one failure; `message` is cut to {@linkcode MAX_FAILURE_MESSAGE_CHARS}. */
+  add(code: string, message: string, server: string | undefined): void {
+    const text = message.length > MAX_FAILURE_MESSAGE_CHARS
+      ? `${message.slice(0, MAX_FAILURE_MESSAGE_CHARS - 3)}...`
+      : message;
+    const key = JSON.stringify([code, text, server]);
+    const known = this.#causes.get(key);
+    if (known) known.count++;
+    else if (this.#causes.size < MAX_FAILURE_CAUSES) {
+      this.#causes.set(key, { code, message: text, ...(server ? { server } : {}), count: 1 });
+    } else this.#other++;
+  }
+
+  /** The causes, the most frequent first (the first seen first among equals). */
+  list(): FailureCause[] {
+    return [...this.#causes.values()].sort((a, b) => b.count - a.count);
   }
 }
 

@@ -14,7 +14,10 @@ export function textTable(rows: string[][]): string {
     .join("\n");
 }
 
-/** The client's human-readable summary. */
+/**
+ * The client's human-readable summary; when tasks failed, it ends with a `failures` section,
+ * one line a cause: `  UNAVAILABLE ×30 from 127.0.0.1:50052: No connection established. ...`.
+ */
 export function formatSummary(summary: LoadRunSummary): string {
   const l = summary.latencyMs;
   const failures = Object.entries(summary.failuresByCode).map(([code, n]) => `${code} ${n}`);
@@ -30,7 +33,21 @@ export function formatSummary(summary: LoadRunSummary): string {
     ...servers.map(([address, n]) =>
       `  ${address.padEnd(24)} ${String(n).padStart(7)}  ${percent(n, summary.succeeded)}`
     ),
+    ...formatFailures(summary),
   ].join("\n");
+}
+
+/** The `failures` section: each cause with its count and server, then the other failures. */
+function formatFailures(summary: LoadRunSummary): string[] {
+  const { failureCauses, otherFailures } = summary;
+  if (failureCauses.length === 0 && otherFailures === 0) return [];
+  return [
+    "failures",
+    ...failureCauses.map((c) =>
+      `  ${c.code} ×${c.count}${c.server ? ` from ${c.server}` : ""}: ${c.message}`
+    ),
+    ...(otherFailures > 0 ? [`  other causes ×${otherFailures}`] : []),
+  ];
 }
 
 /** `n` as a share of `total`, e.g. `33.3%`. */

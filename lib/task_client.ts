@@ -22,6 +22,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { getLogger } from "@logtape/logtape";
 import { withToken } from "./auth.ts";
+import { failureCause, retriedMessage } from "./failure_cause.ts";
 import { check, createHealthClient, type HealthClient } from "./health.ts";
 import {
   type BackendClient,
@@ -51,6 +52,32 @@ export function isTransportFailure(error: grpc.ServiceError): boolean {
 /** Whether a `GetServer` failed for want of the balancer: worth asking another one. */
 function isBalancerFailure(error: grpc.ServiceError): boolean {
   return isTransportFailure(error) || error.code === grpc.status.DEADLINE_EXCEEDED;
+}
+
+/**
+ * A `GetServer` that failed: its message names the balancer asked last and why (the status
+ * message the balancer sent, or the transport's cause); `code` is the call's status, as on the
+ * grpc-js error it wraps (`cause`).
+ */
+export class LookupError extends Error implements grpc.ServiceError {
+  override name = "LookupError";
+  /** The status of the failed call. */
+  code: grpc.status;
+  /** The same text as `message`, where grpc-js errors keep theirs. */
+  details: string;
+  /** The failed call's trailers. */
+  metadata: grpc.Metadata;
+  /** The balancer asked last. */
+  balancer: string;
+
+  /** Wraps `cause`, the error of the call to `balancer`; `reason` says why it failed. */
+  constructor(balancer: string, reason: string, cause: grpc.ServiceError) {
+    super(`GetServer to balancer ${balancer} failed: ${reason}`, { cause });
+    this.code = cause.code;
+    this.details = this.message;
+    this.metadata = cause.metadata ?? new grpc.Metadata();
+    this.balancer = balancer;
+  }
 }
 
 /**
@@ -155,7 +182,11 @@ export interface TaskClientOptions {
   token?: string;
 }
 
-/** Outcome of one task. */
+/**
+ * Outcome of one task. A failure's `message` is the cause of its last attempt (the server's
+ * status message, or what the transport saw), after `after <n> attempts (<servers>): ` when it
+ * was retried; `server` is the one its last attempt went to (none when `GetServer` failed).
+ */
 export type TaskOutcome =
   | { ok: true; server: string; result: string; attempts: number }
   | { ok: false; server: string | undefined; code: number; message: string; attempts: number };
@@ -381,8 +412,17 @@ export class TaskClient {
         this.#answered.add(address);
         return response.server_address;
       } catch (error) {
-        if (tried >= count || !isBalancerFailure(error as grpc.ServiceError)) throw error;
-        this.#failOver(address);
+        const e = error as grpc.ServiceError;
+        if (tried < count && isBalancerFailure(e)) {
+          this.#failOver(address);
+          continue;
+        }
+        const reason = await failureCause(e, balancer);
+        throw new LookupError(
+          address,
+          tried > 1 ? `${reason} (${tried} balancers tried)` : reason,
+          e,
+        );
       }
     }
   }
@@ -390,9 +430,10 @@ export class TaskClient {
   /** Runs one task: lookup, then `ProcessTask`, retrying on a transport failure. */
   async run(taskId: string, taskType: string): Promise<TaskOutcome> {
     let server: string | undefined;
-    let last: grpc.ServiceError | undefined;
+    let last: { error: grpc.ServiceError; backend: BackendClient } | undefined;
     let attempt = 0;
     const failedOn: string[] = [];
+    const tried: string[] = [];
     const clientId = this.#ids[this.#nextId];
     this.#nextId = (this.#nextId + 1) % this.#ids.length;
     while (attempt < this.#options.maxAttempts) {
@@ -401,34 +442,32 @@ export class TaskClient {
         server = await this.getServer(failedOn, clientId);
       } catch (error) {
         const e = error as grpc.ServiceError;
-        return {
-          ok: false,
-          server: undefined,
-          code: e.code,
-          message: e.details ?? e.message,
-          attempts: attempt,
-        };
+        const message = retriedMessage(attempt, tried, e.details || e.message);
+        return { ok: false, server: undefined, code: e.code, message, attempts: attempt };
       }
+      tried.push(server);
+      const backend = this.#backend(server);
       try {
-        const backend = this.#backend(server);
         const response = await unary(backend.ProcessTask, backend, {
           task_id: taskId,
           task_type: taskType,
         }, { deadline: Date.now() + this.#options.taskTimeoutMs });
         return { ok: true, server, result: response.result, attempts: attempt };
       } catch (error) {
-        last = error as grpc.ServiceError;
-        if (!isTransportFailure(last)) break;
+        last = { error: error as grpc.ServiceError, backend };
+        if (!isTransportFailure(last.error)) break;
         this.#forget(server);
         // The next GetServer names the failed servers in `avoid`, so the balancer picks another.
         failedOn.push(server);
       }
     }
+    // Explained once the task has failed, not on every attempt: a retry that succeeds needs none.
+    const cause = last ? await failureCause(last.error, last.backend) : "unknown error";
     return {
       ok: false,
       server,
-      code: last?.code ?? grpc.status.UNKNOWN,
-      message: last?.details ?? last?.message ?? "unknown error",
+      code: last?.error.code ?? grpc.status.UNKNOWN,
+      message: retriedMessage(attempt, tried, cause),
       attempts: attempt,
     };
   }
