@@ -15,6 +15,7 @@ import { DEFAULT_ETCD_PREFIX, DEFAULT_LEASE_TTL_S } from "./lib/etcd_layout.ts";
 import { etcdSecurityFlags } from "./lib/etcd_flags.ts";
 import {
   addressFlag,
+  advertiseFlag,
   choiceFlag,
   etcdFlag,
   intFlag,
@@ -27,6 +28,7 @@ import {
 } from "./lib/flags.ts";
 import { DEFAULT_REPORT_INTERVAL_MS } from "./lib/load_reporter.ts";
 import { LOG_FORMATS, LOG_LEVELS, setupLogging } from "./lib/log.ts";
+import { assertNetAccess, etcdUses, listenUses } from "./lib/net_access.ts";
 import { maxMessageFlag } from "./lib/server.ts";
 import { httpFlags } from "./lib/http_server.ts";
 import { tokenFlag } from "./lib/auth.ts";
@@ -42,6 +44,8 @@ const USAGE = usage({
     "deno task backend --port 50053 --etcd http://127.0.0.1:2379 --balancer 127.0.0.1:50051",
     "deno task backend --port 50055 --etcd http://127.0.0.1:2379",
     "LB_BALANCER=127.0.0.1:50051 LB_SLOWDOWN=4 deno task backend --port 50054",
+    "deno task backend --host 0.0.0.0 --advertise backend-1.example.internal --port 50052 " +
+    "--etcd http://etcd-1:2379",
   ],
 }, BACKEND_FLAGS);
 
@@ -62,9 +66,18 @@ async function main(): Promise<void> {
   const balancerPrefix = flags["balancer-prefix"] ?? DEFAULT_BALANCER_PREFIX;
   const problem = balancerPrefixProblem(balancerPrefix, prefix);
   if (problem) throw new UsageError(`Cannot start ${PROGRAM} as '--balancer-prefix' ${problem}`);
+  const host = flags.host ?? "127.0.0.1";
+  const port = intFlag(PROGRAM, "port", flags.port, 0, 0, 65535);
+  const http = httpFlags(PROGRAM, flags["http-port"], flags["http-host"]);
+  await assertNetAccess(PROGRAM, [
+    ...listenUses(host, port, http),
+    ...(balancer ? [{ flag: `--balancer ${balancer}`, address: balancer }] : []),
+    ...etcdUses(etcd),
+  ]);
   const backend = new Backend({
-    host: flags.host ?? "127.0.0.1",
-    port: intFlag(PROGRAM, "port", flags.port, 0, 0, 65535),
+    host,
+    port,
+    advertise: advertiseFlag(PROGRAM, flags.advertise, host, true),
     balancer,
     etcd: etcd
       ? {
@@ -97,7 +110,7 @@ async function main(): Promise<void> {
     tls: tlsFlags(PROGRAM, flags, "server"),
     token: tokenFlag(PROGRAM, flags["token-file"]),
     maxMessageBytes: maxMessageFlag(PROGRAM, flags["max-message-bytes"]),
-    http: httpFlags(PROGRAM, flags["http-port"], flags["http-host"]),
+    http,
   });
   await setupLogging(
     choiceFlag(PROGRAM, "log-level", flags["log-level"], "info", LOG_LEVELS) as LogLevel,

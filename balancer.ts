@@ -15,6 +15,7 @@ import { BALANCER_FLAGS } from "./lib/entry_flags.ts";
 import { DEFAULT_ETCD_PREFIX } from "./lib/etcd_layout.ts";
 import { etcdSecurityFlags } from "./lib/etcd_flags.ts";
 import {
+  advertiseFlag,
   choiceFlag,
   etcdFlag,
   intFlag,
@@ -30,6 +31,7 @@ import {
   DEFAULT_MAX_CHECKS_PER_S,
 } from "./lib/health_checker.ts";
 import { LOG_FORMATS, LOG_LEVELS, setupLogging } from "./lib/log.ts";
+import { assertNetAccess, etcdUses, listenUses } from "./lib/net_access.ts";
 import { maxMessageFlag } from "./lib/server.ts";
 import { httpFlags } from "./lib/http_server.ts";
 import { tokenFlag } from "./lib/auth.ts";
@@ -45,6 +47,7 @@ const USAGE = usage({
     "deno task balancer --policy least_load",
     "deno task balancer --etcd http://127.0.0.1:2379 --log-format json",
     "LB_POLICY=least_load LB_ETCD=http://127.0.0.1:2379 deno task balancer",
+    "deno task balancer --host 0.0.0.0 --advertise lb-1.example.internal --etcd http://etcd-1:2379",
   ],
 }, BALANCER_FLAGS);
 
@@ -92,6 +95,7 @@ async function main(): Promise<void> {
   if (flags["protect-get-server"] && flags["token-file"] === undefined) {
     throw new UsageError(`Cannot start ${PROGRAM} as '--protect-get-server' needs '--token-file'`);
   }
+  const host = flags.host ?? "127.0.0.1";
   const options = {
     tls: tlsFlags(PROGRAM, flags, "server"),
     token: tokenFlag(PROGRAM, flags["token-file"]),
@@ -99,7 +103,8 @@ async function main(): Promise<void> {
     http: httpFlags(PROGRAM, flags["http-port"], flags["http-host"]),
     protectGetServer: flags["protect-get-server"] ?? false,
     replicaUnaware: flags["replica-unaware"] ?? false,
-    host: flags.host ?? "127.0.0.1",
+    host,
+    advertise: advertiseFlag(PROGRAM, flags.advertise, host, kind === "etcd"),
     port: intFlag(PROGRAM, "port", flags.port, 50051, 0, 65535),
     policy: choiceFlag(PROGRAM, "policy", flags.policy, "round_robin", POLICY_NAMES),
     discovery,
@@ -138,6 +143,10 @@ async function main(): Promise<void> {
       ),
     },
   };
+  await assertNetAccess(PROGRAM, [
+    ...listenUses(host, options.port, options.http),
+    ...etcdUses(etcd),
+  ]);
   await setupLogging(
     choiceFlag(PROGRAM, "log-level", flags["log-level"], "info", LOG_LEVELS) as LogLevel,
     choiceFlag(PROGRAM, "log-format", flags["log-format"], "text", LOG_FORMATS),

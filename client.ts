@@ -25,6 +25,7 @@ import {
 import { formatServers, listServers, setPolicy } from "./lib/admin.ts";
 import { tokenFlag } from "./lib/auth.ts";
 import { runLoad } from "./lib/load_run.ts";
+import { assertNetAccess, etcdUses } from "./lib/net_access.ts";
 import { POLICY_NAMES } from "./policies/mod.ts";
 import { LOG_FORMATS, LOG_LEVELS, setupLogging } from "./lib/log.ts";
 import { ProgressBar } from "./lib/progress.ts";
@@ -92,6 +93,10 @@ async function main(): Promise<void> {
   }
   const task = choiceFlag(PROGRAM, "task", flags.task, "simple", ["simple", "cpu_heavy", "lookup"]);
   const direct = flags.direct?.split(",").map((a) => addressFlag(PROGRAM, "direct", a.trim())!);
+  await assertNetAccess(
+    PROGRAM,
+    (direct ?? []).map((a) => ({ flag: `--direct ${a}`, address: a })),
+  );
   if (direct && task === "lookup") {
     throw new UsageError(
       `Cannot start ${PROGRAM} as '--task lookup' needs the balancer, not '--direct'`,
@@ -183,6 +188,7 @@ async function balancerFlags(
   if (endpoints === undefined) {
     const list = (flags.balancer ?? "127.0.0.1:50051").split(",")
       .map((a) => addressFlag(PROGRAM, "balancer", a.trim())!);
+    await assertNetAccess(PROGRAM, list.map((a) => ({ flag: `--balancer ${a}`, address: a })));
     return { addresses: () => list, stop: () => Promise.resolve() };
   }
   if (flags.balancer !== undefined) {
@@ -194,6 +200,7 @@ async function balancerFlags(
   if (prefix === "") {
     throw new UsageError(`Cannot start ${PROGRAM} as '--balancer-prefix' must not be empty`);
   }
+  await assertNetAccess(PROGRAM, etcdUses(endpoints, "balancers-etcd"));
   const { createEtcdClient } = await loadEtcd();
   const etcd = createEtcdClient(endpoints, { security: etcdSecurity });
   const follower = new BalancerFollower();

@@ -17,7 +17,7 @@ export const MAX_ADDRESS_LENGTH = 261;
 
 /** `host:port` for dialling or binding: an IPv6 host goes in brackets (`[::1]:80`). */
 export function joinHostPort(host: string, port: number): string {
-  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+  return host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 /**
@@ -44,4 +44,20 @@ export function parseAddress(text: string): ParsedAddress {
     return { ok: false, reason: "the host is not a valid name or IPv4 address" };
   }
   return { ok: true, address: `${host}:${port}`, host, port };
+}
+
+/** Whether `host` listens on every interface (`0.0.0.0`, `::`): nobody can dial it as such. */
+export function isWildcardHost(host: string): boolean {
+  return host === "0.0.0.0" || host === "::" || host === "[::]";
+}
+
+/**
+ * The `host:port` others dial to reach a server bound to `host` and `port`: `advertise` when
+ * given (`host`, or `host:port` when a port is mapped on the way), else `host` itself.
+ */
+export function advertisedAddress(host: string, port: number, advertise?: string): string {
+  if (advertise === undefined) return joinHostPort(host, port);
+  const parsed = parseAddress(advertise);
+  if (parsed.ok) return parsed.address;
+  return advertise.startsWith("[") ? `${advertise}:${port}` : joinHostPort(advertise, port);
 }

@@ -6,7 +6,7 @@
  */
 import type * as grpc from "@grpc/grpc-js";
 import { getLogger } from "@logtape/logtape";
-import { joinHostPort } from "./address.ts";
+import { advertisedAddress } from "./address.ts";
 import type { Etcd3 } from "etcd3";
 import type { EtcdSecurity } from "./etcd.ts";
 import { createBackendHandlers, type TaskCounters } from "./backend_service.ts";
@@ -33,6 +33,8 @@ export const BACKEND_SERVICE_NAME = "load_balancer.Backend";
 export interface BackendOptions {
   host: string;
   port: number;
+  /** `host` or `host:port` others dial, when not `host` (see `advertisedAddress`). @default {host} */
+  advertise?: string;
   /**
    * Balancer `host:port` to report load to (and register with, without etcd). With etcd and no
    * balancer, it reports to every balancer registered under `etcd.balancerPrefix`.
@@ -115,7 +117,7 @@ export class Backend {
   async start(): Promise<string> {
     const o = this.#options;
     const port = await bindServer(this.#server, o.host, o.port, o.tls);
-    this.#address = joinHostPort(o.host, port);
+    this.#address = advertisedAddress(o.host, port, o.advertise);
     this.#server.addService(
       contract.Backend.service,
       createBackendHandlers({

@@ -9,7 +9,7 @@ import { getLogger } from "@logtape/logtape";
 import type { Etcd3 } from "etcd3";
 import type { EtcdSecurity } from "./etcd.ts";
 import { createPolicy, type PolicyName } from "../policies/mod.ts";
-import { joinHostPort } from "./address.ts";
+import { advertisedAddress } from "./address.ts";
 import { changePolicy, createBalancerHandlers } from "./balancer_service.ts";
 import {
   BalancerFollower,
@@ -62,6 +62,11 @@ export type DiscoveryConfig =
 /** Options of {@linkcode Balancer}. */
 export interface BalancerOptions {
   host: string;
+  /**
+   * `host` or `host:port` clients and backends dial, registered in etcd, when not `host` (see
+   * `advertisedAddress`). @default {host}
+   */
+  advertise?: string;
   /** 0 binds a free port. */
   port: number;
   policy: PolicyName;
@@ -255,7 +260,7 @@ export class Balancer {
       this.#registration = await registerBalancer({
         client: this.#etcd!,
         prefix,
-        address: joinHostPort(this.#options.host, this.#port),
+        address: advertisedAddress(this.#options.host, this.#port, this.#options.advertise),
       });
       const replicas = this.#replicas = new BalancerFollower();
       replicas.set.onMembership(() => {

@@ -70,7 +70,18 @@ const HTTP_HOST = {
 
 /** The balancer's flags. */
 export const BALANCER_FLAGS = {
-  host: { type: "string", arg: "HOST", help: "address to listen on", default: "127.0.0.1" },
+  host: {
+    type: "string",
+    arg: "HOST",
+    help: "address to listen on (0.0.0.0 or :: for every interface)",
+    default: "127.0.0.1",
+  },
+  advertise: {
+    type: "string",
+    arg: "HOST[:PORT]",
+    help: "with etcd discovery: the name or address clients and backends dial to reach this " +
+      "balancer, registered in etcd (default: --host; required when --host is 0.0.0.0 or ::)",
+  },
   port: {
     type: "string",
     arg: "PORT",
@@ -182,8 +193,14 @@ export const BACKEND_FLAGS = {
   host: {
     type: "string",
     arg: "HOST",
-    help: "address to serve on and advertise",
+    help: "address to serve on (0.0.0.0 or :: for every interface)",
     default: "127.0.0.1",
+  },
+  advertise: {
+    type: "string",
+    arg: "HOST[:PORT]",
+    help: "the name or address the balancer and clients dial to reach this backend, as " +
+      "registered (default: --host; required when --host is 0.0.0.0 or ::)",
   },
   balancer: {
     type: "string",

@@ -26,9 +26,16 @@ export const BALANCER_V8_FLAGS = "--v8-flags=--max-semi-space-size=8";
 
 /**
  * `deno run` flags of each entry (as in deno.json's tasks): its permissions, and the balancer's
- * {@linkcode BALANCER_V8_FLAGS}. Balancer, backend and client may read `secrets/` (gitignored):
- * token files and TLS keys go there; and `node_modules`, where the etcd3 package reads its
- * `.proto` files (the client with `--balancers-etcd`).
+ * {@linkcode BALANCER_V8_FLAGS}.
+ *
+ * Balancer, backend and client may reach any host (`--allow-net`): a deployment's etcd, backends,
+ * balancers and clients are on hosts and names only its configuration knows, and the balancer
+ * dials whatever servers register in etcd. An operator narrows it by running `deno run` with
+ * `--allow-net=<their hosts>` (README, "Deploying across hosts"); each entry then checks at start
+ * that its configured addresses are covered (`lib/net_access.ts`). Read, env and sys stay narrow:
+ * they may read `secrets/` (gitignored), where token files and TLS keys go, and `node_modules`,
+ * where the etcd3 package reads its `.proto` files. The demo and the benchmark run everything on
+ * loopback, so they keep `--allow-net=127.0.0.1`.
  *
  * The balancer does not run with V8's `--optimize-for-size`, though it halves its memory at
  * 1,000 servers: it costs about 12 % of peak `GetServer` throughput, and with it a test that
@@ -38,18 +45,18 @@ export const BALANCER_V8_FLAGS = "--v8-flags=--max-semi-space-size=8";
 export const ENTRY_PERMISSIONS = {
   balancer: [
     BALANCER_V8_FLAGS,
-    "--allow-net=127.0.0.1",
+    "--allow-net",
     "--allow-read=node_modules,secrets",
     `--allow-env=${ENV_ALLOW}`,
   ],
   backend: [
-    "--allow-net=127.0.0.1",
+    "--allow-net",
     "--allow-read=node_modules,secrets",
     "--allow-sys=loadavg",
     `--allow-env=${ENV_ALLOW}`,
   ],
   client: [
-    "--allow-net=127.0.0.1",
+    "--allow-net",
     "--allow-read=node_modules,secrets",
     `--allow-env=${ENV_ALLOW}`,
   ],
