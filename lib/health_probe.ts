@@ -172,7 +172,8 @@ export class HealthProbe {
   constructor(address: string, options: HealthProbeOptions = {}) {
     const parsed = parseAddress(address);
     if (!parsed.ok) throw new TypeError(`Cannot probe '${address}': ${parsed.reason}`);
-    this.#host = parsed.host;
+    // An IPv6 literal is dialled (and checked against a certificate) without its brackets.
+    this.#host = parsed.host.replace(/^\[(.*)\]$/, "$1");
     this.#port = parsed.port;
     this.#authority = joinHostPort(parsed.host, parsed.port);
     this.#tls = options.tls;

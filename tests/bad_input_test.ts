@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
-import { spawnEntry } from "../lib/entry_process.ts";
+import { PROJECT_ROOT, spawnEntry } from "../lib/entry_process.ts";
 import {
   type BackendClient,
   createBackendClient,
@@ -438,6 +438,26 @@ const BAD_FLAGS: [
   ],
   ["client", ["--tls-key", "secrets/client.key"], /'--tls-cert' and '--tls-key' must be given/],
   ["client", ["--tls-ca", "tests/fixtures/tls/ca.crt"], /'--tls-ca' is outside what this task/],
+  [
+    "backend",
+    ["--port", "0", "--balancer", "127.0.0.1:1", "--host", "0.0.0.0"],
+    /'--host 0\.0\.0\.0' listens on every interface, .*: give '--advertise HOST'/,
+  ],
+  [
+    "backend",
+    ["--port", "0", "--balancer", "127.0.0.1:1", "--advertise", "0.0.0.0"],
+    /'--advertise' must be HOST or HOST:PORT .*: current value is '0\.0\.0\.0'/,
+  ],
+  [
+    "backend",
+    ["--port", "0", "--balancer", "127.0.0.1:1", "--advertise", "::1"],
+    /'--advertise' must be HOST or HOST:PORT \(IPv6 in brackets\).*: current value is '::1'/,
+  ],
+  [
+    "balancer",
+    ["--host", "0.0.0.0", "--etcd", "http://127.0.0.1:1"],
+    /'--host 0\.0\.0\.0' listens on every interface, .*: give '--advertise HOST'/,
+  ],
   // The same checks for values from LB_* variables, which are named with their flag.
   ["balancer", [], /'LB_POLICY' \(--policy\) must be one of .*: current value is 'rr'/, {
     LB_POLICY: "rr",
@@ -471,6 +491,55 @@ Deno.test("entries refuse bad flags with one line naming the flag, and exit with
     assert.equal(status.code, 2, `${entry} ${args.join(" ")}: ${child.log()}`);
     assert.equal(lines.length, 1, `${entry} ${args.join(" ")} printed:\n${child.log()}`);
     assert.match(lines[0], pattern);
+  }));
+});
+
+/**
+ * Entries run with `deno run` and a narrowed `--allow-net` (as an operator would), each with an
+ * address the grant does not cover, and the start of the one line each must print.
+ */
+const NARROWED_NET: [entry: string, permissions: string[], args: string[], line: string][] = [
+  [
+    "backend",
+    ["--allow-net=127.0.0.1", "--allow-read=node_modules,secrets", "--allow-env"],
+    ["--port", "0", "--host", "0.0.0.0", "--advertise", "x", "--balancer", "127.0.0.1:1"],
+    "error: Cannot start backend as its net permission does not cover '--host 0.0.0.0 --port 0'",
+  ],
+  [
+    "client",
+    ["--allow-net=127.0.0.1", "--allow-read=node_modules,secrets", "--allow-env"],
+    ["--balancer", "localhost:1"],
+    "error: Cannot start client as its net permission does not cover '--balancer localhost:1'",
+  ],
+  // The name is granted but not the address it resolves to, which Deno checks on connecting.
+  [
+    "client",
+    ["--allow-net=localhost", "--allow-read=node_modules,secrets", "--allow-env"],
+    ["--balancer", "localhost:1"],
+    "error: Cannot start client as its net permission does not cover '--balancer localhost:1': " +
+    "localhost resolves to 127.0.0.1: add 127.0.0.1:1 to --allow-net",
+  ],
+];
+
+Deno.test("entries under a narrowed --allow-net refuse an address it does not cover with one line naming the flag, and exit with status 2", async () => {
+  // Flags come from the command line alone, not from LB_* variables of whoever runs the tests.
+  const env = Object.fromEntries(
+    Object.keys(Deno.env.toObject()).filter((k) => k.startsWith("LB_")).map((k) => [k, ""]),
+  );
+  await Promise.all(NARROWED_NET.map(async ([entry, permissions, args, line]) => {
+    const command = `${entry} ${args.join(" ")} (${permissions[0]})`;
+    const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--quiet", ...permissions, `${entry}.ts`, ...args],
+      cwd: PROJECT_ROOT,
+      stdin: "null",
+      stdout: "null",
+      env: { ...env, NO_COLOR: "1" },
+    }).output();
+    const text = new TextDecoder().decode(stderr);
+    const lines = text.split("\n").filter((l) => l.trim() !== "");
+    assert.equal(code, 2, `${command}: ${text}`);
+    assert.equal(lines.length, 1, `${command} printed:\n${text}`);
+    assert.ok(lines[0].startsWith(line), `${command} printed:\n${text}`);
   }));
 });
 
