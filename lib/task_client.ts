@@ -133,12 +133,23 @@ export const DEFAULT_TASK_TIMEOUT_MS = 60_000;
 export const DEFAULT_RETURN_CHECK_INTERVAL_MS = 1_000;
 
 /**
+ * Deadline of a `GetServer` call when another balancer is left to ask: a balancer answers in
+ * about a millisecond, so one silent this long is taken for gone (a host cut off the network
+ * sends no refusal) and the next one is asked. The last one asked gets the full deadline.
+ */
+export const DEFAULT_FAILOVER_LOOKUP_TIMEOUT_MS = 1_000;
+
+/**
  * Channel options of the balancer channels: gRPC's connection backoff (1 s, ×1.6), capped at 2 s
- * instead of 120 s, so a balancer that comes back is reconnected to (and moved back to) soon.
+ * instead of 120 s, so a balancer that comes back is reconnected to (and moved back to) soon;
+ * and keepalive pings while a call is open, so a `WatchServers` stream to a balancer whose host
+ * went silent (no refusal, no reset) fails within `time + timeout` and moves to the next one.
  */
 const BALANCER_CHANNEL_OPTIONS: grpc.ChannelOptions = {
   "grpc.initial_reconnect_backoff_ms": 1_000,
   "grpc.max_reconnect_backoff_ms": 2_000,
+  "grpc.keepalive_time_ms": 2_000,
+  "grpc.keepalive_timeout_ms": 1_000,
 };
 
 /** Options of {@linkcode TaskClient}. */
@@ -406,7 +417,10 @@ export class TaskClient {
           client_id: clientId,
           avoid,
         }, {
-          deadline: Date.now() + this.#options.lookupTimeoutMs,
+          deadline: Date.now() +
+            (tried < count
+              ? Math.min(DEFAULT_FAILOVER_LOOKUP_TIMEOUT_MS, this.#options.lookupTimeoutMs)
+              : this.#options.lookupTimeoutMs),
           waitForReady: count === 1 && this.#answered.has(address),
         });
         this.#answered.add(address);
