@@ -231,7 +231,11 @@ export class HealthChecker {
     const was = probe.healthy;
     probe.healthy = healthy;
     this.#set.setHealthy(probe.address, healthy);
-    if (healthy && was === false) {
+    if (healthy && was === undefined) {
+      log.info("Server {address} admitted: its first health check passes", {
+        address: probe.address,
+      });
+    } else if (healthy && was === false) {
       this.#metrics?.healthReadmissions.inc();
       log.info("Server {address} readmitted: its health check passes", { address: probe.address });
     } else if (!healthy && was !== false) {
