@@ -115,6 +115,11 @@ export interface SpawnEntryOptions {
   env?: Record<string, string>;
   /** Working directory. @default {PROJECT_ROOT} */
   cwd?: string | URL;
+  /**
+   * Run it in this Linux network namespace (`ip netns exec`, which also puts the namespace's
+   * `/etc/netns/<name>/hosts` in place of `/etc/hosts`): a host of the tests' data centre.
+   */
+  netns?: string;
 }
 
 /**
@@ -136,8 +141,10 @@ export function spawnEntry(
   options: SpawnEntryOptions = {},
 ): EntryProcess {
   const script = options.script ?? `${entry}.ts`;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", ...ENTRY_PERMISSIONS[entry], script, ...args],
+  const command = [Deno.execPath(), "run", "--quiet", ...ENTRY_PERMISSIONS[entry], script, ...args];
+  if (options.netns !== undefined) command.unshift("ip", "netns", "exec", options.netns);
+  const child = new Deno.Command(command[0], {
+    args: command.slice(1),
     cwd: options.cwd ?? PROJECT_ROOT,
     stdin: "null",
     stdout: options.captureStdout ? "piped" : "null",
