@@ -7,6 +7,7 @@
 set -e
 missing=""
 command -v etcd >/dev/null 2>&1 || missing="$missing etcd-server"
+command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
 [ -x /usr/bin/chromium ] || missing="$missing chromium"
 [ -z "$missing" ] && exit 0
 
@@ -23,6 +24,6 @@ if [ "$SUDO" != "none" ] && command -v apt-get >/dev/null 2>&1; then
   # shellcheck disable=SC2086 # one word per package
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing >&2
 fi
-command -v etcd >/dev/null 2>&1 && [ -x /usr/bin/chromium ] && exit 0
+command -v etcd >/dev/null 2>&1 && command -v ip >/dev/null 2>&1 && [ -x /usr/bin/chromium ] && exit 0
 echo "error: the tests need etcd on the PATH and Chromium at /usr/bin/chromium; install them with 'sudo apt-get install$missing' (Debian)" >&2
 exit 1
