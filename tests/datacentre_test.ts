@@ -330,6 +330,25 @@ Deno.test({
           500,
         );
         figure("lb-1 healed: ms to the same set as etcd's (polled)", Date.now() - healAt);
+        // Its own lease ran out while it could not renew it: it registers again.
+        await waitFor(
+          "lb-1 to be registered in etcd again",
+          async () => {
+            const list = dc.spawn(
+              CLIENT,
+              "client",
+              ["--balancers-etcd", ETCD, "--list", "--json"],
+              {
+                captureStdout: true,
+              },
+            );
+            await list.status;
+            const found = list.stdout().trim().split("\n").map((l) => JSON.parse(l).balancer);
+            return found.includes("lb-1:50051") && found.includes("lb-2:50051");
+          },
+          60_000,
+          500,
+        );
         figure("lb-1 cut: its set during the cut", during);
       },
     );
