@@ -11,6 +11,7 @@
  */
 import { parseArgs } from "node:util";
 import { isWildcardHost, parseAddress } from "./address.ts";
+import { denoVersionProblem } from "./deno_version.ts";
 
 /** One flag of an entry: its type for `parseArgs`, and its line in `--help`. */
 export interface FlagSpec {
@@ -292,10 +293,17 @@ export function advertiseFlag(
 }
 
 /**
- * Runs an entry's `main`. A {@linkcode UsageError} becomes one line and exit status 2; any other
- * failure to start (a port in use, say) one line and exit status 1.
+ * Runs an entry's `main`, unless this Deno is one known to crash it (one line, exit status 1). A
+ * {@linkcode UsageError} becomes one line and exit status 2; any other failure to start (a port
+ * in use, say) one line and exit status 1.
  */
 export async function runMain(main: () => Promise<void>): Promise<void> {
+  const task = Deno.mainModule.replace(/^.*\/|\.[jt]s$/g, "");
+  const problem = denoVersionProblem(Deno.version.deno, task);
+  if (problem) {
+    console.error(`error: ${problem}`);
+    Deno.exit(1);
+  }
   try {
     await main();
   } catch (error) {
