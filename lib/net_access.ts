@@ -80,12 +80,10 @@ async function netAccessProblem(use: NetUse): Promise<string | undefined> {
   if (use.listen || /^[\d.]+$/.test(host) || host.includes(":")) return undefined;
   const resolved = await lookupHost(host, LOOKUP_TIMEOUT_MS);
   const addresses = resolved && "addresses" in resolved ? resolved.addresses : [];
-  const missing = addresses.map((ip) => joinHostPort(ip, port)).find((a) => !granted(a));
-  return missing === undefined
+  const ip = addresses.find((a) => !granted(joinHostPort(a, port)));
+  return ip === undefined
     ? undefined
-    : `${host} resolves to ${
-      missing.slice(0, missing.lastIndexOf(":"))
-    }: add ${missing} to --allow-net`;
+    : `${host} resolves to ${ip}: add ${joinHostPort(ip, port)} to --allow-net`;
 }
 
 function granted(address: string): boolean {

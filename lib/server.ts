@@ -3,6 +3,7 @@
  *
  * @module
  */
+import "./http2_goaway_fix.ts";
 import * as grpc from "@grpc/grpc-js";
 import { joinHostPort } from "./address.ts";
 import { intFlag } from "./flags.ts";

@@ -6,7 +6,7 @@
  * change with a wrong token and make it with the right one. Saves a screenshot and prints its
  * path. Exits non-zero with the failed check.
  *
- * Alone: `npx --yes deno@2.9.3 run -A tests/_dashboard_browser.ts`
+ * Alone: `npx --yes deno@2.9.6 run -A tests/_dashboard_browser.ts`
  *
  * @module
  */

@@ -4,7 +4,7 @@
  * loops) under weighted_round_robin, with the bench's `--http-port` serving its balancer's
  * dashboard. The page is captured after 30 s of load, then the bench is stopped (Ctrl-C).
  *
- *     npx --yes deno@2.9.3 run -A tests/dashboard_screenshot.ts [docs/dashboard.png]
+ *     npx --yes deno@2.9.6 run -A tests/dashboard_screenshot.ts [docs/dashboard.png]
  *
  * `-A`: playwright-core needs it as it loads (see `_dashboard_page.ts`). Takes about a minute.
  *
