@@ -42,8 +42,12 @@
  *   came back; checks in between fail at once with the last error;
  * - a connection that has not completed after {@linkcode CONNECT_TIMEOUT_MS} is dropped (a
  *   hung server accepts TCP but never answers HTTP/2).
- * A check past its deadline resets its stream but keeps the connection: a hung server (SIGSTOP)
- * keeps its connections, and answers on them again as soon as it resumes.
+ * A check past its deadline on a connection that has read nothing since the check was sent
+ * closes it, and the next check, at its usual time, opens a new one with no backoff (Envoy's
+ * health checker does the same): a host cut off the network sends no refusal, and a kept
+ * connection would come back only at TCP's next retransmission, seconds after the link does,
+ * where a new one connects at once. A check past its deadline on a connection that is otherwise
+ * answering only resets its stream.
  *
  * @module
  */
@@ -254,7 +258,7 @@ export class HealthProbe {
         clearTimeout(this.#connectTimer);
         this.#failedConnects = 0;
       },
-      onGone: (reason, wasUp) => this.#failed(connection, reason, wasUp),
+      onGone: (reason, wasUp, silent) => this.#failed(connection, reason, wasUp, silent),
     });
     this.#connection = connection;
     this.#connectTimer = setTimeout(() => {
@@ -263,12 +267,20 @@ export class HealthProbe {
     return connection;
   }
 
-  /** `connection` takes no more checks: schedules when to connect again. */
-  #failed(connection: ProbeConnection, reason: string, wasUp: boolean): void {
+  /**
+   * `connection` takes no more checks: schedules when to connect again. One closed here for
+   * silence is replaced at the next check, on the checker's schedule: no backoff, and no check
+   * at once (a whole rack gone silent would otherwise be probed back to back).
+   */
+  #failed(connection: ProbeConnection, reason: string, wasUp: boolean, silent: boolean): void {
     if (connection !== this.#connection) return;
     this.#connection = undefined;
     clearTimeout(this.#connectTimer);
     this.#lastError = reason;
+    if (silent) {
+      this.#retryAt = 0;
+      return;
+    }
     if (wasUp) {
       // It was up: reconnect at once (a restarted server), as grpc-js does.
       this.#failedConnects = 0;
@@ -328,6 +340,8 @@ interface StreamState {
   timeoutMs: number;
   /** The deadline was moved once already, after a stall of this process. */
   extended: boolean;
+  /** Its connection's count of reads when it was sent: unchanged at the deadline, it is silent. */
+  readsAtOpen: number;
   /** Its index in `inFlight` while tracked; -1 otherwise. */
   slot: number;
   /**
@@ -381,6 +395,7 @@ const BLANK_STREAM: Readonly<StreamState> = {
   deadline: 0,
   timeoutMs: 0,
   extended: false,
+  readsAtOpen: 0,
   slot: -1,
   onResult: NO_RESULT,
 };
@@ -437,10 +452,7 @@ function sweep(): void {
       stream.deadline = now + Math.min(late, stream.timeoutMs);
       continue;
     }
-    stream.connection!.cancel(stream, {
-      code: grpc.status.DEADLINE_EXCEEDED,
-      details: `no answer within ${stream.timeoutMs} ms`,
-    });
+    stream.connection!.expire(stream);
   }
 }
 
@@ -448,8 +460,11 @@ function sweep(): void {
 interface ConnectionEvents {
   /** The server's SETTINGS arrived: the connection is up. */
   onUp: () => void;
-  /** The connection takes no more checks (closed, failed, or going away); once. */
-  onGone: (reason: string, wasUp: boolean) => void;
+  /**
+   * The connection takes no more checks (closed, failed, or going away); once. `silent`: it was
+   * closed here for saying nothing until a check's deadline.
+   */
+  onGone: (reason: string, wasUp: boolean, silent: boolean) => void;
 }
 
 /** The client side of one HTTP/2 connection that carries Check calls (see the module doc). */
@@ -460,6 +475,8 @@ class ProbeConnection {
   /** No new streams: the server sent GOAWAY, or the ids ran out. */
   #draining = false;
   #destroyed = false;
+  /** Reads so far: a check that sees it unchanged at its deadline was on a silent connection. */
+  #reads = 0;
   /**
    * Streams in flight, in no order, found by a scan: a connection carries one check at a time
    * from the checker, and at most {@linkcode MAX_CHECKS_PER_CONNECTION}. (Not a `Map`: see
@@ -543,6 +560,7 @@ class ProbeConnection {
     const id = this.#nextStreamId;
     this.#nextStreamId += 2;
     stream.id = id;
+    stream.readsAtOpen = this.#reads;
     this.#streams.push(stream);
     this.#sendWindow -= request.dataBytes;
     // The request built once is sent as it is when nothing waits to be written (the last one
@@ -553,6 +571,21 @@ class ProbeConnection {
     this.#socket.write(bytes);
     if (this.#nextStreamId > MAX_STREAM_ID) this.#goingAway("the connection ran out of stream ids");
     return true;
+  }
+
+  /**
+   * Fails `stream`, past its deadline: closes the connection if nothing was read on it since the
+   * stream was sent (see the module doc), else resets the stream alone.
+   */
+  expire(stream: StreamState): void {
+    const details = `no answer within ${stream.timeoutMs} ms`;
+    if (this.#reads !== stream.readsAtOpen) {
+      this.cancel(stream, { code: grpc.status.DEADLINE_EXCEEDED, details });
+      return;
+    }
+    // Failed with DEADLINE_EXCEEDED before the connection goes, which fails the rest UNAVAILABLE.
+    this.#finish(stream, { code: grpc.status.DEADLINE_EXCEEDED, details });
+    this.destroy(`the connection was silent: ${details}`, undefined, true);
   }
 
   /** Ends `stream` with `result` and resets it (RST_STREAM CANCEL); the connection stays. */
@@ -567,7 +600,7 @@ class ProbeConnection {
    * Closes the connection at once, failing every stream with `reason`; with `last`, that frame
    * is sent first (then the socket closes once it is written).
    */
-  destroy(reason: string, last?: Buffer): void {
+  destroy(reason: string, last?: Buffer, silent = false): void {
     if (this.#destroyed) return;
     this.#destroyed = true;
     const socket = this.#socket;
@@ -577,7 +610,7 @@ class ProbeConnection {
     for (const stream of [...this.#streams]) {
       this.#finish(stream, { code: grpc.status.UNAVAILABLE, details: reason });
     }
-    if (!this.#draining) this.#events.onGone(reason, wasUp);
+    if (!this.#draining) this.#events.onGone(reason, wasUp, silent);
   }
 
   /** A connection error (RFC 9113 §5.4.1): GOAWAY with `code`, then closed. */
@@ -589,7 +622,7 @@ class ProbeConnection {
   #goingAway(reason: string): void {
     if (this.#draining) return;
     this.#draining = true;
-    this.#events.onGone(reason, this.#up);
+    this.#events.onGone(reason, this.#up, false);
     if (this.#streams.length === 0) this.destroy(reason);
   }
 
@@ -614,6 +647,7 @@ class ProbeConnection {
 
   #read(chunk: Buffer): void {
     if (this.#destroyed) return;
+    this.#reads++;
     const needed = this.#inLength + chunk.length;
     if (needed > this.#in.length) {
       const grown = Buffer.alloc(Math.max(needed, this.#in.length * 2));
