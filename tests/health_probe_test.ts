@@ -100,6 +100,35 @@ Deno.test("a check past its deadline is DEADLINE_EXCEEDED, on a server that neve
   }
 });
 
+Deno.test("a check that times out on a silent connection closes it, and the next check dials a new one at once", async () => {
+  // A host cut off the network: nothing comes back on the connection, nothing is refused.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepted: Deno.Conn[] = [];
+  (async () => {
+    for await (const conn of listener) accepted.push(conn);
+  })();
+  const probe = new HealthProbe(`127.0.0.1:${listener.addr.port}`);
+  try {
+    assert.equal(code(await probe.check("", 200)), "DEADLINE_EXCEEDED");
+    await waitFor(
+      "the probe to close the silent connection",
+      async () => {
+        const n = await accepted[0].read(new Uint8Array(1 << 16)).catch(() => null);
+        return n === null;
+      },
+      5_000,
+      0,
+    );
+    // No backoff: the next check is on a new connection, and times out too (not UNAVAILABLE).
+    assert.equal(code(await probe.check("", 200)), "DEADLINE_EXCEEDED");
+    assert.equal(accepted.length, 2);
+  } finally {
+    probe.close();
+    listener.close();
+    for (const conn of accepted) conn.close();
+  }
+});
+
 Deno.test("a stall of the probing process longer than the deadline does not fail a check the server answers", async () => {
   const { address, server, health } = await healthServer();
   const probe = new HealthProbe(address);
