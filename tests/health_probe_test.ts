@@ -81,33 +81,44 @@ Deno.test("a probe fails fast with no server, then backs off before connecting a
   }
 });
 
-Deno.test("a check past its deadline is DEADLINE_EXCEEDED, on a server that never answers HTTP/2", async () => {
-  // Accepts TCP and says nothing: what a hung (SIGSTOPped) server looks like to a new connection.
+/**
+ * A server that accepts TCP and says nothing: what a hung (SIGSTOPped) server looks like to a
+ * new connection, or a host cut off the network to one already open.
+ */
+function silentServer() {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const accepted: Deno.Conn[] = [];
   (async () => {
     for await (const conn of listener) accepted.push(conn);
   })();
-  const probe = new HealthProbe(`127.0.0.1:${listener.addr.port}`);
+  return {
+    address: `127.0.0.1:${listener.addr.port}`,
+    accepted,
+    close() {
+      listener.close();
+      for (const conn of accepted) conn.close();
+    },
+  };
+}
+
+Deno.test("a check past its deadline is DEADLINE_EXCEEDED, on a server that never answers HTTP/2", async () => {
+  const server = silentServer();
+  const probe = new HealthProbe(server.address);
   try {
     const result = await probe.check("", 300);
     assert.equal(code(result), "DEADLINE_EXCEEDED");
     assert.match("details" in result ? result.details : "", /no answer within 300 ms/);
   } finally {
     probe.close();
-    listener.close();
-    for (const conn of accepted) conn.close();
+    server.close();
   }
 });
 
 Deno.test("a check that times out on a silent connection closes it, and the next check dials a new one at once", async () => {
   // A host cut off the network: nothing comes back on the connection, nothing is refused.
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const accepted: Deno.Conn[] = [];
-  (async () => {
-    for await (const conn of listener) accepted.push(conn);
-  })();
-  const probe = new HealthProbe(`127.0.0.1:${listener.addr.port}`);
+  const server = silentServer();
+  const { accepted } = server;
+  const probe = new HealthProbe(server.address);
   try {
     assert.equal(code(await probe.check("", 200)), "DEADLINE_EXCEEDED");
     await waitFor(
@@ -124,8 +135,7 @@ Deno.test("a check that times out on a silent connection closes it, and the next
     assert.equal(accepted.length, 2);
   } finally {
     probe.close();
-    listener.close();
-    for (const conn of accepted) conn.close();
+    server.close();
   }
 });
 
