@@ -9,6 +9,7 @@
  */
 import assert from "node:assert/strict";
 import http2 from "node:http2";
+import * as grpc from "@grpc/grpc-js";
 import protobuf from "protobufjs";
 import protoText from "../proto/load_balancer.proto" with { type: "text" };
 import {
@@ -20,6 +21,7 @@ import {
 } from "../lib/proto.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../lib/server.ts";
 import { statusName } from "../lib/status.ts";
+import { isTransportFailure } from "../lib/task_client.ts";
 import {
   listServers,
   startBackend,
@@ -402,13 +404,25 @@ async function shortLivedClients(address: string, tag: string, count: number): P
   await Promise.all([client(), client(), client(), client()]);
 }
 
-/** Opens a `WatchServers` stream and resolves with it once its first message arrived. */
-function openWatch(lb: LoadBalancerClient, clientId: string) {
+/**
+ * Opens a `WatchServers` stream and resolves with it once its first message arrived. A stream
+ * that failed in transport before it reached the balancer is opened again, once, as any client
+ * would: now and then the test's channel writes on a connection that is gone (`write EPIPE`,
+ * docs/DEVELOPING.md), which is not what this file tests.
+ */
+function openWatch(
+  lb: LoadBalancerClient,
+  clientId: string,
+  retries = 1,
+): Promise<{ cancel(): void }> {
   return new Promise<{ cancel(): void }>((resolve, reject) => {
     const stream = lb.WatchServers({ client_id: clientId });
     stream.once("data", (_message: ServerList) => resolve(stream));
-    stream.on("error", (error: { code?: number }) => {
-      if (error.code !== 1) reject(error); // 1: CANCELLED, by us
+    stream.on("error", (error: grpc.ServiceError) => {
+      if (error.code === grpc.status.CANCELLED) return; // by us
+      if (retries > 0 && isTransportFailure(error)) {
+        resolve(openWatch(lb, clientId, retries - 1));
+      } else reject(error);
     });
   });
 }
