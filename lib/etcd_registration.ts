@@ -6,30 +6,14 @@
  * and then never revives it, so the registration takes a new lease and writes the key again,
  * retrying with backoff until it works or {@linkcode EtcdRegistration.stop} is called.
  *
- * etcd3 keeps a lease alive over one member's stream and waits a whole TTL for an answer before
- * it opens another, by which time etcd has let the lease expire. A member cut off the network
- * answers nothing and refuses nothing, so a keepalive not answered within
- * {@linkcode keepaliveAnswerMs} fails its stream here with UNAVAILABLE: etcd3 then passes that
- * member over (`lib/etcd.ts`) and keeps the lease alive on another, before it expires.
- *
  * @module
  */
-import { type Etcd3, GRPCUnavailableError, type Lease } from "etcd3";
+import type { Etcd3, Lease } from "etcd3";
 import { getLogger } from "@logtape/logtape";
 import { type BackoffOptions, retryDelayMs, sleep } from "./backoff.ts";
 import { DEFAULT_ETCD_CALL_TIMEOUT_MS } from "./etcd.ts";
 
 const log = getLogger(["lb", "etcd"]);
-
-/** Longest wait for the answer to a lease keepalive, for a TTL of `ttlS`: 1 s, or a third of it. */
-export function keepaliveAnswerMs(ttlS: number): number {
-  return Math.min(1_000, (ttlS * 1_000) / 3);
-}
-
-/** The keepalive stream etcd3 opens for a lease (internal: a field of its lease client). */
-interface KeepaliveRpc {
-  leaseKeepAlive(options?: unknown): Promise<{ emit(event: "error", error: Error): boolean }>;
-}
 
 /** Options of {@linkcode EtcdRegistration}. */
 export interface EtcdRegistrationOptions {
@@ -176,8 +160,6 @@ export class EtcdRegistration {
     const signal = this.#stopping.signal;
     for (let attempt = 0; !signal.aborted; attempt++) {
       const lease = this.#client.lease(this.#ttlS);
-      // Before etcd3 opens the lease's keepalive stream, which it does once the grant answers.
-      this.#watchKeepalives(lease);
       try {
         // The put waits for the grant; a failed grant rejects it (and makes the lease emit
         // `lost`, which is ignored as the lease never became current).
@@ -245,40 +227,6 @@ export class EtcdRegistration {
       log.info("Lease keepalive of etcd key {key} works again", { ...this.#logFields() });
     });
     lease.on("lost", (error) => this.#onLost(lease, error));
-  }
-
-  /**
-   * Fails `lease`'s keepalive stream when a keepalive goes unanswered for
-   * {@linkcode keepaliveAnswerMs} (see the module doc). Reaches into etcd3 1.1.2 for the stream;
-   * if that field moves, nothing is watched and etcd3's own TTL-long wait applies.
-   */
-  #watchKeepalives(lease: Lease): void {
-    const rpc = (lease as unknown as { client?: KeepaliveRpc }).client;
-    if (typeof rpc?.leaseKeepAlive !== "function") return;
-    let stream: { emit(event: "error", error: Error): boolean } | undefined;
-    const open = rpc.leaseKeepAlive.bind(rpc);
-    rpc.leaseKeepAlive = (options) =>
-      open(options).then((opened) => {
-        stream = opened;
-        return opened;
-      });
-    const answerMs = keepaliveAnswerMs(this.#ttlS);
-    let unanswered = 0;
-    lease.on("keepaliveSucceeded", () => unanswered = 0);
-    lease.on("keepaliveFired", () => {
-      const fired = ++unanswered;
-      const on = stream;
-      setTimeout(() => {
-        if (unanswered < fired || on === undefined || on !== stream || lease.revoked()) {
-          return;
-        }
-        stream = undefined;
-        on.emit(
-          "error",
-          new GRPCUnavailableError(`no lease keepalive answer within ${answerMs} ms`),
-        );
-      }, answerMs);
-    });
   }
 
   #onLost(lease: Lease, error: unknown): void {
