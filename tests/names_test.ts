@@ -8,6 +8,7 @@
  * (Values that are not an address are covered by `tests/etcd_values_test.ts`.)
  */
 import assert from "node:assert/strict";
+import type { Etcd3 } from "etcd3";
 import { spawnEntry } from "../lib/entry_process.ts";
 import { createEtcdClient } from "../lib/etcd.ts";
 import { DEFAULT_ETCD_PREFIX } from "../lib/etcd_layout.ts";
@@ -95,16 +96,34 @@ async function assertServesByName(balancer: Started, addresses: string[]): Promi
   }
 }
 
-Deno.test("a balancer on etcd serves localhost:PORT servers by that name: a bare value, JSON under any key, and a backend's --advertise localhost", async () => {
+/**
+ * Runs `fn` with a throwaway etcd, a client of it and a balancer on it; backends `fn` starts go in
+ * `started` and are stopped with the rest.
+ */
+async function withEtcdBalancer(
+  fn: (
+    system: { etcdUrl: string; etcd: Etcd3; balancer: Started; started: Started[] },
+  ) => Promise<void>,
+): Promise<void> {
   const etcd = await startEtcd();
   const etcdClient = createEtcdClient([etcd.endpoint]);
   const started: Started[] = [];
   let balancer: Started | undefined;
   try {
     balancer = await startBalancer(["--etcd", etcd.endpoint, "--log-level", "info"]);
+    await fn({ etcdUrl: etcd.endpoint, etcd: etcdClient, balancer, started });
+  } finally {
+    etcdClient.close();
+    await stopAll(balancer, ...started);
+    await etcd.close();
+  }
+}
+
+Deno.test("a balancer on etcd serves localhost:PORT servers by that name: a bare value, JSON under any key, and a backend's --advertise localhost", () =>
+  withEtcdBalancer(async ({ etcdUrl, etcd: etcdClient, balancer, started }) => {
     const bare = startBackend([...UNREGISTERED, "--advertise", "localhost"]);
     const json = startBackend([...UNREGISTERED, "--advertise", "localhost"]);
-    const advertised = startBackend(["--etcd", etcd.endpoint, "--advertise", "localhost"]);
+    const advertised = startBackend(["--etcd", etcdUrl, "--advertise", "localhost"]);
     started.push(bare, json, advertised);
     const [bareName, jsonName, advertisedName] = [bare, json, advertised].map((b) =>
       `localhost:${b.port}`
@@ -116,21 +135,11 @@ Deno.test("a balancer on etcd serves localhost:PORT servers by that name: a bare
     await assertServesByName(balancer, [bareName, jsonName, advertisedName]);
     const registered = await etcdClient.get(`${DEFAULT_ETCD_PREFIX}${advertisedName}`).string();
     assert.equal(JSON.parse(registered ?? "{}").address, advertisedName);
-  } finally {
-    etcdClient.close();
-    await stopAll(balancer, ...started);
-    await etcd.close();
-  }
-});
+  }));
 
-Deno.test("a balancer on etcd serves [::1]:PORT servers by that name: a backend on --host ::1 registered by itself, and a bare value", async () => {
-  const etcd = await startEtcd();
-  const etcdClient = createEtcdClient([etcd.endpoint]);
-  const started: Started[] = [];
-  let balancer: Started | undefined;
-  try {
-    balancer = await startBalancer(["--etcd", etcd.endpoint, "--log-level", "info"]);
-    const registering = startBackend(["--host", "::1", "--etcd", etcd.endpoint]);
+Deno.test("a balancer on etcd serves [::1]:PORT servers by that name: a backend on --host ::1 registered by itself, and a bare value", () =>
+  withEtcdBalancer(async ({ etcdUrl, etcd: etcdClient, balancer, started }) => {
+    const registering = startBackend(["--host", "::1", "--etcd", etcdUrl]);
     const bare = startBackend([...UNREGISTERED, "--host", "::1"]);
     started.push(registering, bare);
     const [registeringName, bareName] = [registering, bare].map((b) => `[::1]:${b.port}`);
@@ -139,9 +148,4 @@ Deno.test("a balancer on etcd serves [::1]:PORT servers by that name: a backend 
     await assertServesByName(balancer, [registeringName, bareName]);
     const registered = await etcdClient.get(`${DEFAULT_ETCD_PREFIX}${registeringName}`).string();
     assert.equal(JSON.parse(registered ?? "{}").address, registeringName);
-  } finally {
-    etcdClient.close();
-    await stopAll(balancer, ...started);
-    await etcd.close();
-  }
-});
+  }));
