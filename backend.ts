@@ -1,18 +1,18 @@
 /**
  * A backend server: `deno task backend --port 50052 [--balancer 127.0.0.1:50051] [--etcd URL]`.
  *
- * Flags in, objects built, started. The logic lives in `lib/backend.ts`.
+ * Flags in, objects built, started. The logic lives in `lib/backend/backend_process.ts`.
  *
  * @module
  */
 import type { LogLevel } from "@logtape/logtape";
-import { Backend } from "./lib/backend.ts";
-import { balancerPrefixProblem, DEFAULT_BALANCER_PREFIX } from "./lib/balancer_registry.ts";
-import { LOAD_SOURCES } from "./lib/cpu_meter.ts";
-import { DEFAULT_WORK_UNITS } from "./lib/cpu_work.ts";
-import { BACKEND_FLAGS } from "./lib/entry_flags.ts";
-import { DEFAULT_ETCD_PREFIX, DEFAULT_LEASE_TTL_S } from "./lib/etcd_layout.ts";
-import { etcdSecurityFlags } from "./lib/etcd_flags.ts";
+import { Backend } from "./lib/backend/backend_process.ts";
+import { balancerPrefixProblem, DEFAULT_BALANCER_PREFIX } from "./lib/etcd/balancer_registry.ts";
+import { LOAD_SOURCES } from "./lib/backend/cpu_meter.ts";
+import { DEFAULT_WORK_UNITS } from "./lib/backend/cpu_work.ts";
+import { BACKEND_FLAGS } from "./lib/ops/entry_flags.ts";
+import { DEFAULT_ETCD_PREFIX, DEFAULT_LEASE_TTL_S } from "./lib/etcd/etcd_layout.ts";
+import { etcdSecurityFlags } from "./lib/etcd/etcd_flags.ts";
 import {
   addressFlag,
   advertiseFlag,
@@ -25,14 +25,14 @@ import {
   runMain,
   usage,
   UsageError,
-} from "./lib/flags.ts";
-import { DEFAULT_REPORT_INTERVAL_MS } from "./lib/load_reporter.ts";
-import { LOG_FORMATS, LOG_LEVELS, setupLogging } from "./lib/log.ts";
-import { assertNetAccess, etcdUses, listenUses } from "./lib/net_access.ts";
-import { maxMessageFlag } from "./lib/server.ts";
-import { httpFlags } from "./lib/http_server.ts";
-import { tokenFlag } from "./lib/auth.ts";
-import { tlsFlags } from "./lib/tls.ts";
+} from "./lib/ops/flags.ts";
+import { DEFAULT_REPORT_INTERVAL_MS } from "./lib/backend/load_reporter.ts";
+import { LOG_FORMATS, LOG_LEVELS, setupLogging } from "./lib/ops/log.ts";
+import { assertNetAccess, etcdUses, listenUses } from "./lib/wire/net_access.ts";
+import { maxMessageFlag } from "./lib/wire/grpc_server.ts";
+import { httpFlags } from "./lib/ops/http_server.ts";
+import { tokenFlag } from "./lib/wire/auth.ts";
+import { tlsFlags } from "./lib/wire/tls.ts";
 
 const PROGRAM = "backend";
 const USAGE = usage({

@@ -1,19 +1,19 @@
 /**
  * The load balancer: `deno task balancer [--policy least_load] [--etcd http://127.0.0.1:2379]`.
  *
- * Flags in, objects built, started. The logic lives in `lib/balancer.ts`.
+ * Flags in, objects built, started. The logic lives in `lib/balancer/balancer_process.ts`.
  *
  * @module
  */
 import type { LogLevel } from "@logtape/logtape";
 import { POLICY_NAMES } from "./policies/mod.ts";
-import { Balancer, type DiscoveryConfig } from "./lib/balancer.ts";
-import { balancerPrefixProblem, DEFAULT_BALANCER_PREFIX } from "./lib/balancer_registry.ts";
-import { DEFAULT_POLICY_KEY } from "./lib/shared_policy.ts";
-import { DEFAULT_BUILTIN_TTL_MS } from "./lib/builtin_registry.ts";
-import { BALANCER_FLAGS } from "./lib/entry_flags.ts";
-import { DEFAULT_ETCD_PREFIX } from "./lib/etcd_layout.ts";
-import { etcdSecurityFlags } from "./lib/etcd_flags.ts";
+import { Balancer, type DiscoveryConfig } from "./lib/balancer/balancer_process.ts";
+import { balancerPrefixProblem, DEFAULT_BALANCER_PREFIX } from "./lib/etcd/balancer_registry.ts";
+import { DEFAULT_POLICY_KEY } from "./lib/etcd/shared_policy.ts";
+import { DEFAULT_BUILTIN_TTL_MS } from "./lib/balancer/builtin_discovery.ts";
+import { BALANCER_FLAGS } from "./lib/ops/entry_flags.ts";
+import { DEFAULT_ETCD_PREFIX } from "./lib/etcd/etcd_layout.ts";
+import { etcdSecurityFlags } from "./lib/etcd/etcd_flags.ts";
 import {
   advertiseFlag,
   choiceFlag,
@@ -24,19 +24,19 @@ import {
   runMain,
   usage,
   UsageError,
-} from "./lib/flags.ts";
+} from "./lib/ops/flags.ts";
 import {
   DEFAULT_HEALTH_INTERVAL_MS,
   DEFAULT_HEALTH_TIMEOUT_MS,
   DEFAULT_MAX_CHECKS_PER_S,
-} from "./lib/health_checker.ts";
-import { LOG_FORMATS, LOG_LEVELS, setupLogging } from "./lib/log.ts";
-import { assertNetAccess, etcdUses, listenUses } from "./lib/net_access.ts";
-import { maxMessageFlag } from "./lib/server.ts";
-import { httpFlags } from "./lib/http_server.ts";
-import { tokenFlag } from "./lib/auth.ts";
-import { tlsFlags } from "./lib/tls.ts";
-import { DEFAULT_WATCH_INTERVAL_MS } from "./lib/watch_hub.ts";
+} from "./lib/health/health_checker.ts";
+import { LOG_FORMATS, LOG_LEVELS, setupLogging } from "./lib/ops/log.ts";
+import { assertNetAccess, etcdUses, listenUses } from "./lib/wire/net_access.ts";
+import { maxMessageFlag } from "./lib/wire/grpc_server.ts";
+import { httpFlags } from "./lib/ops/http_server.ts";
+import { tokenFlag } from "./lib/wire/auth.ts";
+import { tlsFlags } from "./lib/wire/tls.ts";
+import { DEFAULT_WATCH_INTERVAL_MS } from "./lib/balancer/watch_broadcast.ts";
 
 const PROGRAM = "balancer";
 const USAGE = usage({

@@ -7,11 +7,15 @@
  */
 import type { LogLevel } from "@logtape/logtape";
 import { POLICY_NAMES, type PolicyName } from "./policies/mod.ts";
-import { BenchRunner } from "./lib/bench_runner.ts";
-import { describeMachine, writeReport } from "./lib/bench_report.ts";
-import { DEFAULT_SCENARIOS, SCENARIO_NAMES, type ScenarioName } from "./lib/bench_scenarios.ts";
-import { BENCH_FLAGS, QUICK_DURATION_S, QUICK_WATCH_SCENARIOS } from "./lib/entry_flags.ts";
-import { DEFAULT_WORK_UNITS } from "./lib/cpu_work.ts";
+import { BenchRunner } from "./lib/bench/bench_runner.ts";
+import { describeMachine, writeReport } from "./lib/bench/bench_report.ts";
+import {
+  DEFAULT_SCENARIOS,
+  SCENARIO_NAMES,
+  type ScenarioName,
+} from "./lib/bench/bench_scenarios.ts";
+import { BENCH_FLAGS, QUICK_DURATION_S, QUICK_WATCH_SCENARIOS } from "./lib/ops/entry_flags.ts";
+import { DEFAULT_WORK_UNITS } from "./lib/backend/cpu_work.ts";
 import {
   choiceFlag,
   intFlag,
@@ -20,11 +24,11 @@ import {
   runMain,
   usage,
   UsageError,
-} from "./lib/flags.ts";
-import { DEFAULT_REPORT_INTERVAL_MS } from "./lib/load_reporter.ts";
-import { LOG_FORMATS, LOG_LEVELS, setupLogging } from "./lib/log.ts";
-import { ProgressBar } from "./lib/progress.ts";
-import { CLIENT_MODES, type ClientMode } from "./lib/task_client.ts";
+} from "./lib/ops/flags.ts";
+import { DEFAULT_REPORT_INTERVAL_MS } from "./lib/backend/load_reporter.ts";
+import { LOG_FORMATS, LOG_LEVELS, setupLogging } from "./lib/ops/log.ts";
+import { ProgressBar } from "./lib/ops/progress.ts";
+import { CLIENT_MODES, type ClientMode } from "./lib/client/task_client.ts";
 
 const PROGRAM = "bench";
 const USAGE = usage({

@@ -2,15 +2,15 @@
  * The client: `deno task client --balancer 127.0.0.1:50051 --task cpu_heavy --requests 100`.
  *
  * Asks the balancer for a server, sends the task there, and prints a summary (`--json` for one
- * JSON object on stdout). Logic lives in `lib/task_client.ts` and `lib/load_run.ts`.
+ * JSON object on stdout). Logic lives in `lib/client/task_client.ts` and `lib/client/load_run.ts`.
  *
  * @module
  */
 import type { LogLevel } from "@logtape/logtape";
-import { BalancerFollower, DEFAULT_BALANCER_PREFIX } from "./lib/balancer_registry.ts";
-import { CLIENT_FLAGS } from "./lib/entry_flags.ts";
-import { etcdSecurityFlags } from "./lib/etcd_flags.ts";
-import { loadEtcd } from "./lib/etcd_loader.ts";
+import { BalancerFollower, DEFAULT_BALANCER_PREFIX } from "./lib/etcd/balancer_registry.ts";
+import { CLIENT_FLAGS } from "./lib/ops/entry_flags.ts";
+import { etcdSecurityFlags } from "./lib/etcd/etcd_flags.ts";
+import { loadEtcd } from "./lib/etcd/etcd_loader.ts";
 import {
   addressFlag,
   choiceFlag,
@@ -21,17 +21,17 @@ import {
   runMain,
   usage,
   UsageError,
-} from "./lib/flags.ts";
-import { formatServers, listServers, setPolicy } from "./lib/admin.ts";
-import { tokenFlag } from "./lib/auth.ts";
-import { runLoad } from "./lib/load_run.ts";
-import { assertNetAccess, etcdUses } from "./lib/net_access.ts";
+} from "./lib/ops/flags.ts";
+import { formatServers, listServers, setPolicy } from "./lib/client/admin_commands.ts";
+import { tokenFlag } from "./lib/wire/auth.ts";
+import { runLoad } from "./lib/client/load_run.ts";
+import { assertNetAccess, etcdUses } from "./lib/wire/net_access.ts";
 import { POLICY_NAMES } from "./policies/mod.ts";
-import { LOG_FORMATS, LOG_LEVELS, setupLogging } from "./lib/log.ts";
-import { ProgressBar } from "./lib/progress.ts";
-import { formatSummary } from "./lib/summary_text.ts";
-import { CLIENT_MODES, DEFAULT_MAX_ATTEMPTS, TaskClient } from "./lib/task_client.ts";
-import { tlsFlags } from "./lib/tls.ts";
+import { LOG_FORMATS, LOG_LEVELS, setupLogging } from "./lib/ops/log.ts";
+import { ProgressBar } from "./lib/ops/progress.ts";
+import { formatSummary } from "./lib/client/summary_text.ts";
+import { CLIENT_MODES, DEFAULT_MAX_ATTEMPTS, TaskClient } from "./lib/client/task_client.ts";
+import { tlsFlags } from "./lib/wire/tls.ts";
 
 const PROGRAM = "client";
 const USAGE = usage({

@@ -1,13 +1,13 @@
 /**
  * `deno task demo`: starts a balancer and backends for each policy, runs a client load against
- * each, and prints a comparison table. Logic lives in `lib/demo.ts`.
+ * each, and prints a comparison table. Logic lives in `lib/harness/demo_run.ts`.
  *
  * @module
  */
 import type { LogLevel } from "@logtape/logtape";
 import { POLICY_NAMES } from "./policies/mod.ts";
-import { DEMO_FLAGS } from "./lib/entry_flags.ts";
-import { formatDemoTable, runDemo } from "./lib/demo.ts";
+import { DEMO_FLAGS } from "./lib/ops/entry_flags.ts";
+import { formatDemoTable, runDemo } from "./lib/harness/demo_run.ts";
 import {
   choiceFlag,
   etcdFlag,
@@ -17,8 +17,8 @@ import {
   runMain,
   usage,
   UsageError,
-} from "./lib/flags.ts";
-import { LOG_FORMATS, LOG_LEVELS, setupLogging } from "./lib/log.ts";
+} from "./lib/ops/flags.ts";
+import { LOG_FORMATS, LOG_LEVELS, setupLogging } from "./lib/ops/log.ts";
 import type { PolicyName } from "./policies/mod.ts";
 
 const PROGRAM = "demo";

@@ -4,9 +4,9 @@
  *
  * @module
  */
-import { withToken } from "../lib/auth.ts";
-import type { LoadBalancerClient } from "../lib/proto.ts";
-import type { TaskClient } from "../lib/task_client.ts";
+import { withToken } from "../lib/wire/auth.ts";
+import type { LoadBalancerClient } from "../lib/wire/proto.ts";
+import type { TaskClient } from "../lib/client/task_client.ts";
 import {
   createLoadBalancerClient,
   freePort,

@@ -11,7 +11,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { TaskClient } from "../lib/task_client.ts";
+import { TaskClient } from "../lib/client/task_client.ts";
 import { startDashboardSystem, startLoad } from "./_dashboard.ts";
 import { launchChromium, waitForRows } from "./_dashboard_page.ts";
 import { testSecrets } from "./_secrets.ts";

@@ -9,7 +9,7 @@
  * @module
  */
 import { type Browser, chromium, type Page } from "playwright-core";
-import { waitFor } from "../lib/wait.ts";
+import { waitFor } from "../lib/harness/wait.ts";
 
 /** Where Debian's `chromium` package puts the browser. */
 export const CHROMIUM_PATH = "/usr/bin/chromium";

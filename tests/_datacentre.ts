@@ -17,7 +17,7 @@
  *
  * @module
  */
-import { type EntryName, type EntryProcess, spawnEntry } from "../lib/entry_process.ts";
+import { type EntryName, type EntryProcess, spawnEntry } from "../lib/harness/entry_process.ts";
 
 /** The data centre's addresses: `10.77.0.0/24`. */
 export const SUBNET = "10.77.0";

@@ -1,6 +1,6 @@
 /**
  * Test harness for integration tests against a real etcd: the throwaway etcd of
- * `lib/etcd_process.ts`, and a TCP proxy that cuts one client off while etcd stays up.
+ * `lib/harness/etcd_process.ts`, and a TCP proxy that cuts one client off while etcd stays up.
  *
  * @module
  */
@@ -10,9 +10,9 @@ export {
   startEtcd,
   startEtcdCluster,
   type StartEtcdOptions,
-} from "../lib/etcd_process.ts";
-export { freePort } from "../lib/ports.ts";
-export { waitFor } from "../lib/wait.ts";
+} from "../lib/harness/etcd_process.ts";
+export { freePort } from "../lib/harness/ports.ts";
+export { waitFor } from "../lib/harness/wait.ts";
 
 /** A TCP proxy in front of etcd, so a test can cut one client off while etcd stays up. */
 export interface TcpProxy {

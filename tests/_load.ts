@@ -4,9 +4,9 @@
  *
  * @module
  */
-import { type LoadRunOptions, runLoad } from "../lib/load_run.ts";
-import { TaskClient, type TaskOutcome } from "../lib/task_client.ts";
-import { waitFor } from "../lib/wait.ts";
+import { type LoadRunOptions, runLoad } from "../lib/client/load_run.ts";
+import { TaskClient, type TaskOutcome } from "../lib/client/task_client.ts";
+import { waitFor } from "../lib/harness/wait.ts";
 import type { Started } from "./_system.ts";
 
 /** A TaskClient that also records when each task ended and how. */

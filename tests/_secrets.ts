@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { PROJECT_ROOT } from "../lib/entry_process.ts";
+import { PROJECT_ROOT } from "../lib/harness/entry_process.ts";
 
 /** TLS fixture files (`tests/fixtures/tls/`). */
 export const TLS_FILES = [

@@ -5,8 +5,8 @@
  * @module
  */
 import type { ChannelCredentials, ClientOptions } from "@grpc/grpc-js";
-import { type EntryProcess, spawnEntry } from "../lib/entry_process.ts";
-import { freePort } from "../lib/ports.ts";
+import { type EntryProcess, spawnEntry } from "../lib/harness/entry_process.ts";
+import { freePort } from "../lib/harness/ports.ts";
 import {
   type BackendClient,
   createLoadBalancerClient,
@@ -15,8 +15,8 @@ import {
   POLLING_CHANNEL_OPTIONS,
   type TaskResponse,
   unary,
-} from "../lib/proto.ts";
-import { waitFor } from "../lib/wait.ts";
+} from "../lib/wire/proto.ts";
+import { waitFor } from "../lib/harness/wait.ts";
 
 /** A started process with its address. */
 export interface Started {

@@ -1,8 +1,8 @@
 /** Changing the policy of a running balancer, and reading what it is doing. */
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
-import { spawnEntry } from "../lib/entry_process.ts";
-import { createLoadBalancerClient, unary } from "../lib/proto.ts";
+import { spawnEntry } from "../lib/harness/entry_process.ts";
+import { createLoadBalancerClient, unary } from "../lib/wire/proto.ts";
 import { POLICY_NAMES } from "../policies/mod.ts";
 import { listServers, startBackend, startBalancer, stopAll, waitForServers } from "./_system.ts";
 

@@ -5,9 +5,9 @@
  */
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
-import { withToken } from "../lib/auth.ts";
-import { spawnEntry } from "../lib/entry_process.ts";
-import { type LoadBalancerClient, type ServerList, unary } from "../lib/proto.ts";
+import { withToken } from "../lib/wire/auth.ts";
+import { spawnEntry } from "../lib/harness/entry_process.ts";
+import { type LoadBalancerClient, type ServerList, unary } from "../lib/wire/proto.ts";
 import { testSecrets } from "./_secrets.ts";
 import {
   createLoadBalancerClient,

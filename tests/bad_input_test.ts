@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
-import { PROJECT_ROOT, spawnEntry } from "../lib/entry_process.ts";
+import { PROJECT_ROOT, spawnEntry } from "../lib/harness/entry_process.ts";
 import {
   type BackendClient,
   createBackendClient,
@@ -14,8 +14,8 @@ import {
   loadContract,
   type ServerList,
   unary,
-} from "../lib/proto.ts";
-import { DEFAULT_MAX_MESSAGE_BYTES } from "../lib/server.ts";
+} from "../lib/wire/proto.ts";
+import { DEFAULT_MAX_MESSAGE_BYTES } from "../lib/wire/grpc_server.ts";
 import protoText from "../proto/load_balancer.proto" with { type: "text" };
 import {
   listServers,

@@ -3,9 +3,9 @@
  * never a timing: performance lives in the benchmark's own report.
  */
 import assert from "node:assert/strict";
-import { PROJECT_ROOT, spawnEntry } from "../lib/entry_process.ts";
-import { DEFAULT_SCENARIOS, SCENARIOS } from "../lib/bench_scenarios.ts";
-import { freePort } from "../lib/ports.ts";
+import { PROJECT_ROOT, spawnEntry } from "../lib/harness/entry_process.ts";
+import { DEFAULT_SCENARIOS, SCENARIOS } from "../lib/bench/bench_scenarios.ts";
+import { freePort } from "../lib/harness/ports.ts";
 import { POLICY_NAMES } from "../policies/mod.ts";
 
 Deno.test("bench --quick runs every default scenario for every policy and baseline and writes its report", async () => {

@@ -3,8 +3,8 @@
  * that holds nothing else, as a balancer, a backend and a client that work together.
  */
 import assert from "node:assert/strict";
-import { PROJECT_ROOT, spawnEntry } from "../lib/entry_process.ts";
-import { createLoadBalancerClient } from "../lib/proto.ts";
+import { PROJECT_ROOT, spawnEntry } from "../lib/harness/entry_process.ts";
+import { createLoadBalancerClient } from "../lib/wire/proto.ts";
 import { freePort, stopAll, waitForServers } from "./_system.ts";
 
 async function bundle(entry: string, outDir: string): Promise<string> {

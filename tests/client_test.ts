@@ -1,10 +1,10 @@
 /** The client against real balancer and backend processes (built-in discovery). */
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
-import { spawnEntry } from "../lib/entry_process.ts";
-import { runLoad } from "../lib/load_run.ts";
-import { createLoadBalancerClient } from "../lib/proto.ts";
-import { TaskClient } from "../lib/task_client.ts";
+import { spawnEntry } from "../lib/harness/entry_process.ts";
+import { runLoad } from "../lib/client/load_run.ts";
+import { createLoadBalancerClient } from "../lib/wire/proto.ts";
+import { TaskClient } from "../lib/client/task_client.ts";
 import { listServers, startBackend, startBalancer, stopAll, waitForServers } from "./_system.ts";
 
 Deno.test("client --json prints one summary object with the count per server", async () => {

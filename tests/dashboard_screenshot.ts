@@ -10,9 +10,9 @@
  *
  * @module
  */
-import { spawnEntry } from "../lib/entry_process.ts";
-import { freePort } from "../lib/ports.ts";
-import { waitFor } from "../lib/wait.ts";
+import { spawnEntry } from "../lib/harness/entry_process.ts";
+import { freePort } from "../lib/harness/ports.ts";
+import { waitFor } from "../lib/harness/wait.ts";
 import { launchChromium, waitForRows } from "./_dashboard_page.ts";
 
 /** Seconds of load before the capture. */

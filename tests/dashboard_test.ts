@@ -1,12 +1,12 @@
 /**
- * The balancer's dashboard (`lib/dashboard.ts`) against real balancer and backend processes: in
+ * The balancer's dashboard (`lib/ops/dashboard.ts`) against real balancer and backend processes: in
  * headless Chromium from Debian (`_dashboard_browser.ts`: the servers, their shares, a SIGKILL,
  * a policy change with the token), and over plain HTTP (what `POST /policy` refuses, the bound
  * on `/events`, streams ended at shutdown).
  */
 import assert from "node:assert/strict";
-import { MAX_DASHBOARD_SUBSCRIBERS } from "../lib/dashboard.ts";
-import { PROJECT_ROOT } from "../lib/entry_process.ts";
+import { MAX_DASHBOARD_SUBSCRIBERS } from "../lib/ops/dashboard.ts";
+import { PROJECT_ROOT } from "../lib/harness/entry_process.ts";
 import { POLICY_NAMES } from "../policies/mod.ts";
 import { startDashboardSystem } from "./_dashboard.ts";
 import { testSecrets } from "./_secrets.ts";

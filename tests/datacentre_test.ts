@@ -10,10 +10,10 @@
  * about how long it took.
  */
 import assert from "node:assert/strict";
-import type { EntryProcess } from "../lib/entry_process.ts";
-import type { LoadRunSummary } from "../lib/load_run.ts";
-import { preferredBalancer } from "../lib/task_client.ts";
-import { waitFor } from "../lib/wait.ts";
+import type { EntryProcess } from "../lib/harness/entry_process.ts";
+import type { LoadRunSummary } from "../lib/client/load_run.ts";
+import { preferredBalancer } from "../lib/client/task_client.ts";
+import { waitFor } from "../lib/harness/wait.ts";
 import { DataCentre, logLines } from "./_datacentre.ts";
 
 const ETCD_HOSTS = ["etcd-1", "etcd-2", "etcd-3"];

@@ -1,6 +1,6 @@
 /** `deno task demo` runs every policy end to end, with real processes, and prints its table. */
 import assert from "node:assert/strict";
-import { spawnEntry } from "../lib/entry_process.ts";
+import { spawnEntry } from "../lib/harness/entry_process.ts";
 import { POLICY_NAMES } from "../policies/mod.ts";
 
 Deno.test("demo runs each policy against real processes and prints one row per policy", async () => {

@@ -3,10 +3,10 @@
  * shipped task command lines themselves must run a deployment's configuration.
  */
 import assert from "node:assert/strict";
-import { ENTRY_PERMISSIONS, PROJECT_ROOT } from "../lib/entry_process.ts";
-import { freePort } from "../lib/ports.ts";
-import { createLoadBalancerClient, unary } from "../lib/proto.ts";
-import { waitFor } from "../lib/wait.ts";
+import { ENTRY_PERMISSIONS, PROJECT_ROOT } from "../lib/harness/entry_process.ts";
+import { freePort } from "../lib/harness/ports.ts";
+import { createLoadBalancerClient, unary } from "../lib/wire/proto.ts";
+import { waitFor } from "../lib/harness/wait.ts";
 
 const config = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
 

@@ -7,11 +7,11 @@
 import assert from "node:assert/strict";
 import { ConnectionPool } from "etcd3/lib/connection-pool.js";
 import type { Etcd3 } from "etcd3";
-import { createEtcdClient } from "../lib/etcd.ts";
-import { EtcdDiscovery } from "../lib/etcd_discovery.ts";
-import { DEFAULT_ETCD_PREFIX } from "../lib/etcd_layout.ts";
-import { EtcdRegistration } from "../lib/etcd_registration.ts";
-import { ServerSet } from "../lib/server_set.ts";
+import { createEtcdClient } from "../lib/etcd/etcd_client.ts";
+import { EtcdDiscovery } from "../lib/etcd/etcd_discovery.ts";
+import { DEFAULT_ETCD_PREFIX } from "../lib/etcd/etcd_layout.ts";
+import { EtcdRegistration } from "../lib/etcd/etcd_registration.ts";
+import { ServerSet } from "../lib/balancer/server_set.ts";
 import { type EtcdCluster, startEtcdCluster } from "./_etcd.ts";
 import { describe, loadReaches, startLoad, TimedClient } from "./_load.ts";
 import {

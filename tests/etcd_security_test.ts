@@ -5,10 +5,10 @@
  */
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
-import { etcdSecurityFlags } from "../lib/etcd_flags.ts";
-import { createEtcdClient } from "../lib/etcd.ts";
-import { spawnEntry } from "../lib/entry_process.ts";
-import { createBackendClient, type LoadBalancerClient, unary } from "../lib/proto.ts";
+import { etcdSecurityFlags } from "../lib/etcd/etcd_flags.ts";
+import { createEtcdClient } from "../lib/etcd/etcd_client.ts";
+import { spawnEntry } from "../lib/harness/entry_process.ts";
+import { createBackendClient, type LoadBalancerClient, unary } from "../lib/wire/proto.ts";
 import { type EtcdProcess, startEtcd, type StartEtcdOptions } from "./_etcd.ts";
 import { type Secrets, testSecrets } from "./_secrets.ts";
 import {

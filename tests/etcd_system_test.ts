@@ -4,9 +4,9 @@
  */
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
-import { createEtcdClient } from "../lib/etcd.ts";
-import { createLoadBalancerClient, type LoadBalancerClient, unary } from "../lib/proto.ts";
-import { bindServer, createServer, shutdownServer } from "../lib/server.ts";
+import { createEtcdClient } from "../lib/etcd/etcd_client.ts";
+import { createLoadBalancerClient, type LoadBalancerClient, unary } from "../lib/wire/proto.ts";
+import { bindServer, createServer, shutdownServer } from "../lib/wire/grpc_server.ts";
 import { startEtcd } from "./_etcd.ts";
 import {
   listServers,

@@ -5,12 +5,12 @@
 import assert from "node:assert/strict";
 import { configure, type LogRecord, reset } from "@logtape/logtape";
 import type { Etcd3 } from "etcd3";
-import { retryDelayMs } from "../lib/backoff.ts";
-import { createEtcdClient, type EtcdClientOptions } from "../lib/etcd.ts";
-import { parseServerValue } from "../lib/etcd_layout.ts";
-import { EtcdDiscovery } from "../lib/etcd_discovery.ts";
-import { EtcdRegistration } from "../lib/etcd_registration.ts";
-import { ServerSet } from "../lib/server_set.ts";
+import { retryDelayMs } from "../lib/wire/backoff.ts";
+import { createEtcdClient, type EtcdClientOptions } from "../lib/etcd/etcd_client.ts";
+import { parseServerValue } from "../lib/etcd/etcd_layout.ts";
+import { EtcdDiscovery } from "../lib/etcd/etcd_discovery.ts";
+import { EtcdRegistration } from "../lib/etcd/etcd_registration.ts";
+import { ServerSet } from "../lib/balancer/server_set.ts";
 import {
   type EtcdProcess,
   startEtcd,

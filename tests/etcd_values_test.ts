@@ -5,9 +5,9 @@
  * rules in process, on `EtcdDiscovery` alone.)
  */
 import assert from "node:assert/strict";
-import { createEtcdClient } from "../lib/etcd.ts";
-import { DEFAULT_ETCD_PREFIX } from "../lib/etcd_layout.ts";
-import { createLoadBalancerClient, unary } from "../lib/proto.ts";
+import { createEtcdClient } from "../lib/etcd/etcd_client.ts";
+import { DEFAULT_ETCD_PREFIX } from "../lib/etcd/etcd_layout.ts";
+import { createLoadBalancerClient, unary } from "../lib/wire/proto.ts";
 import { startEtcd } from "./_etcd.ts";
 import {
   listServers,

@@ -4,17 +4,17 @@
  */
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
-import { spawnEntry } from "../lib/entry_process.ts";
+import { spawnEntry } from "../lib/harness/entry_process.ts";
 import {
   type FailureCause,
   type LoadRunSummary,
   MAX_FAILURE_CAUSES,
   MAX_FAILURE_MESSAGE_CHARS,
   runLoad,
-} from "../lib/load_run.ts";
-import { unary } from "../lib/proto.ts";
-import { formatSummary } from "../lib/summary_text.ts";
-import { TaskClient, type TaskOutcome } from "../lib/task_client.ts";
+} from "../lib/client/load_run.ts";
+import { unary } from "../lib/wire/proto.ts";
+import { formatSummary } from "../lib/client/summary_text.ts";
+import { TaskClient, type TaskOutcome } from "../lib/client/task_client.ts";
 import {
   createLoadBalancerClient,
   freePort,

@@ -5,10 +5,10 @@
  * its figures (prefixed `[fault N]`) for the closing note.
  */
 import assert from "node:assert/strict";
-import { createEtcdClient } from "../lib/etcd.ts";
-import { type LoadRunOptions, runLoad } from "../lib/load_run.ts";
-import type { LoadBalancerClient } from "../lib/proto.ts";
-import type { TaskClientOptions } from "../lib/task_client.ts";
+import { createEtcdClient } from "../lib/etcd/etcd_client.ts";
+import { type LoadRunOptions, runLoad } from "../lib/client/load_run.ts";
+import type { LoadBalancerClient } from "../lib/wire/proto.ts";
+import type { TaskClientOptions } from "../lib/client/task_client.ts";
 import { type EtcdProcess, startEtcd, startTcpProxy } from "./_etcd.ts";
 import { describe, type Load, loadReaches, startLoad, TimedClient } from "./_load.ts";
 import {

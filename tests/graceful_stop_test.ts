@@ -2,12 +2,12 @@
  * Regression test for a crash of Deno's `node:http2` (denoland/deno#36788): a process whose
  * grpc-js channel receives a GOAWAY, as every graceful server stop sends, aborts inside nghttp2
  * or segfaults, on Deno 2.9.4 to 2.9.6 (1 to 2 runs in 5 each, measured), unless
- * `lib/http2_goaway_fix.ts` is loaded. Run it several times on a candidate version before moving
+ * `lib/wire/http2_goaway_fix.ts` is loaded. Run it several times on a candidate version before moving
  * the pin: one pass proves little.
  */
 import assert from "node:assert/strict";
-import { spawnEntry } from "../lib/entry_process.ts";
-import { createLoadBalancerClient, unary } from "../lib/proto.ts";
+import { spawnEntry } from "../lib/harness/entry_process.ts";
+import { createLoadBalancerClient, unary } from "../lib/wire/proto.ts";
 import { freePort, waitFor } from "./_system.ts";
 
 Deno.test("a client survives its server's graceful stop (GOAWAY) and reconnects to the next one", async () => {

@@ -8,7 +8,7 @@ import {
   DEFAULT_HEALTH_INTERVAL_MS,
   DEFAULT_HEALTH_TIMEOUT_MS,
   DEFAULT_MAX_CHECKS_PER_S,
-} from "../lib/health_checker.ts";
+} from "../lib/health/health_checker.ts";
 
 Deno.test("checkIntervalMs keeps the interval for small sets and caps the total rate for large ones", () => {
   assert.equal(checkIntervalMs(1, 250, 2_500), 250);

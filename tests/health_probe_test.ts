@@ -1,17 +1,21 @@
 /**
- * The balancer's health probe (`lib/health_probe.ts`: gRPC health Check over HTTP/2 spoken on a
+ * The balancer's health probe (`lib/health/health_probe.ts`: gRPC health Check over HTTP/2 spoken on a
  * plain socket) against real grpc-js servers: every answer a server can give, no
  * server, a server that never answers, a lost connection, a restarted server, and TLS.
  */
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
-import { HealthService } from "../lib/health.ts";
-import { type CheckResult, HealthProbe, MAX_CHECKS_PER_CONNECTION } from "../lib/health_probe.ts";
-import { encodeField } from "../lib/hpack.ts";
-import { freePort } from "../lib/ports.ts";
-import { bindServer, createServer, shutdownServer } from "../lib/server.ts";
-import type { TlsConfig } from "../lib/tls.ts";
-import { waitFor } from "../lib/wait.ts";
+import { HealthService } from "../lib/health/grpc_health.ts";
+import {
+  type CheckResult,
+  HealthProbe,
+  MAX_CHECKS_PER_CONNECTION,
+} from "../lib/health/health_probe.ts";
+import { encodeField } from "../lib/health/hpack.ts";
+import { freePort } from "../lib/harness/ports.ts";
+import { bindServer, createServer, shutdownServer } from "../lib/wire/grpc_server.ts";
+import type { TlsConfig } from "../lib/wire/tls.ts";
+import { waitFor } from "../lib/harness/wait.ts";
 
 const read = (name: string) =>
   Deno.readTextFileSync(new URL(`fixtures/tls/${name}`, import.meta.url));

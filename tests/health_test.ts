@@ -5,8 +5,13 @@
  */
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
-import { check, createHealthClient, HealthService, type ServingStatus } from "../lib/health.ts";
-import { bindServer, createServer, shutdownServer } from "../lib/server.ts";
+import {
+  check,
+  createHealthClient,
+  HealthService,
+  type ServingStatus,
+} from "../lib/health/grpc_health.ts";
+import { bindServer, createServer, shutdownServer } from "../lib/wire/grpc_server.ts";
 import { startBackend, startBalancer, type Started, stopAll, waitFor } from "./_system.ts";
 
 Deno.test("the health service answers Check and Watch as grpc.health.v1 specifies", async () => {

@@ -4,9 +4,9 @@
  * `LB_*` variable stands in for an absent flag, and a flag given wins.
  */
 import assert from "node:assert/strict";
-import { ENTRY_FLAGS } from "../lib/entry_flags.ts";
-import { spawnEntry } from "../lib/entry_process.ts";
-import { envFlags, envName, parseFlags, UsageError } from "../lib/flags.ts";
+import { ENTRY_FLAGS } from "../lib/ops/entry_flags.ts";
+import { spawnEntry } from "../lib/harness/entry_process.ts";
+import { envFlags, envName, parseFlags, UsageError } from "../lib/ops/flags.ts";
 import { createLoadBalancerClient, freePort, listServers, stopAll, waitFor } from "./_system.ts";
 
 for (const [entry, specs] of Object.entries(ENTRY_FLAGS)) {

@@ -1,9 +1,15 @@
 /**
- * HPACK (`lib/hpack.ts`) against RFC 7541's own examples (Appendix C), its Huffman table, and
+ * HPACK (`lib/health/hpack.ts`) against RFC 7541's own examples (Appendix C), its Huffman table, and
  * malformed blocks.
  */
 import assert from "node:assert/strict";
-import { encodeField, encodeInteger, HpackDecoder, HpackError, huffmanCode } from "../lib/hpack.ts";
+import {
+  encodeField,
+  encodeInteger,
+  HpackDecoder,
+  HpackError,
+  huffmanCode,
+} from "../lib/health/hpack.ts";
 
 const hex = (text: string) => Uint8Array.from(text.match(/../g)!.map((h) => parseInt(h, 16)));
 

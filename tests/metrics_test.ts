@@ -6,8 +6,8 @@
  */
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
-import { createBackendClient, type LoadBalancerClient, unary } from "../lib/proto.ts";
-import { TaskClient } from "../lib/task_client.ts";
+import { createBackendClient, type LoadBalancerClient, unary } from "../lib/wire/proto.ts";
+import { TaskClient } from "../lib/client/task_client.ts";
 import { type EtcdProcess, startEtcd, startTcpProxy, type TcpProxy } from "./_etcd.ts";
 import {
   createLoadBalancerClient,

@@ -9,10 +9,10 @@
  */
 import assert from "node:assert/strict";
 import type { Etcd3 } from "etcd3";
-import { spawnEntry } from "../lib/entry_process.ts";
-import { createEtcdClient } from "../lib/etcd.ts";
-import { DEFAULT_ETCD_PREFIX } from "../lib/etcd_layout.ts";
-import { createLoadBalancerClient, type ServerList, unary } from "../lib/proto.ts";
+import { spawnEntry } from "../lib/harness/entry_process.ts";
+import { createEtcdClient } from "../lib/etcd/etcd_client.ts";
+import { DEFAULT_ETCD_PREFIX } from "../lib/etcd/etcd_layout.ts";
+import { createLoadBalancerClient, type ServerList, unary } from "../lib/wire/proto.ts";
 import { startEtcd } from "./_etcd.ts";
 import {
   listServers,

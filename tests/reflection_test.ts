@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
 import descriptor from "protobufjs/ext/descriptor/index.js";
-import { PROJECT_ROOT } from "../lib/entry_process.ts";
+import { PROJECT_ROOT } from "../lib/harness/entry_process.ts";
 import { startBackend, startBalancer, stopAll, waitFor } from "./_system.ts";
 
 const VERSIONS = ["v1", "v1alpha"] as const;

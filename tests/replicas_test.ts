@@ -4,12 +4,16 @@
  * balancers, fail over when theirs is killed, and move back once it answers again.
  */
 import assert from "node:assert/strict";
-import { sleep } from "../lib/backoff.ts";
-import { BalancerFollower, DEFAULT_BALANCER_PREFIX } from "../lib/balancer_registry.ts";
-import { createEtcdClient } from "../lib/etcd.ts";
-import { type EntryName, spawnEntry } from "../lib/entry_process.ts";
-import { runLoad } from "../lib/load_run.ts";
-import { preferredBalancer, TaskClient, type TaskClientOptions } from "../lib/task_client.ts";
+import { sleep } from "../lib/wire/backoff.ts";
+import { BalancerFollower, DEFAULT_BALANCER_PREFIX } from "../lib/etcd/balancer_registry.ts";
+import { createEtcdClient } from "../lib/etcd/etcd_client.ts";
+import { type EntryName, spawnEntry } from "../lib/harness/entry_process.ts";
+import { runLoad } from "../lib/client/load_run.ts";
+import {
+  preferredBalancer,
+  TaskClient,
+  type TaskClientOptions,
+} from "../lib/client/task_client.ts";
 import { type EtcdProcess, startEtcd } from "./_etcd.ts";
 import {
   createLoadBalancerClient,

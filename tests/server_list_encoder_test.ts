@@ -1,11 +1,11 @@
 /**
- * The hand encoder of `WatchServers` messages (`lib/server_list_encoder.ts`) against protobufjs,
+ * The hand encoder of `WatchServers` messages (`lib/balancer/server_list_encoder.ts`) against protobufjs,
  * what grpc-js would use: every message, decoded by the contract's own deserializer, reads back
  * exactly as protobufjs's encoding of it does.
  */
 import assert from "node:assert/strict";
-import { encodeServerList } from "../lib/server_list_encoder.ts";
-import { contract, type ServerList, type WatchedServer } from "../lib/proto.ts";
+import { encodeServerList } from "../lib/balancer/server_list_encoder.ts";
+import { contract, type ServerList, type WatchedServer } from "../lib/wire/proto.ts";
 
 const watch = contract.LoadBalancer.service.WatchServers;
 const decode = (bytes: Uint8Array) => watch.responseDeserialize(bytes as never) as ServerList;

@@ -1,14 +1,14 @@
 /**
- * The policy the balancers share through etcd (`lib/shared_policy.ts`), with real balancers and
+ * The policy the balancers share through etcd (`lib/etcd/shared_policy.ts`), with real balancers and
  * a real etcd: `SetPolicy` on one switches them all, a balancer started later takes it over its
  * `--policy`, a value that is not a policy is ignored, and with etcd down `SetPolicy` answers
  * UNAVAILABLE and changes nothing.
  */
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
-import { createEtcdClient } from "../lib/etcd.ts";
-import { unary } from "../lib/proto.ts";
-import { DEFAULT_POLICY_KEY } from "../lib/shared_policy.ts";
+import { createEtcdClient } from "../lib/etcd/etcd_client.ts";
+import { unary } from "../lib/wire/proto.ts";
+import { DEFAULT_POLICY_KEY } from "../lib/etcd/shared_policy.ts";
 import { startEtcd } from "./_etcd.ts";
 import {
   createLoadBalancerClient,

@@ -1,14 +1,14 @@
 /**
- * TLS on every server and channel: `lib/tls.ts` in process (what works and what is refused,
+ * TLS on every server and channel: `lib/wire/tls.ts` in process (what works and what is refused,
  * each refusal a proper gRPC status), then balancer, backend and client as real processes with
  * TLS and mutual TLS end to end.
  */
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
-import { spawnEntry } from "../lib/entry_process.ts";
-import { contract, createLoadBalancerClient, unary } from "../lib/proto.ts";
-import { bindServer, createServer } from "../lib/server.ts";
-import { channelCredentials, type TlsConfig } from "../lib/tls.ts";
+import { spawnEntry } from "../lib/harness/entry_process.ts";
+import { contract, createLoadBalancerClient, unary } from "../lib/wire/proto.ts";
+import { bindServer, createServer } from "../lib/wire/grpc_server.ts";
+import { channelCredentials, type TlsConfig } from "../lib/wire/tls.ts";
 import { type Secrets, testSecrets } from "./_secrets.ts";
 import { listServers, startBackend, startBalancer, stopAll, waitForServers } from "./_system.ts";
 
@@ -62,7 +62,7 @@ function assertRefused(what: string, result: string | grpc.ServiceError, code: g
   assert.equal(result.code, code, `${what}: ${result.message}`);
 }
 
-Deno.test("lib/tls.ts: TLS and mutual TLS work, checking the IP or a given server name; every mismatch is refused with a gRPC status", async () => {
+Deno.test("lib/wire/tls.ts: TLS and mutual TLS work, checking the IP or a given server name; every mismatch is refused with a gRPC status", async () => {
   const tls = await echoServer(SERVER);
   const mutual = await echoServer({ ...SERVER, caPem: CA, mutual: true });
   const plain = await echoServer();

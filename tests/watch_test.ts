@@ -3,10 +3,10 @@
  * locally, a broken stream costs no task, and a balancer without the RPC means `GetServer`.
  */
 import assert from "node:assert/strict";
-import { spawnEntry } from "../lib/entry_process.ts";
-import { runLoad } from "../lib/load_run.ts";
-import { createLoadBalancerClient, type ServerList } from "../lib/proto.ts";
-import { TaskClient } from "../lib/task_client.ts";
+import { spawnEntry } from "../lib/harness/entry_process.ts";
+import { runLoad } from "../lib/client/load_run.ts";
+import { createLoadBalancerClient, type ServerList } from "../lib/wire/proto.ts";
+import { TaskClient } from "../lib/client/task_client.ts";
 import {
   freePort,
   startBackend,
@@ -130,7 +130,9 @@ Deno.test("watch mode keeps its last set through a balancer restart, with no fai
 Deno.test("watch mode falls back to GetServer against a balancer without WatchServers", async () => {
   // The echo server implements only GetServer, like a balancer of the original system.
   const port = freePort();
-  const echo = spawnEntry("balancer", ["--port", String(port)], { script: "lib/echo_server.ts" });
+  const echo = spawnEntry("balancer", ["--port", String(port)], {
+    script: "lib/bench/echo_baseline.ts",
+  });
   const client = new TaskClient({ balancer: `127.0.0.1:${port}`, clientId: "w3", mode: "watch" });
   try {
     const named = await waitFor("the echo server to answer", () => client.getServer(), 15_000);

@@ -10,7 +10,7 @@ import {
   createLoadBalancerClient,
   loadContract,
   unary,
-} from "../lib/proto.ts";
+} from "../lib/wire/proto.ts";
 import { startBackend, startBalancer, stopAll, waitForTask } from "./_system.ts";
 
 const original = loadContract(

@@ -18,10 +18,10 @@ import {
   type LoadBalancerClient,
   type ServerList,
   unary,
-} from "../lib/proto.ts";
-import { DEFAULT_MAX_MESSAGE_BYTES } from "../lib/server.ts";
-import { statusName } from "../lib/status.ts";
-import { isTransportFailure } from "../lib/task_client.ts";
+} from "../lib/wire/proto.ts";
+import { DEFAULT_MAX_MESSAGE_BYTES } from "../lib/wire/grpc_server.ts";
+import { statusName } from "../lib/wire/status.ts";
+import { isTransportFailure } from "../lib/client/task_client.ts";
 import {
   listServers,
   startBackend,

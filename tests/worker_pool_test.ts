@@ -1,7 +1,7 @@
 /** WorkerPool runs CPU work off the main thread, queues beyond its size, and closes cleanly. */
 import assert from "node:assert/strict";
-import { cpuWork } from "../lib/cpu_work.ts";
-import { PoolClosedError, WorkerPool } from "../lib/worker_pool.ts";
+import { cpuWork } from "../lib/backend/cpu_work.ts";
+import { PoolClosedError, WorkerPool } from "../lib/backend/worker_pool.ts";
 
 Deno.test("WorkerPool runs cpuWork in workers and returns its checksum", async () => {
   const pool = new WorkerPool(2);

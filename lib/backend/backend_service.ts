@@ -1,0 +1,116 @@
+/**
+ * The `Backend` service handler: runs SIMPLE tasks at once and CPU_HEAVY tasks on the worker
+ * pool. An unknown or empty `task_type` is INVALID_ARGUMENT naming the accepted values (the
+ * original answered it with a success whose text said "Unknown task type", hiding the
+ * client's bug).
+ *
+ * @module
+ */
+import process from "node:process";
+import * as grpc from "@grpc/grpc-js";
+import { ITERATIONS_PER_UNIT } from "./cpu_work.ts";
+import { type BackendMetrics, measured } from "../ops/metrics.ts";
+import type { StatsRequest, StatsResponse, TaskRequest, TaskResponse } from "../wire/proto.ts";
+import { statusError, statusName } from "../wire/status.ts";
+import type { WorkerPool } from "./worker_pool.ts";
+
+/** Accepted `task_type` values. */
+export const TASK_TYPES = ["SIMPLE", "CPU_HEAVY"] as const;
+/** A task type. */
+export type TaskType = typeof TASK_TYPES[number];
+
+/** Longest `task_id` accepted. */
+export const MAX_TASK_ID_LENGTH = 1_024;
+
+/** Tasks answered so far, by outcome; the load reporter turns them into rates. */
+export interface TaskCounters {
+  simple: number;
+  heavy: number;
+  failed: number;
+}
+
+/** What the handler works on. */
+export interface BackendServiceDeps {
+  /** This backend's advertised `host:port`, echoed in results. */
+  address: string;
+  pool: WorkerPool;
+  /** Work units per CPU_HEAVY task, already multiplied by the slowdown. */
+  workUnits: number;
+  /** True once the backend is draining: new tasks are refused with UNAVAILABLE. */
+  draining: () => boolean;
+  /** Counted into as tasks finish. */
+  counters: TaskCounters;
+  /** Where task latency and results are counted; none: not counted. */
+  metrics?: BackendMetrics;
+}
+
+/** Creates the handlers of the `Backend` service. */
+export function createBackendHandlers(deps: BackendServiceDeps): grpc.UntypedServiceImplementation {
+  const iterations = Math.round(deps.workUnits * ITERATIONS_PER_UNIT);
+  const startedAt = performance.now();
+  const counters = deps.counters;
+  const ProcessTask: grpc.handleUnaryCall<TaskRequest, TaskResponse> = (call, callback) => {
+    const { task_id, task_type } = call.request;
+    if (!(TASK_TYPES as readonly string[]).includes(task_type)) {
+      return callback(
+        statusError(
+          grpc.status.INVALID_ARGUMENT,
+          `task_type must be one of ${TASK_TYPES.join(", ")}: got '${task_type.slice(0, 100)}'`,
+        ),
+      );
+    }
+    if (task_id.length > MAX_TASK_ID_LENGTH) {
+      return callback(
+        statusError(
+          grpc.status.INVALID_ARGUMENT,
+          `task_id must be at most ${MAX_TASK_ID_LENGTH} characters: got ${task_id.length}`,
+        ),
+      );
+    }
+    if (deps.draining()) {
+      return callback(statusError(grpc.status.UNAVAILABLE, `Server ${deps.address} is draining`));
+    }
+    if (task_type === "SIMPLE") {
+      counters.simple++;
+      return callback(null, { result: `Task ${task_id} (SIMPLE) done by ${deps.address}` });
+    }
+    deps.pool.run(iterations).then(
+      (checksum) => {
+        counters.heavy++;
+        callback(null, {
+          result: `Task ${task_id} (CPU_HEAVY) done by ${deps.address}: checksum ${checksum}`,
+        });
+      },
+      (error: Error) => {
+        counters.failed++;
+        callback(statusError(grpc.status.UNAVAILABLE, `Task ${task_id} aborted: ${error.message}`));
+      },
+    );
+  };
+  const GetStats: grpc.handleUnaryCall<StatsRequest, StatsResponse> = (_call, callback) => {
+    const cpu = process.cpuUsage();
+    callback(null, {
+      server_address: deps.address,
+      cpu_user_us: cpu.user,
+      cpu_system_us: cpu.system,
+      simple_completed: counters.simple,
+      heavy_completed: counters.heavy,
+      in_flight: deps.pool.inFlight,
+      uptime_ms: performance.now() - startedAt,
+    });
+  };
+  const metrics = deps.metrics;
+  return {
+    ProcessTask: metrics
+      ? measured(ProcessTask, () => performance.now(), (call, error, seconds) => {
+        const type = (TASK_TYPES as readonly string[]).includes(call.request.task_type)
+          ? call.request.task_type
+          : "other";
+        const result = error ? statusName(error.code).toLowerCase() : "ok";
+        metrics.taskDuration.observe({ type }, seconds);
+        metrics.tasks.inc({ type, result });
+      })
+      : ProcessTask,
+    GetStats,
+  } as grpc.UntypedServiceImplementation;
+}

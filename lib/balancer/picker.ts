@@ -1,0 +1,183 @@
+/**
+ * Binds a policy to a {@linkcode ServerSet}: prepares the policy's state on each new snapshot
+ * and on the policy's refresh timer (slow path), and answers picks from it (hot path). The policy
+ * can be swapped while the balancer runs.
+ *
+ * @module
+ */
+import type { PickContext, PickResult, Policy, Snapshot } from "../../policies/types.ts";
+import type { ServerSet } from "./server_set.ts";
+
+/** Picks servers from a set under one policy at a time. */
+export class Picker {
+  #policy: Policy<unknown>;
+  #snapshot: Snapshot;
+  #state: unknown;
+  #context: PickContext;
+  #clock: () => number;
+  #rng: () => number;
+  #unsubscribe: () => void;
+  #set: ServerSet;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  /** Picks of each server of `#snapshot` (by index) since the last fold. */
+  #counts: Float64Array;
+  /** Picks folded so far: policy name → address → count. */
+  #totals = new Map<string, Map<string, number>>();
+  /** Live balancer replicas, handed to the policy's prepare. */
+  #replicas = 1;
+
+  /** Creates a picker; `clock` (ms) and `rng` are handed to the policy. */
+  constructor(
+    policy: Policy<unknown>,
+    set: ServerSet,
+    clock: () => number = performance.now.bind(performance),
+    rng: () => number = Math.random,
+  ) {
+    this.#policy = policy;
+    this.#set = set;
+    this.#clock = clock;
+    this.#rng = rng;
+    this.#snapshot = set.snapshot;
+    this.#counts = new Float64Array(this.#snapshot.servers.length);
+    this.#state = policy.prepare(this.#snapshot, { nowMs: clock(), rng });
+    this.#context = { clientId: "", nowMs: 0, rng };
+    this.#unsubscribe = set.onSnapshot((snapshot) => this.#update(snapshot));
+    this.#startTimer();
+  }
+
+  /** The active policy's name. */
+  get policyName(): string {
+    return this.#policy.name;
+  }
+
+  /** The snapshot the policy's state was built for. */
+  get snapshot(): Snapshot {
+    return this.#snapshot;
+  }
+
+  /** The live balancer replicas the policy assumes. */
+  get replicas(): number {
+    return this.#replicas;
+  }
+
+  /**
+   * Sets the number of live balancer replicas (at least 1), and prepares the policy again with it
+   * (slow path).
+   */
+  setReplicas(count: number): void {
+    const replicas = Math.max(1, count);
+    if (replicas === this.#replicas) return;
+    this.#replicas = replicas;
+    this.#update(this.#snapshot, true);
+  }
+
+  /** Swaps in `policy` (slow path); picks from now on use it. */
+  setPolicy(policy: Policy<unknown>): void {
+    // Flush pending changes first: the listeners prepare them with the old policy and its own
+    // state. A new policy never sees another policy's state as its `previous`.
+    const snapshot = this.#set.snapshot;
+    this.#fold(snapshot);
+    this.#policy = policy;
+    this.#snapshot = snapshot;
+    this.#state = policy.prepare(snapshot, {
+      nowMs: this.#clock(),
+      rng: this.#rng,
+      replicas: this.#replicas,
+    });
+    this.#startTimer();
+  }
+
+  /** Each server's weight under the active policy (1 each when it has none). Slow path. */
+  weights(): number[] {
+    const snapshot = this.#snapshot;
+    return this.#policy.weights?.(snapshot, this.#state, this.#clock()) ??
+      snapshot.servers.map(() => 1);
+  }
+
+  /**
+   * Picks made so far, by policy name and server address (slow path). Servers that left keep
+   * their counts.
+   */
+  pickCounts(): ReadonlyMap<string, ReadonlyMap<string, number>> {
+    this.#fold(this.#snapshot);
+    return this.#totals;
+  }
+
+  /**
+   * Names a server for `clientId`, other than those in `avoid` when the set has another one,
+   * and counts the pick. Synchronous, no I/O, allocates nothing.
+   */
+  pick(clientId: string, avoid?: readonly string[]): PickResult {
+    const result = this.#pick(clientId, avoid);
+    if (result.kind === "pick") this.#counts[result.index]++;
+    return result;
+  }
+
+  #pick(clientId: string, avoid: readonly string[] | undefined): PickResult {
+    if (this.#set.snapshot !== this.#snapshot) this.#update(this.#set.snapshot);
+    const context = this.#context;
+    context.clientId = clientId;
+    context.nowMs = this.#clock();
+    const snapshot = this.#snapshot;
+    const result = this.#policy.pick(snapshot, this.#state, context);
+    if (!avoid?.length || result.kind === "none" || !avoid.includes(result.server.address)) {
+      return result;
+    }
+    // A retry after a failure: ask the policy again a few times (it may rotate away), then take
+    // the first server not avoided (a policy such as pick_first always names the same one).
+    for (let i = 0; i < Math.min(snapshot.servers.length, 4); i++) {
+      const again = this.#policy.pick(snapshot, this.#state, context);
+      if (again.kind === "pick" && !avoid.includes(again.server.address)) return again;
+    }
+    for (const candidate of snapshot.picks) {
+      if (!avoid.includes(candidate.server.address)) return candidate;
+    }
+    return result; // every live server is avoided: the client may as well try one again
+  }
+
+  /** Stops following the set and the refresh timer. */
+  close(): void {
+    this.#unsubscribe();
+    clearInterval(this.#timer);
+  }
+
+  #startTimer(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    const every = this.#policy.refreshMs;
+    if (every !== undefined) {
+      this.#timer = setInterval(() => this.#update(this.#snapshot, true), every);
+      Deno.unrefTimer(this.#timer as unknown as number);
+    }
+  }
+
+  /**
+   * Adds the picks counted against `#snapshot` to the totals of the active policy, and starts
+   * counting afresh against `next`.
+   */
+  #fold(next: Snapshot): void {
+    const servers = this.#snapshot.servers;
+    let totals = this.#totals.get(this.#policy.name);
+    for (let i = 0; i < servers.length; i++) {
+      if (this.#counts[i] === 0) continue;
+      if (totals === undefined) this.#totals.set(this.#policy.name, totals = new Map());
+      const address = servers[i].address;
+      totals.set(address, (totals.get(address) ?? 0) + this.#counts[i]);
+    }
+    if (this.#counts.length === next.servers.length) this.#counts.fill(0);
+    else this.#counts = new Float64Array(next.servers.length);
+  }
+
+  #update(snapshot: Snapshot, refresh = false): void {
+    if (snapshot === this.#snapshot && !refresh) return;
+    if (snapshot !== this.#snapshot) this.#fold(snapshot);
+    this.#state = this.#policy.prepare(snapshot, {
+      previous: this.#state,
+      previousSnapshot: this.#snapshot,
+      nowMs: this.#clock(),
+      rng: this.#rng,
+      replicas: this.#replicas,
+    });
+    this.#snapshot = snapshot;
+  }
+}
