@@ -156,7 +156,12 @@ export class DataCentre {
     host: string,
     entry: EntryName,
     args: string[],
-    options: { captureStdout?: boolean; name?: string; keepLines?: number } = {},
+    options: {
+      captureStdout?: boolean;
+      name?: string;
+      keepLines?: number;
+      env?: Record<string, string>;
+    } = {},
   ): EntryProcess {
     const process = spawnEntry(entry, args, {
       ...options,

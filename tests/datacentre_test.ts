@@ -23,6 +23,8 @@ const CLIENT = "client-1";
 const ETCD = ETCD_HOSTS.map((h) => `http://${h}:2379`).join(",");
 const BALANCERS = BALANCER_HOSTS.map((h) => `${h}:50051`).join(",");
 const BACKEND_PORT = 50052;
+/** Heap limit of the clients (MiB): a load client uses about a tenth of it. */
+const CLIENT_HEAP_MB = 1_024;
 /**
  * The backends' lease TTL (s), as the README advises across hosts: longer than etcd3 takes to
  * notice a member gone silent (its keepalive pings, 10 s + 5 s), so a lease kept alive through
@@ -126,6 +128,8 @@ Deno.test({
     const load = (args: string[]) => {
       const client = dc.spawn(CLIENT, "client", [...args, "--json", "--progress-ms", "250"], {
         captureStdout: true,
+        // A client that runs away fails in seconds, not after minutes at V8's default heap.
+        env: { DENO_V8_FLAGS: `--max-old-space-size=${CLIENT_HEAP_MB}` },
       });
       const started = waitFor(
         "the client to start its load",
@@ -136,7 +140,12 @@ Deno.test({
       const result = client.status.then((status) => {
         const last = client.stdout().trim().split("\n").at(-1) ?? "";
         if (!status.success && !last.includes('"succeeded"')) {
-          throw new Error(`client ${args.join(" ")} exited ${status.code}: ${client.log()}`);
+          // Its last progress lines tell whether its event loop was still turning.
+          const progress = client.stdout().trim().split("\n").slice(-4).join("\n");
+          throw new Error(
+            `client ${args.join(" ")} exited ${status.code}: ${client.log()}\n` +
+              `its last progress lines:\n${progress}`,
+          );
         }
         return JSON.parse(last) as Summary;
       });
