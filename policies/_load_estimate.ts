@@ -2,21 +2,6 @@
  * What the load-aware policies (`least_load`, `power_of_two`) believe about each server between
  * two of its reports. Private to `policies/`.
  *
- * A report is stale the moment it is sent. Between reports the estimate of a server's
- * outstanding tasks is
- *
- *     reported in-flight + picks sent since that report - qps × (time since that report)
- *
- * (never below zero): every pick adds a task, and the server's own completion rate takes them
- * away again. With several balancer replicas, each sees only its own picks; counting only those
- * would make every replica send its whole share to the server that looked least loaded in the
- * last report (herding), so each pick counts `replicas` times (the others are assumed to pick at
- * the same rate, as they see the same reports). A report older than `staleAfterMs` is treated
- * as unknown, as is a server that has not reported yet: it is assumed as busy as the average
- * fresh server, plus its own picks, so it is neither flooded nor starved. The estimate is
- * refreshed on the slow path (`prepare`, on each report and on the policy's refresh timer);
- * picks add to it in between.
- *
  * @module
  */
 import { slowStartFactor, type SlowStartOptions } from "./slow_start.ts";
@@ -40,7 +25,18 @@ export interface LoadEstimate {
   readonly replicas: number;
 }
 
-/** Builds the estimate for `snapshot`, carrying pick counts over from the previous one. */
+/**
+ * Builds the estimate for `snapshot`, carrying pick counts over from the previous one. A report
+ * is stale the moment it is sent, so a server's outstanding tasks are estimated as
+ *
+ *     reported in-flight + replicas × picks since that report - qps × time since that report
+ *
+ * (never below zero): every pick adds a task, and the server's completion rate takes them away.
+ * Each pick counts `replicas` times because every balancer sees only its own picks; counting
+ * only those would make all of them herd onto the server that looked least loaded in the last
+ * report. A report older than `staleAfterMs`, or none yet, counts as the average fresh server
+ * plus its own picks, so the server is neither flooded nor starved.
+ */
 export function estimateLoad<S extends { estimate: LoadEstimate }>(
   snapshot: Snapshot,
   context: PrepareContext<S> | undefined,

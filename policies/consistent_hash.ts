@@ -1,35 +1,9 @@
 /**
  * `consistent_hash`: the same client id lands on the same server, and when a server joins or
- * leaves only about 1/n of the clients move.
- *
- * It is a ring hash (Envoy's `ring_hash`, gRPC's gRFC A42) rather than Maglev because a ring
- * moves nothing it does not have to: a server that leaves hands only its own arcs to its ring
- * successors, and a server that joins takes only the arcs in front of its new points. Maglev
- * spreads load more evenly with a smaller table, but its table fill reshuffles a few entries
- * between servers that stayed, so clients of unaffected servers move too. The ring's cost, an
- * O(log ring) binary search instead of one table lookup, is about ten comparisons.
- *
- * Each server puts `virtualNodes` points on a ring of 32-bit hashes; point `k` of a server is
- * a hash of its address and `k`, never of its id, so two balancers with the same servers build
- * the same ring and a server that leaves and returns gets its old points (and clients) back. A
- * client id hashes to a 32-bit value and goes to the owner of the first point at or after it,
- * wrapping to the first point. Ties between equal points go to the smaller address, so the ring
- * does not depend on the order servers became known. The hash is FNV-1a over the UTF-16 code
- * units followed by murmur3's 32-bit finaliser, so picking allocates nothing. An empty client
- * id is hashed like any other: every client without an id goes to the same one server.
- *
- * Every server puts the same number of points on the ring, `pointsPerServer` (128), whatever the
- * number of servers, as ketama does. A42 instead sizes the ring as a whole (`min_ring_size`), so
- * each join or leave trims or extends every other server's points and moves clients between
- * servers that stayed (about 8 % more at each change, and half of all clients when a per-size
- * band is crossed); a fixed count moves only the clients of the server that came or went. The
- * price is memory, 8 bytes a point: 10,000 servers make a 1.3 M-point ring (10 MB), built only
- * when membership changes. Beyond `maxRingSize` points in all, each server gets fewer, evenly.
- *
- * `prepare` builds the ring when the set of addresses changes and returns the previous state
- * untouched when neither membership nor order did (a load report, a timer refresh). When the same
- * addresses come in another order (a server re-registered with a new id), the ring is kept and
- * only the point-to-server indices are remapped.
+ * leaves only the clients of that server move. It is a ring hash (Envoy's `ring_hash`, gRFC A42)
+ * rather than Maglev, whose table fill also moves clients between servers that stayed; and every
+ * server puts the same number of points on the ring whatever the number of servers (as ketama
+ * does, unlike A42's ring sized as a whole), for the same reason, at the cost of memory.
  *
  * @module
  */
@@ -66,7 +40,10 @@ export interface ConsistentHashState {
   readonly addresses: readonly string[];
 }
 
-/** Creates the consistent hash policy. */
+/**
+ * Creates the consistent hash policy. A client id (an empty one too) hashes to a 32-bit value
+ * and goes to the owner of the first ring point at or after it, wrapping to the first point.
+ */
 export function consistentHash(options: ConsistentHashOptions = {}): Policy<ConsistentHashState> {
   const pointsPerServer = options.pointsPerServer ?? DEFAULT_POINTS_PER_SERVER;
   const maxRingSize = options.maxRingSize ?? DEFAULT_MAX_RING_SIZE;
@@ -108,13 +85,17 @@ export function consistentHash(options: ConsistentHashOptions = {}): Policy<Cons
   };
 }
 
-/** Points each of `n` servers puts on the ring: `pointsPerServer`, unless the cap binds. */
+/** Points each of `n` servers puts on the ring: `pointsPerServer`, or fewer if the cap binds. */
 function virtualNodes(n: number, pointsPerServer: number, maxRingSize: number): number {
   if (n <= 0) return 0;
   return Math.max(1, Math.min(pointsPerServer, Math.floor(maxRingSize / n)));
 }
 
-/** Slow path: the previous state when the addresses are the same, remapped if reordered. */
+/**
+ * Slow path: the previous state when the addresses are the same (a load report, a timer
+ * refresh), with only its owner indices remapped when they come in another order (a server
+ * re-registered with a new id).
+ */
 function carryOver(
   servers: readonly ServerView[],
   previous: ConsistentHashState,
@@ -139,7 +120,11 @@ function carryOver(
   return { points: previous.points, owners, addresses: servers.map((s) => s.address) };
 }
 
-/** Slow path: the ring for `servers`, built from their addresses alone. */
+/**
+ * Slow path: the ring for `servers`, built from their addresses alone. Point `k` of a server
+ * hashes its address and `k`, never its id, so balancers with the same servers build the same
+ * ring and a server that leaves and returns gets its old points (and clients) back.
+ */
 function buildRing(
   servers: readonly ServerView[],
   pointsPerServer: number,
@@ -169,10 +154,9 @@ function buildRing(
 }
 
 /**
- * Sorts `points` ascending and moves `owners` along, stably (equal points keep their order):
- * an LSD radix sort in two passes of 16 bits. At 1,000 servers (128,000 points) the whole ring
- * build takes ~8 ms with it, ~38 ms with a comparator sort, which matters when health checks
- * eject and readmit servers one at a time at scale (each change rebuilds the ring).
+ * Sorts `points` ascending and moves `owners` along, stably (equal points keep their order): an
+ * LSD radix sort in two passes of 16 bits, faster than a comparator sort, which matters because
+ * every membership change (a health ejection too) rebuilds the ring.
  */
 function sortByPoint(points: Uint32Array, owners: Uint32Array): void {
   let fromPoints: Uint32Array = points;

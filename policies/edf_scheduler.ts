@@ -1,13 +1,9 @@
 /**
- * An earliest-deadline-first scheduler, as in gRPC's weighted round robin (gRFC A58) and
- * Envoy's EDF scheduler: each entry `i` has a deadline, the entry with the earliest one is named
- * next and its deadline moves on by `1 / weights[i]`, so over time each entry is named in
- * proportion to its weight. With equal weights that is plain round robin: every entry once per
- * round.
- *
- * {@linkcode createEdfScheduler} runs on the slow path (it validates and allocates);
- * {@linkcode nextIndex} is the hot path: synchronous, no allocation, O(log n) with a binary
- * min-heap of indices kept in typed arrays.
+ * An earliest-deadline-first scheduler, as in gRPC's weighted round robin (gRFC A58) and Envoy:
+ * the entry with the earliest deadline is named next and its deadline moves on by
+ * `1 / weights[i]`, so each entry is named in proportion to its weight (equal weights give plain
+ * round robin). {@linkcode createEdfScheduler} is the slow path; {@linkcode nextIndex} the hot
+ * path: no allocation, O(log n) with a binary min-heap in typed arrays.
  *
  * @module
  */

@@ -1,20 +1,13 @@
 /**
- * `least_load`: the server with the lowest estimated load, exactly, in O(log n) per pick.
- *
- * The original system picked the lowest *reported* CPU load, and so sent every request between
- * two reports to the same server. Here a server's estimated load is
+ * `least_load`: the server with the lowest estimated load, exactly, in O(log n) per pick. Picking
+ * the lowest *reported* load alone would send every request between two reports to the same
+ * server, so the estimate (`_load_estimate.ts`) adds each pick at once:
  *
  *     cpu_load + outstanding tasks × pickCostPercent / slow start factor
  *
- * where the outstanding tasks come from `_load_estimate.ts` (reported in-flight, plus the picks
- * sent since the report, minus what the server's reported rate has completed since). Each pick
- * adds `pickCostPercent / factor` to its server at once, so the next pick already sees it. A
- * report older than `staleAfterMs`, or no report yet, counts as the average server, not as idle.
- * A new server's picks count more while it slow-starts, so its share ramps up.
- *
- * The servers sit in an indexed binary min-heap keyed by (estimate, when last picked): a pick
- * takes the root and sifts it down, so equal servers rotate and the cost grows with log n. The
- * estimates are rebuilt on the slow path, on every report and every `refreshMs`.
+ * A stale or missing report counts as the average server, not as idle, and a new server's picks
+ * count more while it slow-starts. Servers sit in an indexed min-heap keyed by (estimate, last
+ * picked), so equal servers rotate.
  *
  * @module
  */

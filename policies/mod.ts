@@ -1,9 +1,7 @@
 /**
- * The policy registry: every policy selectable with `--policy`, by name, in one place.
- *
- * Registration is explicit (no import side effects). To add a policy, write it in its own file
- * as a pure `prepare`/`pick` pair (see `types.ts`), add it to {@linkcode POLICIES}, and it joins
- * the conformance suite in `tests/policies_conformance_test.ts` automatically.
+ * The policy registry: every policy selectable with `--policy`, by name, in one place, registered
+ * explicitly (no import side effects). A policy added to {@linkcode POLICIES} joins the
+ * conformance suite (`tests/policies_conformance_test.ts`) and the pick benchmark.
  *
  * @module
  */

@@ -1,13 +1,8 @@
 /**
- * `power_of_two`: two servers drawn at random (never the same one twice in a draw), the less
- * loaded of the two wins. The load is the estimate of `_load_estimate.ts` (reported in-flight,
- * plus picks sent since the report, minus the completions the server's rate implies), divided by
- * the slow start factor so a new server ramps up.
- *
- * Why it beats "least loaded": every balancer and every client picking the single least loaded
- * server from the same stale reports sends them all to one place; two random choices keep most
- * of the benefit (the maximum load drops from log n / log log n to log log n, Mitzenmacher)
- * without the herd. Envoy, Linkerd and gRPC ship it for that reason. O(1) per pick.
+ * `power_of_two`: two distinct servers drawn at random, the less loaded wins (the estimate of
+ * `_load_estimate.ts`, over the slow start factor). Every picker sending to the single least
+ * loaded server from the same stale reports would herd; two random choices keep most of the
+ * benefit without the herd (Mitzenmacher), as Envoy, Linkerd and gRPC do. O(1) per pick.
  *
  * @module
  */

@@ -1,9 +1,7 @@
 /**
- * `round_robin`: every server in turn.
- *
- * The cursor is the id of the last server named, not an index, so a server added or removed
- * mid-rotation neither skips nor repeats the others: the next pick is always the first server
- * with a greater id, wrapping to the start. A binary search keeps that O(log n).
+ * `round_robin`: every server in turn. The cursor is the id of the last server named, not an
+ * index, so a server added or removed mid-rotation neither skips nor repeats the others: the next
+ * pick is the first server with a greater id (a binary search), wrapping to the start.
  *
  * @module
  */

@@ -1,16 +1,10 @@
 /**
- * The types every policy shares: the immutable snapshot it reads, the context of one pick, and
- * the result it returns.
- *
- * A policy is a pair of functions. `prepare` runs on the slow path each time the balancer swaps
- * in a new snapshot (a server joined or left, a load report arrived), and again every
- * `refreshMs` for what depends on time alone (stale reports, weights, slow start); it builds the
- * policy's state for the snapshot, carrying over what it kept from the previous state. `pick` is the hot path:
- * synchronous, no I/O, no logging, never throws, and it allocates nothing: results are read from
- * `snapshot.picks`, and the only thing it may change is the cursor or counters inside its own
- * `state` (the way grpc-js pickers keep their index). Clock and randomness come in through
- * {@linkcode PickContext}, so every policy is deterministic given its inputs and needs no fakes
- * in tests.
+ * The types every policy shares: the immutable snapshot it reads, the context of one pick, and the
+ * result it returns. A policy is two functions: `prepare` (slow path, on each new snapshot and
+ * every `refreshMs`) builds its state, carrying over from the previous one; `pick` (hot path) is
+ * synchronous, does no I/O or logging, never throws and allocates nothing, returning a result from
+ * `snapshot.picks` and changing only its own state's cursor or counters. Clock and randomness come
+ * in through {@linkcode PickContext}, so a policy is deterministic given its inputs.
  *
  * @module
  */

@@ -1,23 +1,13 @@
 /**
- * `weighted_round_robin`: gRPC's weighted round robin (gRFC A58) over the load reports. Each
+ * `weighted_round_robin`: gRPC's weighted round robin (gRFC A58) over the load reports. A
  * server's weight is the work it gets done per unit of CPU,
  *
  *     qps / (cpuLoad / 100 + (eps / qps) * errorUtilizationPenalty)
  *
- * so a server that answers more requests for the same CPU gets more of them, and one that fails
- * fast does not look cheap. An EDF scheduler (`edf_scheduler.ts`) turns the weights into picks.
- *
- * As in A58, a weight is trusted only after `blackoutPeriodMs` of usable reports (a fresh
- * server's first figures are noise), and not after `weightExpirationMs` without a report; until
- * then the server gets the mean of the trusted weights. With fewer than two trusted weights there
- * is nothing to compare, so every server gets the same weight: plain round robin. New servers
- * slow-start (`slow_start.ts`).
- *
- * Weights are computed and the scheduler is built in `prepare` only, on every new snapshot and
- * every `weightUpdatePeriodMs`; a pick is one `nextIndex` call, O(log n), no allocation.
- *
- * Unlike A58, where an empty report is ignored, a report with no qps or no CPU use makes the
- * weight unusable and restarts the blackout: the snapshot keeps only the latest report.
+ * so a server that answers more for the same CPU gets more, and one that fails fast does not look
+ * cheap. A weight is trusted only after a blackout (a new server's first figures are noise) and
+ * until it expires, the others getting the mean; an EDF scheduler (`edf_scheduler.ts`), rebuilt
+ * in `prepare` only, turns the weights into picks.
  *
  * @module
  */

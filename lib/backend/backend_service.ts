@@ -1,8 +1,7 @@
 /**
  * The `Backend` service handler: runs SIMPLE tasks at once and CPU_HEAVY tasks on the worker
- * pool. An unknown or empty `task_type` is INVALID_ARGUMENT naming the accepted values (the
- * original answered it with a success whose text said "Unknown task type", hiding the
- * client's bug).
+ * pool. An unknown or empty `task_type` is INVALID_ARGUMENT naming the accepted values, so a
+ * client's bug is not hidden behind a success.
  *
  * @module
  */

@@ -1,13 +1,8 @@
 /**
- * Measures what a backend reports as its load.
- *
- * `process` (the default): this process's CPU time over the last interval, every thread and so
- * every worker included (`process.cpuUsage()`, no permission needed), as a percentage of the
- * machine's capacity (interval × cores). Each backend on a shared machine reports its own share.
- *
- * `loadavg` (the design card's choice): the one-minute load average over the core count. It is
- * machine-wide and smoothed over a minute, so it is only right where each backend has a machine
- * of its own; it is always sent in `loadavg_percent` for reference.
+ * Measures what a backend reports as its load: `process` (the default) is this process's CPU
+ * time, every worker included, as a share of the machine, so backends sharing a machine each
+ * report their own; `loadavg` (the design card's choice) is the one-minute load average over the
+ * cores, machine-wide and smoothed, so right only where each backend has a machine of its own.
  *
  * @module
  */

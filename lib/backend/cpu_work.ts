@@ -1,13 +1,12 @@
 /**
- * The CPU-heavy task: a fixed amount of integer mixing that cannot be optimised away.
- *
- * It is a self-contained function because {@linkcode WorkerPool} ships its source text to Web
- * Workers (a Blob URL worker needs no read permission and survives `deno bundle`).
+ * The CPU-heavy task: a fixed amount of integer mixing that cannot be optimised away. It is
+ * self-contained because {@linkcode WorkerPool} ships its source text to Web Workers (a Blob URL
+ * worker needs no read permission and survives `deno bundle`).
  *
  * @module
  */
 
-/** Work units in one CPU-heavy task by default (about 20 ms on a 2026 laptop core). */
+/** Work units in one CPU-heavy task by default. */
 export const DEFAULT_WORK_UNITS = 20;
 
 /** Loop iterations in one work unit. */

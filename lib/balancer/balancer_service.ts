@@ -1,10 +1,8 @@
 /**
- * The `LoadBalancer` service handlers: input checks, then the set, registry and picker.
- *
- * Every bad input answers a status with a message and changes nothing. With a control-plane
- * token, the control RPCs (`ReportLoad`, `RegisterServer`, `SetPolicy`, `ListServers`, and
- * `GetServer`/`WatchServers` if asked) check it before anything else: a call without it, or
- * with a wrong one, answers UNAUTHENTICATED and changes nothing.
+ * The `LoadBalancer` service handlers: input checks, then the set, registry and picker. Every bad
+ * input answers a status with a message and changes nothing; with a control-plane token, the
+ * control RPCs (and `GetServer`/`WatchServers` if asked) check it first and answer
+ * UNAUTHENTICATED without it.
  *
  * @module
  */

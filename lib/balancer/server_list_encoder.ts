@@ -1,10 +1,9 @@
 /**
  * The `ServerList` message of `WatchServers` (proto/load_balancer.proto), encoded by hand into
- * one buffer. protobufjs (what grpc-js's serializer uses) copies the message and builds an
- * operation object per field before writing: at 1,000 servers that was ~1.4 MiB of garbage and
- * several ms per message, for ~40 KB of output. Same wire format, checked against protobufjs in
- * tests/server_list_encoder_test.ts; fields at their default (0, false, "") are left out, as proto3
- * allows and every decoder reads back as the default.
+ * one buffer: protobufjs (grpc-js's serializer) copies the message and builds an object per field
+ * before writing, which with many servers makes much garbage per message. Same wire format
+ * (tests/server_list_encoder_test.ts checks it against protobufjs); fields at their default (0,
+ * false, "") are left out, as proto3 allows and every decoder reads back as the default.
  *
  * @module
  */

@@ -1,11 +1,8 @@
 /**
- * The balancer's live server set: membership from discovery, load from reports, published to
- * the pick path as immutable {@linkcode Snapshot}s.
- *
- * Every change marks the set dirty and schedules one rebuild in a microtask, so a burst of
- * reports costs one snapshot, and a removed server is out of the picks before the balancer
- * handles its next call. Listeners (the {@linkcode Picker}) hear of each new snapshot on this
- * slow path, never during a pick.
+ * The balancer's live server set: membership from discovery, load from reports, published to the
+ * pick path as immutable {@linkcode Snapshot}s. A change schedules one rebuild in a microtask, so a
+ * burst of reports costs one snapshot and a removed server is out of the picks before the next
+ * call; listeners hear of new snapshots on this slow path, never during a pick.
  *
  * @module
  */

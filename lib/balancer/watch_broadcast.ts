@@ -1,16 +1,9 @@
 /**
- * The balancer's side of `WatchServers`: every subscribed client gets the whole server set with
- * weights and loads at once, then again after each change, at most once per interval (a burst of
- * reports costs one message). Each message is the full set, so a client that missed one loses
- * nothing, and the protocol needs no deltas.
- *
- * A subscriber whose stream buffer is full is skipped until it drains, so one slow client cannot
- * make the balancer queue messages without bound.
- *
- * A message is encoded once and the same bytes written to every subscriber (the server's
- * `WatchServers` takes encoded messages: {@linkcode withEncodedWatch}), by
- * `lib/balancer/server_list_encoder.ts` rather than protobufjs: at 1,000 servers protobufjs left ~1.4 MiB
- * of garbage per message, per subscriber.
+ * The balancer's side of `WatchServers`: each subscriber gets the whole server set (weights and
+ * loads) at once, then after each change, at most once per interval, so a missed message loses
+ * nothing and the protocol needs no deltas. A message is encoded once (`server_list_encoder.ts`)
+ * and the same bytes go to every subscriber, so the garbage per change does not grow with the
+ * watchers; a subscriber whose buffer is full is skipped until it drains.
  *
  * @module
  */

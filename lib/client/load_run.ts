@@ -67,7 +67,7 @@ export interface LoadRunSummary {
    * frequent first.
    */
   failureCauses: FailureCause[];
-  /** Failures whose cause was not among `failureCauses` (seen once those were full). */
+  /** Failures whose cause was not among `failureCauses` (first met after those were full). */
   otherFailures: number;
   /** Tasks that needed more than one attempt. */
   retried: number;

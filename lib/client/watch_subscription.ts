@@ -1,16 +1,10 @@
 /**
- * The client's side of `WatchServers` (`client --mode watch`): it subscribes once, keeps a local
- * copy of the balancer's server set with loads, and picks locally with the same policy functions
- * the balancer runs, so a task costs one RPC instead of two.
- *
- * When the stream breaks, the client keeps its last set (a restarting balancer costs no failed
- * task). An update with no server at all is ignored the same way: it comes from a balancer that
- * has just started and not yet heard from its servers far more often than from a pool that is
- * really empty, and a stale set fails over by retries while an empty one fails every task. It
- * reconnects with gRPC's connection backoff (1 s, ×1.6, ±20 %, at most 120 s); with several
- * balancers it first resubscribes at once to each of the others in turn. Until
- * it has a set, or against a balancer without `WatchServers` (UNIMPLEMENTED: one of the original
- * system), the caller falls back to `GetServer`.
+ * The client's side of `WatchServers` (`client --mode watch`): a local copy of the balancer's
+ * server set with loads, picked from with the balancer's own policy functions, so a task costs one
+ * RPC instead of two. Through a broken stream, or an update with no server (most often from a
+ * balancer that has just started), it keeps its last set: a stale set fails over by retries, an
+ * empty one fails every task. Until it has a set, or against a balancer without `WatchServers`,
+ * the caller falls back to `GetServer`.
  *
  * @module
  */
@@ -80,7 +74,10 @@ export class ServerWatch {
     return this.#picker.policyName;
   }
 
-  /** Subscribes, and keeps subscribing after every break until {@linkcode close}. */
+  /**
+   * Subscribes, and keeps subscribing after every break until {@linkcode close}: at once to each
+   * other balancer in turn, then with gRPC's connection backoff.
+   */
   start(): void {
     if (this.#closed || this.#unsupported || this.#call) return;
     let balancer: { address: string; client: LoadBalancerClient };

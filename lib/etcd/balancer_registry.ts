@@ -1,13 +1,9 @@
 /**
- * Several balancers, coordinated only through etcd: each balancer registers itself under its own
- * prefix (`<prefix><host:port>`, value `{"address": ...}`, held by a lease), and backends,
- * clients and the balancers themselves follow that prefix to know the live balancers.
- *
- * Both sides reuse the backends' machinery: {@linkcode EtcdRegistration} (lease kept alive, taken
- * again when lost) and {@linkcode EtcdDiscovery} feeding a separate {@linkcode ServerSet}, whose
- * `onMembership` listener hears balancers join and leave.
- *
- * This module loads the etcd3 package only when used, so the entries can read its defaults.
+ * Several balancers, coordinated through etcd: each registers under its own prefix
+ * (`<prefix><host:port>`, held by a lease), and backends, clients and the balancers follow that
+ * prefix to know the live ones. It reuses the backends' {@linkcode EtcdRegistration} and
+ * {@linkcode EtcdDiscovery}, and loads the etcd3 package only when used, so the entries can read
+ * its defaults without it.
  *
  * @module
  */

@@ -14,49 +14,37 @@ import { channelCredentials, type TlsConfig } from "../wire/tls.ts";
 /** Deadline of each unary etcd call (ms), so a call cannot hang while etcd is down. */
 export const DEFAULT_ETCD_CALL_TIMEOUT_MS = 5_000;
 
-/** Longest wait between two watch reconnection attempts (ms). */
+/**
+ * Longest wait between two watch reconnection attempts (ms). etcd3's own grows to 30 s, which
+ * would leave the balancer blind that long after etcd comes back.
+ */
 export const DEFAULT_WATCH_BACKOFF_MAX_MS = 5_000;
 
 /**
  * Interval of HTTP/2 keepalive pings (ms) on connections with open streams, so a watch on a
- * frozen or partitioned etcd is noticed. etcd refuses pings more frequent than its
- * `--grpc-keepalive-min-time` (5 s by default).
+ * frozen or partitioned etcd is noticed; at least etcd's `--grpc-keepalive-min-time`, or etcd
+ * refuses the pings.
  */
 export const DEFAULT_ETCD_KEEPALIVE_TIME_MS = 10_000;
 
 /** How long a keepalive ping may go unanswered before the connection is dropped (ms). */
 export const DEFAULT_ETCD_KEEPALIVE_TIMEOUT_MS = 5_000;
 
-/**
- * How long a member whose call or stream failed on the connection is passed over (ms), while
- * another member may still answer.
- */
+/** How long a member whose call or stream failed is passed over while another may answer (ms). */
 export const DEFAULT_ETCD_HOST_SKIP_MS = 2_000;
 
 /** Options of {@linkcode createEtcdClient}. */
 export interface EtcdClientOptions {
   /**
-   * Deadline of each unary call (ms). Streams (watches, lease keepalives) get none: they are
-   * meant to stay open, and etcd3 reconnects them itself.
+   * Deadline of each unary call (ms); streams get none, as etcd3 reconnects them itself.
    * @default {DEFAULT_ETCD_CALL_TIMEOUT_MS}
    */
   callTimeoutMs?: number;
-  /**
-   * Longest wait between two watch reconnection attempts (ms). etcd3's own default grows to
-   * 30 s, which would leave the balancer blind that long after etcd comes back.
-   * @default {DEFAULT_WATCH_BACKOFF_MAX_MS}
-   */
+  /** Longest wait between watch reconnections (ms). @default {DEFAULT_WATCH_BACKOFF_MAX_MS} */
   watchBackoffMaxMs?: number;
-  /**
-   * Interval of keepalive pings (ms) while a watch or a lease keepalive is open; at least
-   * etcd's `--grpc-keepalive-min-time`.
-   * @default {DEFAULT_ETCD_KEEPALIVE_TIME_MS}
-   */
+  /** Keepalive ping interval (ms) with a stream open. @default {DEFAULT_ETCD_KEEPALIVE_TIME_MS} */
   keepaliveTimeMs?: number;
-  /**
-   * How long a ping may go unanswered before the connection is dropped (ms).
-   * @default {DEFAULT_ETCD_KEEPALIVE_TIMEOUT_MS}
-   */
+  /** Longest a ping may go unanswered (ms). @default {DEFAULT_ETCD_KEEPALIVE_TIMEOUT_MS} */
   keepaliveTimeoutMs?: number;
   /** TLS to etcd (`https://` endpoints) and etcd's username/password auth. */
   security?: EtcdSecurity;
@@ -77,10 +65,10 @@ export interface EtcdSecurity {
 /**
  * Creates an etcd client for `endpoints` (`http://host:port`, or all `https://host:port`).
  *
- * etcd3 1.1.2 declares a `dialTimeout` option but never reads it, so the bound on each call
- * comes from a gRPC deadline instead. With `security.auth`, etcd3 trades the password for a
- * token on the first call and again whenever etcd says the token is no longer valid (the
- * exchange gets the same deadline). The client must be closed with `close()`.
+ * etcd3 declares a `dialTimeout` option but never reads it, so each call is bounded by a gRPC
+ * deadline instead. With `security.auth`, etcd3 trades the password for a token on the first
+ * call and whenever etcd says the token is no longer valid (that exchange gets the same
+ * deadline). Close the client with `close()`.
  *
  * @throws {TypeError} if `endpoints` is empty, mixes `http://` and `https://`, or does not fit
  * `security` (TLS with `http://`, a certificate without its key, an empty username or
@@ -196,14 +184,12 @@ class HostSkippedError extends Error {
 }
 
 /**
- * etcd3's per-host fault handling, in place of its default circuit breaker (3 failures in a row
- * open it for 5 s). etcd3 counts a stream that opens as a success, and a dead member's streams
- * open and then fail: with one member of a cluster killed, the breaker never opened for watches
- * and lease keepalives, which kept going back to the dead member (a short lease could expire
- * meanwhile). Here a member whose call or stream failed on the connection (a recoverable error,
- * which etcd3 also reports for streams) is passed over for `skipMs`, whatever succeeds in
- * between, so etcd3 moves on to the next member at once. When every member failed that
- * recently, all are tried again: a single etcd that comes back is not kept waiting.
+ * etcd3's per-host fault handling, in place of its default circuit breaker. etcd3 counts a stream
+ * that opens as a success, and a dead member's streams open and then fail, so its breaker never
+ * opens for watches and lease keepalives, which keep going back to the dead member. Here a member
+ * whose call or stream failed on the connection (a recoverable error) is passed over for `skipMs`,
+ * whatever succeeds in between, so etcd3 moves on to the next member at once. When every member
+ * failed that recently, all are tried again, so a single etcd that comes back is not kept waiting.
  */
 function skipFailedHosts(hostCount: number, skipMs: number): (host: string) => HostPolicy {
   const failedAtMs = new Map<string, number>();

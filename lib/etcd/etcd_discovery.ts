@@ -1,11 +1,8 @@
 /**
- * The balancer's view of etcd: lists the servers under a prefix once, then follows the prefix
- * with one watch (no polling), keeping a {@linkcode ServerSet} equal to the valid entries.
- *
- * While etcd is unreachable the set is left as it is, so the balancer keeps serving its last
- * known servers; etcd3 reconnects the watch and resumes it from the last revision seen, so no
- * change made meanwhile is missed. If that revision was compacted, etcd cancels the watch; the
- * discovery then lists the prefix again and watches from the new revision.
+ * The balancer's view of etcd: lists the servers under a prefix, then follows it with one watch,
+ * keeping a {@linkcode ServerSet} equal to the valid entries. While etcd is unreachable the set is
+ * left as it is, so the balancer serves its last known servers; the watch resumes from the last
+ * revision seen, and if etcd compacted that revision the prefix is listed again.
  *
  * @module
  */

@@ -1,8 +1,7 @@
 /**
  * How servers appear in etcd: one key per server, `<prefix><host:port>`, whose value is the bare
- * address (as the original system wrote it) or a JSON object with at least `address`.
- *
- * This module does not load the etcd3 package, so entries can read these defaults without it.
+ * address (as the original system wrote it) or a JSON object with at least `address`. It does not
+ * load the etcd3 package, so entries can read these defaults without it.
  *
  * @module
  */

@@ -1,10 +1,8 @@
 /**
- * Loads the etcd modules only when etcd is used.
- *
- * The etcd3 package reads its `.proto` files from its own folder (`__dirname`) when it is
- * imported, which a `deno bundle` file cannot provide. Loading it on demand keeps the bundled
- * entries working with built-in discovery, and turns the bundle's failure in etcd mode into one
- * clear message instead of a crash at start-up.
+ * Loads the etcd modules only when etcd is used. The etcd3 package reads its `.proto` files from
+ * its own folder when imported, which a `deno bundle` file cannot provide: loading it on demand
+ * keeps bundled entries working with built-in discovery, and fails etcd mode with one clear
+ * message.
  *
  * @module
  */

@@ -1,10 +1,8 @@
 /**
- * A backend's registration in etcd: the key `<prefix><address>` held by a lease that the etcd3
- * client keeps alive, so the key disappears when the backend dies.
- *
- * etcd3 declares a lease `lost` (etcd revoked it, or no keepalive succeeded for twice its TTL)
- * and then never revives it, so the registration takes a new lease and writes the key again,
- * retrying with backoff until it works or {@linkcode EtcdRegistration.stop} is called.
+ * A backend's registration in etcd: the key `<prefix><address>` under a lease that etcd3 keeps
+ * alive, so the key disappears when the backend dies. etcd3 never revives a lease it declared
+ * lost, so the registration then takes a new lease and writes the key again, retrying with
+ * backoff until it works or {@linkcode EtcdRegistration.stop} is called.
  *
  * @module
  */

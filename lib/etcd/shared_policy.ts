@@ -1,13 +1,9 @@
 /**
- * The policy shared by the balancers of one etcd: a single key (`--policy-key`, default
- * `/config/policy`) holding a policy name. `SetPolicy` (and the dashboard) write it before
- * switching; every balancer watches it and switches when it changes, so replicas run the same
- * policy, and a balancer started later takes it instead of its `--policy`.
- *
- * The watch is from "now", never from a past revision, so a compaction cannot cancel it; every
- * time it (re)connects, after an outage included, the key is read again, so a change made while
- * the watch was down is not missed. A value that is not a policy name is logged and ignored; a
- * deleted key leaves each balancer on the policy it runs.
+ * The policy shared by the balancers of one etcd: one key (`--policy-key`) holding a policy name,
+ * written by `SetPolicy` and the dashboard and watched by every balancer, so replicas run the same
+ * policy and a balancer started later takes it over its `--policy`. The watch starts from "now",
+ * so a compaction cannot cancel it, and the key is read again at every (re)connect, so a change
+ * made while the watch was down is not missed.
  *
  * @module
  */
@@ -30,7 +26,10 @@ export interface SharedPolicyOptions {
   current: () => string;
 }
 
-/** Follows (and writes) the shared policy key. */
+/**
+ * Follows (and writes) the shared policy key. A value that is not a policy name is logged and
+ * ignored; a deleted key leaves the balancer on the policy it runs.
+ */
 export class SharedPolicy {
   #options: SharedPolicyOptions;
   #watcher: Watcher | undefined;

@@ -1,17 +1,12 @@
 /**
- * Free local ports, for the demo, the benchmark and tests (which never assume a fixed port).
- *
- * A port handed out here is bound later by another process, so it must not be taken in
- * between. Port 0 would give one from the kernel's ephemeral range (32768-60999 on Linux),
- * where every outgoing connection also takes its local port: with the balancer's health probes
- * and the load clients opening connections, one such port was taken before the backend meant
- * for it could listen (`EADDRINUSE` at the end of an 18-minute benchmark). So the ports come
- * from below that range, where only listeners go, chosen at random and checked free.
+ * Free local ports for the demo, the benchmark and tests. A port handed out here is bound later
+ * by another process, so it comes from below the kernel's ephemeral range, where outgoing
+ * connections never take one, chosen at random and checked free.
  *
  * @module
  */
 
-/** Ports handed out: [FIRST_PORT, FIRST_PORT + PORT_SPAN). */
+/** Ports handed out: [FIRST_PORT, FIRST_PORT + PORT_SPAN), below Linux's ephemeral range. */
 const FIRST_PORT = 20_000;
 const PORT_SPAN = 12_768;
 /** Random tries before falling back to a kernel-chosen (ephemeral) port. */

@@ -1,15 +1,9 @@
 /**
- * The balancer's live dashboard on its HTTP side (`--http-port`): a page showing the policy and,
- * for every server, its health, last reported load, report age, weight and share of picks, fed
- * by server-sent events (`/events`), with a form that changes the policy (`POST /policy`).
- *
- * Shares are computed here, on the slow path: once an interval the feed reads the picker's
- * cumulative pick counts and takes the difference with the previous reading, so the pick path
- * does no more work for the dashboard. The feed runs only while someone watches, sends one
- * message an interval and one soon after a server joins, leaves or changes health, and ends every
- * stream when the HTTP server stops. The page, its script and the chart library (uPlot) are
- * imported as text, so they are served from the balancer (nothing fetched from the internet) and
- * `deno bundle` embeds them.
+ * The balancer's live dashboard on its HTTP side: a page showing the policy and each server's
+ * health, load, report age, weight and share of picks, fed by server-sent events (`/events`), with
+ * a form that changes the policy (`POST /policy`). Shares come from the picker's cumulative counts
+ * on the slow path, so the pick path does no more work; the page and uPlot are imported as text,
+ * so the balancer serves them itself and `deno bundle` embeds them.
  *
  * @module
  */
@@ -192,7 +186,11 @@ class PickWindow {
   }
 }
 
-/** The `/events` streams and what they are sent. */
+/**
+ * The `/events` streams and what they are sent: the state once an interval, and soon after a
+ * server joins, leaves or changes health. It runs only while someone watches, and ends every
+ * stream when the HTTP server stops.
+ */
 class DashboardFeed {
   #deps: DashboardDeps;
   #clock: () => number;

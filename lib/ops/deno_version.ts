@@ -1,9 +1,8 @@
 /**
- * The Deno versions this project runs on. Deno 2.9.4 to 2.9.6 abort inside nghttp2 (an assertion
- * in `find_stream_on_goaway_func`, or a segmentation fault) when a `node:http2` session receives
- * a GOAWAY, which every graceful server stop sends (denoland/deno#36788): a balancer or client on
- * them would die the first time a server it talks to restarts. `lib/wire/http2_goaway_fix.ts` works
- * around it; an entry on one of them where the workaround cannot be put in place refuses to start.
+ * The Deno versions this project runs on. Some versions abort inside nghttp2 when a `node:http2`
+ * session receives a GOAWAY, which every graceful server stop sends (denoland/deno#36788);
+ * `lib/wire/http2_goaway_fix.ts` works around it, and where it cannot be put in place an entry on
+ * one of those versions refuses to start.
  *
  * @module
  */

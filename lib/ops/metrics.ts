@@ -1,18 +1,9 @@
 /**
- * Prometheus metrics of the balancer and the backends (`GET /metrics`, text format 0.0.4), with
- * `prom-client`.
- *
- * Each process builds its own {@linkcode Registry} (never prom-client's global one), so several
- * balancers and backends in one test process do not collide. What another object already counts
- * or holds (picks, servers, queue, CPU time) is read from it at scrape time, so the pick path
- * does no extra work; the rest is counted where it happens, through the optional `metrics`
- * field of the deps and options objects.
- *
- * prom-client's default metrics (`collectDefaultMetrics`) are left out: under the entries'
- * permissions they cannot read `/proc`, and report a resident memory, heap and open fds of 0
- * rather than nothing. Both processes export their memory instead from `Deno.memoryUsage()`,
- * which needs no permission (`lb_process_resident_memory_bytes`, `lb_process_heap_used_bytes`),
- * and the balancer its CPU time from `process.cpuUsage()` (`lb_process_cpu_seconds_total`).
+ * Prometheus metrics of the balancer and the backends (`GET /metrics`), with prom-client. Each
+ * process has its own {@linkcode Registry}, so several in one test process do not collide; what
+ * another object already holds (picks, servers, queue) is read at scrape time, so the pick path
+ * does no extra work. prom-client's default metrics are left out (without `/proc` they report
+ * zeros): memory and CPU time come from `Deno.memoryUsage()` and `process.cpuUsage()`.
  *
  * @module
  */
@@ -24,8 +15,8 @@ import type { Picker } from "../balancer/picker.ts";
 import type { ServerSet } from "../balancer/server_set.ts";
 
 /**
- * Buckets of `lb_get_server_duration_seconds`: the handler answers from memory in a few
- * microseconds (2.3 µs on average, measured), so the buckets run from 1 µs to 10 ms.
+ * Buckets of `lb_get_server_duration_seconds`, from 1 µs to 10 ms: the handler answers from
+ * memory, in microseconds.
  */
 export const GET_SERVER_BUCKETS_S = [
   0.000001,

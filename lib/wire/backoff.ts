@@ -1,6 +1,6 @@
 /**
- * Retry delays with gRPC's connection-backoff defaults (1 s initial, ×1.6, ±20 % jitter, 120 s cap),
- * and a sleep that an `AbortSignal` cuts short.
+ * Retry delays on gRPC's connection-backoff schedule, and a sleep that an `AbortSignal` cuts
+ * short.
  *
  * @module
  */

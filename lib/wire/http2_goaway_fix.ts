@@ -1,18 +1,11 @@
 /**
- * Works around denoland/deno#36788 (Deno 2.9.4 to 2.9.6, at least): a `node:http2` session that
- * receives a GOAWAY aborts the whole process inside nghttp2 (`find_stream_on_goaway_func: Assertion
- * 'stream->closed_next == NULL' failed`) or segfaults. A client receives one at every graceful
- * server stop (grpc-js's `tryShutdown` and `forceShutdown`, a Python/C-core server's
- * `stop(grace)`); a server receives one whenever a grpc-js client closes its channel.
- *
- * Deno's `onGoawayData` runs inside nghttp2's GOAWAY callback, before nghttp2 has finished with
- * the frame, and calls `session.close()` (`destroy()` for an error code) right after emitting
- * `'goaway'`; from 2.9.4 on, that teardown frees native state that nghttp2 is still walking.
- * Here a session's `close()`/`destroy()` called while its `'goaway'` is being handled runs one
- * macrotask later, once nghttp2 has unwound. `'goaway'` itself is still emitted synchronously, as
- * in Node, so grpc-js reacts as before. The patch is on `Http2Session.prototype`, so it covers
- * every session, client and server, grpc-js's and etcd3's; it changes nothing for a session that
- * never receives a GOAWAY but the timing of that one teardown. Remove it once Deno fixes the bug.
+ * Works around denoland/deno#36788: a `node:http2` session that receives a GOAWAY (a client at
+ * every graceful server stop, a server whenever a grpc-js client closes its channel) can abort the
+ * process inside nghttp2, because Deno tears the session down from within nghttp2's GOAWAY
+ * callback. Here a `close()`/`destroy()` called while the session's `'goaway'` is handled runs
+ * one macrotask later; `'goaway'` is still emitted at once, as in Node. It patches
+ * `Http2Session.prototype`, so it covers every session, grpc-js's and etcd3's. Remove it once
+ * Deno fixes the bug.
  *
  * @module
  */

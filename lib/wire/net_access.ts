@@ -1,11 +1,9 @@
 /**
- * Checks, as an entry starts, that its net permission covers the addresses it is configured to
- * listen on and dial. The shipped tasks allow every host; an operator who narrows `--allow-net`
- * to their own hosts gets one line naming the flag that is not covered, instead of a stack trace
- * (listening) or a connection that fails forever with `EPERM` (dialling).
- *
- * A name needs two grants under Deno: the name itself (to resolve it) and the address it
- * resolves to (to connect), so a covered name is resolved here and its addresses checked too.
+ * Checks, as an entry starts, that its net permission covers the addresses it will listen on and
+ * dial, so an operator who narrows `--allow-net` gets one line naming the flag instead of a stack
+ * trace or a connection failing forever with `EPERM`. Under Deno a name needs two grants (the name
+ * to resolve it, the address to connect), so a covered name is resolved and its addresses checked
+ * too.
  *
  * @module
  */

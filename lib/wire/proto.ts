@@ -1,8 +1,7 @@
 /**
- * The wire contract, loaded once from `proto/load_balancer.proto` and typed for TypeScript.
- *
- * The `.proto` text is imported as a module (not read from disk at run time), so the entries
- * need no read permission for it and `deno bundle` embeds it in each bundle.
+ * The wire contract, loaded once from `proto/load_balancer.proto` and typed for TypeScript. The
+ * `.proto` text is imported as a module, so the entries need no read permission for it and
+ * `deno bundle` embeds it.
  *
  * @module
  */

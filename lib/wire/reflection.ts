@@ -1,12 +1,8 @@
 /**
- * gRPC server reflection (`grpc.reflection.v1` and `v1alpha`, `npm:@grpc/reflection`) on the
- * balancer and the backends, so generic tools (grpcurl, grpcui, Postman) can list and call
- * `load_balancer.LoadBalancer`, `load_balancer.Backend` and `grpc.health.v1.Health` without the
- * `.proto` files.
- *
- * The package reads its own `.proto` files from its npm folder when it is added to a server,
- * which a `deno bundle` file cannot provide: there the server runs without reflection and says
- * so in one warning, as etcd discovery does (`lib/etcd/etcd_loader.ts`).
+ * gRPC server reflection (`npm:@grpc/reflection`), so generic tools (grpcurl, grpcui, Postman)
+ * can list and call our services without the `.proto` files. The package reads its own `.proto`
+ * files at run time, which a `deno bundle` file cannot provide: there the server runs without
+ * reflection and says so in one warning.
  *
  * @module
  */
