@@ -1,5 +1,5 @@
 /**
- * Helpers for the dashboard test and the README screenshot that need no browser: a balancer
+ * Helpers for the dashboard test and the docs' screenshot that need no browser: a balancer
  * with `--http-port` and its backends, and a load that runs until it is stopped.
  *
  * @module

@@ -1,5 +1,5 @@
 /**
- * The README's dashboard screenshot, taken during a real benchmark: `deno task bench`'s
+ * The dashboard screenshot of docs/operations.md, taken during a real benchmark: `deno task bench`'s
  * heterogeneous scenario (three backends, the third 4 times slower, CPU-heavy tasks from 6
  * loops) under weighted_round_robin, with the bench's `--http-port` serving its balancer's
  * dashboard. The page is captured after 30 s of load, then the bench is stopped (Ctrl-C).

@@ -5,7 +5,7 @@
  * the network: a backend's cable pulled under load, a client cut from its balancer, one etcd
  * member's cable pulled, a balancer cut from etcd.
  *
- * What each fault cost is printed (`datacentre:` lines) and gathered in the README's "Deploying
+ * What each fault cost is printed (`datacentre:` lines) and gathered in docs/operations.md's "Deploying
  * across hosts"; the assertions are about behaviour (nothing failed, everyone converged), never
  * about how long it took.
  */
@@ -26,7 +26,7 @@ const BACKEND_PORT = 50052;
 /** Heap limit of the clients (MiB): a load client uses about a tenth of it. */
 const CLIENT_HEAP_MB = 1_024;
 /**
- * The backends' lease TTL (s), as the README advises across hosts: longer than etcd3 takes to
+ * The backends' lease TTL (s), as docs/operations.md advises across hosts: longer than etcd3 takes to
  * notice a member gone silent (its keepalive pings, 10 s + 5 s), so a lease kept alive through
  * a member whose cable is pulled outlives the cut.
  */
@@ -35,7 +35,7 @@ const LEASE_TTL_S = 20;
 /** What `client --json` printed last: the run's summary. */
 type Summary = LoadRunSummary & { balancerFailovers?: number; balancerReturns?: number };
 
-/** Prints a measured figure for the README (the test never asserts one). */
+/** Prints a measured figure for docs/datacentre-run.txt (the test never asserts one). */
 function figure(what: string, value: unknown): void {
   console.log(`datacentre: ${what}: ${typeof value === "string" ? value : JSON.stringify(value)}`);
 }

@@ -8,7 +8,7 @@
  */
 import { GOAWAY_FIX_APPLIED } from "../wire/http2_goaway_fix.ts";
 
-/** The Deno the project is pinned to (`.ci/run`, the README's commands). */
+/** The Deno the project is pinned to (`.ci/run`, the README's and docs' commands). */
 export const PINNED_DENO_VERSION = "2.9.6";
 
 /** The last version without the GOAWAY crash. */
