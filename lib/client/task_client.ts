@@ -9,40 +9,32 @@
  * is returned as is, not retried, because retrying a bad request only repeats it. (A balancer of
  * the original system ignores `avoid`; the retry then lands wherever it points.)
  *
- * Given several balancers (a list, or the live ones found in etcd), a client prefers the one its
- * id picks among them, so clients spread over them, and stays there until it fails: a
- * `GetServer` that fails in transport (or times out) is retried at once on the next balancer
- * within the same task, and the watch of `--mode watch` resubscribes to the next one, keeping
- * its last set. While away from its preferred balancer (after a failover, or when the live list
- * changed), a timer checks that one's `grpc.health.v1` once a second over the client's own
- * channel to it, and moves back once it answers SERVING; the pick path does no more than before.
+ * Given several balancers, which one to ask is {@linkcode BalancerChoice}'s
+ * (`lib/client/balancer_choice.ts`): a `GetServer` that fails in transport (or times out) is
+ * retried at once on the next balancer within the same task, and the watch of `--mode watch`
+ * resubscribes to the next one, keeping its last set.
  *
  * @module
  */
 import * as grpc from "@grpc/grpc-js";
-import { getLogger } from "@logtape/logtape";
-import { withToken } from "../wire/auth.ts";
+import { BalancerChoice, type BalancerSource } from "./balancer_choice.ts";
 import { failureCause, retriedMessage } from "./failure_cause.ts";
-import { check, createHealthClient, type HealthClient } from "../health/grpc_health.ts";
-import {
-  type BackendClient,
-  createBackendClient,
-  createLoadBalancerClient,
-  type LoadBalancerClient,
-  unary,
-} from "../wire/proto.ts";
+import { type BackendClient, createBackendClient, unary } from "../wire/proto.ts";
 import { ServerWatch } from "./watch_subscription.ts";
-import { statusError } from "../wire/status.ts";
 import { channelCredentials, type TlsConfig } from "../wire/tls.ts";
 
-const log = getLogger(["lb", "client"]);
+export {
+  type BalancerSource,
+  DEFAULT_RETURN_CHECK_INTERVAL_MS,
+  preferredBalancer,
+} from "./balancer_choice.ts";
 
 /**
  * Whether a failed call never got a status from the server: UNAVAILABLE, or INTERNAL made up by
  * grpc-js from an HTTP/2 stream reset ("Received RST_STREAM ..."), which is how a server killed
- * between its response headers and its trailers shows up under Deno (seen once in fault 5,
- * SIGKILL under load). Either way the task may or may not have run, as with any retry after a
- * dropped connection; an INTERNAL the server sent itself is not retried.
+ * between its response headers and its trailers can show up under Deno. Either way the task may
+ * or may not have run, as with any retry after a dropped connection; an INTERNAL the server sent
+ * itself is not retried.
  */
 export function isTransportFailure(error: grpc.ServiceError): boolean {
   return error.code === grpc.status.UNAVAILABLE ||
@@ -80,41 +72,6 @@ export class LookupError extends Error implements grpc.ServiceError {
   }
 }
 
-/**
- * The balancer among `balancers` that `clientId` prefers: rendezvous (highest random weight)
- * hashing, the one whose FNV-1a of `clientId` and its address is highest. Clients spread evenly,
- * and when a balancer joins or leaves only the clients that prefer it (now, or before) move:
- * with `hash % count`, most clients would change balancer on any change of the list.
- */
-export function preferredBalancer(
-  clientId: string,
-  balancers: readonly string[],
-): string | undefined {
-  let best: string | undefined;
-  let bestWeight = -1;
-  for (const address of balancers) {
-    const weight = fnv1a(address, fnv1a(clientId, 0x811c9dc5));
-    if (weight > bestWeight || (weight === bestWeight && address < best!)) {
-      best = address;
-      bestWeight = weight;
-    }
-  }
-  return best;
-}
-
-/** FNV-1a (32 bits) of `text`, continuing from `hash`, finished with a murmur3 mix. */
-function fnv1a(text: string, hash: number): number {
-  for (let i = 0; i < text.length; i++) {
-    hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193) >>> 0;
-  }
-  hash = Math.imul(hash ^ (hash >>> 16), 0x85ebca6b);
-  hash = Math.imul(hash ^ (hash >>> 13), 0xc2b2ae35);
-  return (hash ^ (hash >>> 16)) >>> 0;
-}
-
-/** Several balancers: a fixed list, or a live one (such as a set kept from etcd). */
-export type BalancerSource = readonly string[] | { addresses(): readonly string[] };
-
 /** How a client learns which server to use. */
 export type ClientMode = "lookaside" | "watch";
 /** Every client mode. */
@@ -127,30 +84,11 @@ export const DEFAULT_LOOKUP_TIMEOUT_MS = 5_000;
 /** Deadline of a `ProcessTask` call. */
 export const DEFAULT_TASK_TIMEOUT_MS = 60_000;
 /**
- * How often a client away from its preferred balancer checks whether that one answers again
- * (ms); also the deadline of that check.
- */
-export const DEFAULT_RETURN_CHECK_INTERVAL_MS = 1_000;
-
-/**
- * Deadline of a `GetServer` call when another balancer is left to ask: a balancer answers in
- * about a millisecond, so one silent this long is taken for gone (a host cut off the network
- * sends no refusal) and the next one is asked. The last one asked gets the full deadline.
+ * Deadline of a `GetServer` call when another balancer is left to ask: a live balancer answers
+ * far within it, so one silent this long is taken for gone (a host cut off the network sends no
+ * refusal) and the next one is asked. The last one asked gets the full deadline.
  */
 export const DEFAULT_FAILOVER_LOOKUP_TIMEOUT_MS = 1_000;
-
-/**
- * Channel options of the balancer channels: gRPC's connection backoff (1 s, ×1.6), capped at 2 s
- * instead of 120 s, so a balancer that comes back is reconnected to (and moved back to) soon;
- * and keepalive pings while a call is open, so a `WatchServers` stream to a balancer whose host
- * went silent (no refusal, no reset) fails within `time + timeout` and moves to the next one.
- */
-const BALANCER_CHANNEL_OPTIONS: grpc.ChannelOptions = {
-  "grpc.initial_reconnect_backoff_ms": 1_000,
-  "grpc.max_reconnect_backoff_ms": 2_000,
-  "grpc.keepalive_time_ms": 2_000,
-  "grpc.keepalive_timeout_ms": 1_000,
-};
 
 /** Options of {@linkcode TaskClient}. */
 export interface TaskClientOptions {
@@ -205,33 +143,18 @@ export type TaskOutcome =
 /** Sends tasks through the balancer. */
 export class TaskClient {
   #options: Required<
-    Omit<
-      TaskClientOptions,
-      "direct" | "mode" | "clientIds" | "tls" | "token" | "balancer" | "balancers"
-    >
+    Pick<TaskClientOptions, "maxAttempts" | "lookupTimeoutMs" | "taskTimeoutMs">
   >;
-  /** The balancers, in address order. */
-  #list: () => readonly string[];
-  #token: string | undefined;
   #credentials: grpc.ChannelCredentials;
   #ids: string[];
   #nextId = 0;
   #watch: ServerWatch | undefined;
   #direct: string[] | undefined;
   #nextDirect = 0;
-  /** Channels to the balancers, by address, opened lazily. */
-  #balancers = new Map<string, LoadBalancerClient>();
-  /** The balancer in use; the next one after it fails. */
-  #current: string | undefined;
+  /** Which balancer to ask, and the channels to them. */
+  #choice: BalancerChoice;
   /** Balancers that have answered once (asked with waitForReady when alone). */
   #answered = new Set<string>();
-  #failovers = 0;
-  #returns = 0;
-  /** Health clients sharing the balancer channels, for the checks before moving back. */
-  #health = new Map<string, HealthClient>();
-  /** Checks, while away from the preferred balancer, whether it answers again. */
-  #returnTimer: ReturnType<typeof setInterval> | undefined;
-  #checking = false;
   #backends = new Map<string, BackendClient>();
 
   /** Creates a client; channels open lazily. */
@@ -240,7 +163,6 @@ export class TaskClient {
       maxAttempts: DEFAULT_MAX_ATTEMPTS,
       lookupTimeoutMs: DEFAULT_LOOKUP_TIMEOUT_MS,
       taskTimeoutMs: DEFAULT_TASK_TIMEOUT_MS,
-      returnCheckIntervalMs: DEFAULT_RETURN_CHECK_INTERVAL_MS,
       ...options,
     };
     this.#direct = options.direct?.length ? options.direct : undefined;
@@ -249,26 +171,27 @@ export class TaskClient {
       ? Array.from({ length: ids }, (_, i) => `${options.clientId}-${i}`)
       : [options.clientId];
     this.#credentials = channelCredentials(options.tls);
-    this.#token = options.token;
-    const fallback = options.balancer === undefined ? [] : [options.balancer];
-    this.#list = sortedList(options.balancers, fallback);
     const several = options.balancers !== undefined &&
       (!Array.isArray(options.balancers) || options.balancers.length > 1);
-    if (several && !this.#direct) {
-      this.#returnTimer = setInterval(
-        () => this.#checkReturn(),
-        this.#options.returnCheckIntervalMs,
-      );
-      Deno.unrefTimer(this.#returnTimer);
-    }
+    this.#choice = new BalancerChoice({
+      clientId: options.clientId,
+      balancer: options.balancer,
+      balancers: options.balancers,
+      credentials: this.#credentials,
+      token: options.token,
+      returnChecks: several && !this.#direct,
+      returnCheckIntervalMs: options.returnCheckIntervalMs,
+      onReturn: () => this.#watch?.resubscribe(),
+    });
     if (options.mode === "watch" && !this.#direct) {
+      const choice = this.#choice;
       this.#watch = new ServerWatch({
         clientId: options.clientId,
         balancer: () => {
-          const address = this.#currentBalancer();
-          return { address, client: this.#balancerClient(address) };
+          const address = choice.choose();
+          return { address, client: choice.client(address) };
         },
-        failOver: (address) => this.#failOver(address),
+        failOver: (address) => choice.failOver(address),
       });
       this.#watch.start();
     }
@@ -276,107 +199,22 @@ export class TaskClient {
 
   /** Times this client moved to another balancer after its own failed. */
   get failovers(): number {
-    return this.#failovers;
+    return this.#choice.failovers;
   }
 
   /** Times this client moved back to its preferred balancer once that one answered again. */
   get returns(): number {
-    return this.#returns;
+    return this.#choice.returns;
   }
 
   /** The balancer in use (`undefined` before the first call). */
   get balancer(): string | undefined {
-    return this.#current;
+    return this.#choice.current;
   }
 
   /** The balancers it knows, in address order. */
   balancers(): string[] {
-    return [...this.#list()];
-  }
-
-  /** The balancer in use, the preferred one at first (throws UNAVAILABLE if none). */
-  #currentBalancer(): string {
-    const list = this.#list();
-    if (list.length === 0) throw statusError(grpc.status.UNAVAILABLE, "No live balancer is known");
-    if (this.#current === undefined || !list.includes(this.#current)) {
-      this.#current = this.#preferred(list);
-    }
-    return this.#current!;
-  }
-
-  /** The balancer this client's id picks among `list`: where it goes back to. */
-  #preferred(list: readonly string[]): string | undefined {
-    return preferredBalancer(this.#options.clientId, list);
-  }
-
-  /**
-   * Once a second (the timer): when the balancer in use is not the preferred one, asks the
-   * preferred one's health over the client's channel to it, and moves back if it is SERVING (or
-   * has no health service: an original balancer that answers). Failing that, it stays.
-   */
-  async #checkReturn(): Promise<void> {
-    const from = this.#current;
-    const preferred = this.#preferred(this.#list());
-    if (this.#checking || from === undefined || preferred === undefined || preferred === from) {
-      return;
-    }
-    this.#checking = true;
-    try {
-      const timeoutMs = this.#options.returnCheckIntervalMs;
-      const answers = await check(this.#healthClient(preferred), "", timeoutMs).then(
-        (status) => status === "SERVING",
-        (error: grpc.ServiceError) => error.code === grpc.status.UNIMPLEMENTED,
-      );
-      if (!answers || this.#current !== from || this.#returnTimer === undefined) return;
-      this.#current = preferred;
-      this.#returns++;
-      log.info("Balancer {preferred} answers again; moving back to it from {from}", {
-        preferred,
-        from,
-      });
-      this.#watch?.resubscribe();
-    } finally {
-      this.#checking = false;
-    }
-  }
-
-  /** A health client over the channel to the balancer `address` (shared, not its own). */
-  #healthClient(address: string): HealthClient {
-    let client = this.#health.get(address);
-    if (!client) {
-      const channel = this.#balancerClient(address).getChannel();
-      client = createHealthClient(address, this.#credentials, { channelOverride: channel });
-      this.#health.set(address, client);
-    }
-    return client;
-  }
-
-  /**
-   * Moves on from the balancer `failed` to the next one in address order (once, however many
-   * calls saw it fail); returns the number of balancers known.
-   */
-  #failOver(failed: string): number {
-    const list = this.#list();
-    if (list.length > 1 && this.#current === failed) {
-      this.#current = list[(list.indexOf(failed) + 1) % list.length];
-      this.#failovers++;
-      log.warn("Balancer {failed} failed; moving to {next}", { failed, next: this.#current });
-    }
-    return list.length;
-  }
-
-  #balancerClient(address: string): LoadBalancerClient {
-    let client = this.#balancers.get(address);
-    if (!client) {
-      client = createLoadBalancerClient(
-        address,
-        this.#credentials,
-        undefined,
-        withToken({ ...BALANCER_CHANNEL_OPTIONS }, this.#token),
-      );
-      this.#balancers.set(address, client);
-    }
-    return client;
+    return [...this.#choice.list()];
   }
 
   /**
@@ -403,9 +241,9 @@ export class TaskClient {
   /** `GetServer`, moving on to the next balancer (within this call) when one fails. */
   async #lookup(clientId: string, avoid: string[]): Promise<string> {
     for (let tried = 1;; tried++) {
-      const address = this.#currentBalancer();
-      const count = this.#list().length;
-      const balancer = this.#balancerClient(address);
+      const address = this.#choice.choose();
+      const count = this.#choice.list().length;
+      const balancer = this.#choice.client(address);
       try {
         // A lone balancer, once it has answered, is the one place to ask: wait for its
         // connection (within the deadline) rather than fail at once while the channel sits in
@@ -428,7 +266,7 @@ export class TaskClient {
       } catch (error) {
         const e = error as grpc.ServiceError;
         if (tried < count && isBalancerFailure(e)) {
-          this.#failOver(address);
+          this.#choice.failOver(address);
           continue;
         }
         const reason = await failureCause(e, balancer);
@@ -493,13 +331,8 @@ export class TaskClient {
 
   /** Closes every channel. */
   close(): void {
-    clearInterval(this.#returnTimer);
-    this.#returnTimer = undefined;
     this.#watch?.close();
-    // The health clients share the balancer channels, closed here.
-    this.#health.clear();
-    for (const client of this.#balancers.values()) client.close();
-    this.#balancers.clear();
+    this.#choice.close();
     for (const client of this.#backends.values()) client.close();
     this.#backends.clear();
   }
@@ -518,21 +351,4 @@ export class TaskClient {
     }
     return client;
   }
-}
-
-/** The balancers of `source` in address order, or `fallback` while it has none. */
-function sortedList(
-  source: BalancerSource | undefined,
-  fallback: readonly string[],
-): () => readonly string[] {
-  if (source === undefined) return () => fallback;
-  if (Array.isArray(source)) {
-    const sorted = source.length > 0 ? [...source].sort() : fallback;
-    return () => sorted;
-  }
-  const live = source as { addresses(): readonly string[] };
-  return () => {
-    const addresses = live.addresses();
-    return addresses.length > 0 ? [...addresses].sort() : fallback;
-  };
 }

@@ -24,16 +24,20 @@
  * servers, so a hung one goes within 1.5 s (a dead one still at once). Small sets keep
  * `intervalMs` as it is. A new server's first check is never delayed (it decides when the
  * server is first picked), and each server's checks keep their own schedule (one ticker looks
- * for those due), so they spread over the interval as the servers joined. The cap was 2,500/s
- * while a dead server waited for its next check; at 1,000 servers on this 2-core machine that
- * rate cost the balancer a third of a core and, with every core busy, the stalls that the
- * probe's late-timer rule now absorbs.
+ * for those due), so they spread over the interval as the servers joined. The cap can be low
+ * because a dead server does not wait for its next check (its closed connection triggers one),
+ * while every check costs the balancer CPU, and a busy balancer stalls, which the sweeper's rule
+ * for late sweeps has to absorb.
+ *
+ * The deadlines of the checks in flight are timed by one {@linkcode ProbeSweeper} that the
+ * checker makes, shares with its probes and stops with them.
  *
  * @module
  */
 import * as grpc from "@grpc/grpc-js";
 import { getLogger } from "@logtape/logtape";
 import { type CheckResult, HealthProbe } from "./health_probe.ts";
+import { ProbeSweeper } from "./probe_sweeper.ts";
 import type { BalancerMetrics } from "../ops/metrics.ts";
 import type { ServerSet } from "../balancer/server_set.ts";
 import { statusName } from "../wire/status.ts";
@@ -79,8 +83,8 @@ export interface HealthCheckerOptions {
 
 /**
  * How often the checker looks for probes due a check: one timer for the whole set rather than
- * one per check (a timer per check cost ~25 MiB resident at 1,000 checks/s, measured). A
- * check then starts up to this much after its interval.
+ * one per check, whose making and clearing at the checker's rate costs memory the balancer then
+ * holds. A check then starts up to this much after its interval.
  */
 const TICK_MS = 20;
 
@@ -113,6 +117,8 @@ export class HealthChecker {
   #unsubscribe: (() => void) | undefined;
   #metrics: HealthCheckerOptions["metrics"];
   #ticker: ReturnType<typeof setInterval> | undefined;
+  /** Times the checks in flight of every probe. */
+  #sweeper = new ProbeSweeper();
 
   /** Creates a checker; {@linkcode start} begins checking. */
   constructor(options: HealthCheckerOptions) {
@@ -143,12 +149,13 @@ export class HealthChecker {
     return this.#probes.get(address)?.checked ?? Promise.resolve();
   }
 
-  /** Stops every probe. */
+  /** Stops every probe, and the sweeper that times their checks. */
   stop(): void {
     this.#unsubscribe?.();
     clearInterval(this.#ticker);
     this.#ticker = undefined;
     for (const address of [...this.#probes.keys()]) this.#remove(address);
+    this.#sweeper.stop();
   }
 
   #add(address: string): void {
@@ -160,6 +167,7 @@ export class HealthChecker {
       address,
       connection: new HealthProbe(address, {
         tls: this.#tls,
+        sweeper: this.#sweeper,
         // A lost connection is checked at once: a dead server fails that check (refused), a
         // restarted one passes it on a new connection.
         onDisconnect: () => this.#checkNow(probe),
@@ -194,9 +202,9 @@ export class HealthChecker {
   /** Starts the checks that are due. */
   #tick(): void {
     this.#tickAt = performance.now();
-    // forEach with one function made once: a for-of over the map allocated an iterator result
-    // per probe, 50,000 a second at 1,000 servers, and V8 came to allocate them in its old
-    // generation, which then grew until a full GC.
+    // forEach with one function made once: a for-of over the map allocates an iterator result
+    // per probe at every tick, which V8 comes to allocate in its old generation (pretenuring),
+    // which then grows until a full GC.
     this.#probes.forEach(this.#startIfDue);
   }
 

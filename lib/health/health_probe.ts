@@ -3,22 +3,18 @@
  * for the balancer's {@linkcode HealthChecker}. The connection is spoken here, frame by frame
  * (RFC 9113, with `lib/health/hpack.ts`), over a plain `node:net` socket (`node:tls` with TLS).
  *
- * Why not a library client: at 1,000 servers the balancer holds 1,000 probe connections and
- * checks them at 1,000 checks/s. Measured side by side on Deno 2.9.3 (1,000 grpc-js health
- * servers in one process, a prober in another, resident memory over 35 s; docs/DEVELOPING.md):
- * a grpc-js channel per server ~300 MiB; a `node:http2` session per server 213 MiB mean (each
- * check builds a stream object, its listeners and buffers, and V8 lets that garbage grow the heap
- * to ~3× what is live); frames written here over `node:net` sockets 107 MiB, with a heap that
- * stays near what is live.
+ * Why not a library client: at scale the balancer holds one probe connection per server and
+ * checks them up to the checker's cap of checks per second. A grpc-js channel, or a
+ * `node:http2` session, per server costs far more memory than frames written here over a
+ * `node:net` socket: each check there builds a stream object, its listeners and buffers, and V8
+ * lets that garbage grow the heap well past what is live (docs/DEVELOPING.md has the figures).
  *
- * What a check allocates matters as much, at 1,000 a second: what lives a few seconds is
- * promoted to V8's old generation, which then grows until a full GC. A check through
+ * What a check allocates matters as much, at that rate: what lives a few seconds is promoted to
+ * V8's old generation, which then grows until a full GC. A check through
  * {@linkcode HealthProbe.checkThen} (the checker's way) reuses the probe's stream state and
  * request bytes, gets the answer's header strings from HPACK's interned ones and a constant
- * result for the usual answers, and is timed by one sweep for all: what is left is the socket's
- * own (`node:net`'s buffers and callbacks). Measured with V8's sampling heap profiler in the
- * `scale` benchmark: 10 MiB/s allocated before, 3.6 after, of which 1.4 the benchmark's own
- * `WatchServers` stream; old-generation growth from ~1.3 MB per scavenge to ~0.2.
+ * result for the usual answers, and is timed by one {@linkcode ProbeSweeper} for all: what is
+ * left is the socket's own (`node:net`'s buffers and callbacks).
  *
  * What the connection does (a client that opens one stream per check):
  * - sends the preface with SETTINGS: no server push, no HPACK dynamic table for the answers (so
@@ -61,17 +57,10 @@ import { HEALTH_DEFINITION, type HealthCheckResponse, type ServingStatus } from 
 import { encodeField, HpackDecoder, HpackError } from "./hpack.ts";
 import { statusName } from "../wire/status.ts";
 import { http2TlsOptions, type TlsConfig } from "../wire/tls.ts";
+import { ProbeSweeper, type SweptCheck } from "./probe_sweeper.ts";
 
 /** gRPC's minimum connect timeout: a connection not up by then is dropped. */
 export const CONNECT_TIMEOUT_MS = 20_000;
-
-/**
- * A deadline timer later than this fired after a stall of the balancer itself, not the
- * server's: the check gets one more look (see {@linkcode HealthProbe.check}). Without it, one
- * 500 ms stall of the balancer (seen once under the 1,000-server run, every core busy) failed
- * every check in flight at once and ejected all 1,000 servers.
- */
-const LATE_TIMER_MS = 100;
 
 /** Connection backoff of a probe: gRPC's, capped at 5 s (see the module doc). */
 const PROBE_BACKOFF = { initialMs: 1_000, multiplier: 1.6, jitter: 0.2, maxMs: 5_000 };
@@ -145,6 +134,11 @@ export interface HealthProbeOptions {
   tls?: TlsConfig;
   /** Called when an open connection fails or closes (not when {@linkcode HealthProbe.close}d). */
   onDisconnect?: () => void;
+  /**
+   * Times the probe's checks, shared by every probe of its owner (the checker), who stops it.
+   * @default {a sweeper of the probe's own, stopped when it closes}
+   */
+  sweeper?: ProbeSweeper;
 }
 
 /** Checks one server's health over a connection of its own. */
@@ -154,6 +148,9 @@ export class HealthProbe {
   #authority: string;
   #tls: TlsConfig | undefined;
   #onDisconnect: () => void;
+  #sweeper: ProbeSweeper;
+  /** The sweeper is the probe's own: it stops it on close. */
+  #ownSweeper: boolean;
   #connection: ProbeConnection | undefined;
   #connectTimer: ReturnType<typeof setTimeout> | undefined;
   /** Connects that failed in a row (0 once one succeeded). */
@@ -166,9 +163,9 @@ export class HealthProbe {
   #requestTimeoutMs = 0;
   #request: Request | undefined;
   /**
-   * Reused by each check while none other is in flight: a new object per check, 1,000 a
-   * second, was allocated by V8 straight into its old generation (pretenured, since many
-   * lived long while connections opened), which then grew until a full GC.
+   * Reused by each check while none other is in flight: a new object per check, at the
+   * checker's rate, is one V8 comes to allocate straight into its old generation (pretenured,
+   * since many live long while connections open), which then grows until a full GC.
    */
   #stream: StreamState = { ...BLANK_STREAM };
 
@@ -182,6 +179,8 @@ export class HealthProbe {
     this.#authority = joinHostPort(parsed.host, parsed.port);
     this.#tls = options.tls;
     this.#onDisconnect = options.onDisconnect ?? (() => {});
+    this.#ownSweeper = options.sweeper === undefined;
+    this.#sweeper = options.sweeper ?? new ProbeSweeper();
   }
 
   /**
@@ -189,10 +188,10 @@ export class HealthProbe {
    * failure is a {@linkcode CheckResult} with its gRPC code (UNAVAILABLE for no connection,
    * DEADLINE_EXCEEDED for no answer in time).
    *
-   * The deadline is timed here, so a stall of this process could fail checks that were
-   * answered on time: timers run before the I/O that piled up. When the deadline is looked at
-   * more than {@linkcode LATE_TIMER_MS} late, the check waits once more, as long as the stall
-   * (at most `timeoutMs`), for that I/O; a hung server still fails it (see {@linkcode sweep}).
+   * The deadline is timed here (by the {@linkcode ProbeSweeper}), so a stall of this process
+   * could fail checks that were answered on time: timers run before the I/O that piled up. When
+   * the deadline is looked at late, after such a stall, the check waits once more, as long as
+   * the stall (at most `timeoutMs`), for that I/O; a hung server still fails it.
    */
   check(service: string, timeoutMs: number): Promise<CheckResult> {
     return new Promise((resolve) => this.checkThen(service, timeoutMs, resolve));
@@ -214,10 +213,9 @@ export class HealthProbe {
     let stream = this.#stream;
     if (stream.onResult !== NO_RESULT) stream = { ...BLANK_STREAM };
     stream.connection = connection;
-    stream.deadline = performance.now() + timeoutMs;
     stream.timeoutMs = timeoutMs;
     stream.onResult = onResult;
-    if (connection.open(stream, this.#requestFor(service, timeoutMs))) track(stream);
+    connection.open(stream, this.#requestFor(service, timeoutMs));
   }
 
   /** The request for `service`, built once (a probe asks about the same one each time). */
@@ -247,6 +245,7 @@ export class HealthProbe {
     this.#connection = undefined;
     clearTimeout(this.#connectTimer);
     connection?.destroy(this.#lastError);
+    if (this.#ownSweeper) this.#sweeper.stop();
   }
 
   /** The open (or opening) connection, or a new one; undefined while backing off. */
@@ -259,7 +258,7 @@ export class HealthProbe {
         this.#failedConnects = 0;
       },
       onGone: (reason, wasUp, silent) => this.#failed(connection, reason, wasUp, silent),
-    });
+    }, this.#sweeper);
     this.#connection = connection;
     this.#connectTimer = setTimeout(() => {
       connection.destroy(`no HTTP/2 connection within ${CONNECT_TIMEOUT_MS} ms`);
@@ -319,8 +318,8 @@ function buildRequest(scheme: string, authority: string, timeout: string, body: 
   return { bytes: Buffer.concat([headers, data]), dataAt: headers.length, dataBytes: body.length };
 }
 
-/** One check's stream, as the answer arrives. */
-interface StreamState {
+/** One check's stream, as the answer arrives; its deadline is the sweeper's. */
+interface StreamState extends SweptCheck {
   id: number;
   httpStatus: string | undefined;
   grpcStatus: string | undefined;
@@ -335,49 +334,13 @@ interface StreamState {
   body: Buffer | undefined;
   /** The connection it is on (to reset it at its deadline); undefined before its first check. */
   connection: ProbeConnection | undefined;
-  /** When it fails unanswered (performance.now()); see {@linkcode sweep}. */
-  deadline: number;
-  timeoutMs: number;
-  /** The deadline was moved once already, after a stall of this process. */
-  extended: boolean;
   /** Its connection's count of reads when it was sent: unchanged at the deadline, it is silent. */
   readsAtOpen: number;
-  /** Its index in `inFlight` while tracked; -1 otherwise. */
-  slot: number;
   /**
    * Called once, with the result (through {@linkcode complete}); `NO_RESULT` while no check
    * uses the state (a probe reuses it then).
    */
   onResult: (result: CheckResult) => void;
-}
-
-/**
- * How often the checks in flight are looked at for their deadlines: one timer for all of them
- * while any is in flight, rather than one per check (a timer per check cost ~25 MiB resident at
- * 1,000 checks/s, measured; deadlines here are then up to this much late).
- */
-const SWEEP_MS = 10;
-/**
- * Checks in flight, in `inFlight[0..inFlightCount)`, each at its `slot`; removed by moving the
- * last one into its place. An array that never shrinks rather than a `Set`: at 1,000 checks/s
- * a `Set` (and a `Map` of streams per connection) rebuilt its table every few checks, and the
- * tables promoted to V8's old generation kept the young checks they had pointed at alive
- * through the next scavenges: most of the balancer's old-generation growth at 1,000 servers.
- */
-const inFlight: (StreamState | undefined)[] = [];
-let inFlightCount = 0;
-let sweepTimer: ReturnType<typeof setInterval> | undefined;
-let lastSweep = 0;
-
-function track(stream: StreamState): void {
-  stream.slot = inFlightCount;
-  if (inFlightCount === inFlight.length) inFlight.push(stream);
-  else inFlight[inFlightCount] = stream;
-  inFlightCount++;
-  if (sweepTimer === undefined) {
-    lastSweep = performance.now();
-    sweepTimer = setInterval(sweep, SWEEP_MS);
-  }
 }
 
 const NO_RESULT = (_result: CheckResult): void => {};
@@ -398,62 +361,23 @@ const BLANK_STREAM: Readonly<StreamState> = {
   readsAtOpen: 0,
   slot: -1,
   onResult: NO_RESULT,
+  expire: expireStream,
 };
 
+/** Fails the check of stream `this`, past its deadline, on its connection (for the sweeper). */
+function expireStream(this: StreamState): void {
+  this.connection!.expire(this);
+}
+
 /**
- * Ends `stream`'s check with `result`. Its state is blank again (no reference to the connection
- * or the answer is kept), and may be reused by the next check as soon as `onResult` runs:
- * nothing reads it after this.
+ * Ends `stream`'s check with `result` (no longer tracked by a sweeper). Its state is blank again
+ * (no reference to the connection or the answer is kept), and may be reused by the next check as
+ * soon as `onResult` runs: nothing reads it after this.
  */
 function complete(stream: StreamState, result: CheckResult): void {
-  untrack(stream);
   const onResult = stream.onResult;
   Object.assign(stream, BLANK_STREAM);
   onResult(result);
-}
-
-function untrack(stream: StreamState): void {
-  const slot = stream.slot;
-  if (slot < 0) return;
-  stream.slot = -1;
-  const last = inFlight[--inFlightCount]!;
-  inFlight[inFlightCount] = undefined;
-  if (last !== stream) {
-    inFlight[slot] = last;
-    last.slot = slot;
-  }
-}
-
-/**
- * Fails the checks past their deadline (resetting their streams). A sweep that runs more than
- * {@linkcode LATE_TIMER_MS} late means this process stalled (GC, CPU starved), and answers may be
- * waiting unread: the checks past their deadline then get one more look, as long as the stall
- * (at most their timeout), after the I/O they missed; a hung server still fails them.
- */
-function sweep(): void {
-  if (inFlightCount === 0) {
-    // Stopped here rather than when the last check ends: at 1,000 checks/s there is often a
-    // moment with none in flight, and a timer made and cleared each time is garbage.
-    clearInterval(sweepTimer);
-    sweepTimer = undefined;
-    return;
-  }
-  const now = performance.now();
-  const late = now - lastSweep - SWEEP_MS;
-  lastSweep = now;
-  // From the end: a check ended here moves the last one into its slot, already looked at.
-  for (let i = inFlightCount - 1; i >= 0; i--) {
-    // A check failed below can end others (its connection closing): skip the slots now empty.
-    if (i >= inFlightCount) continue;
-    const stream = inFlight[i]!;
-    if (now < stream.deadline) continue;
-    if (late > LATE_TIMER_MS && !stream.extended) {
-      stream.extended = true;
-      stream.deadline = now + Math.min(late, stream.timeoutMs);
-      continue;
-    }
-    stream.connection!.expire(stream);
-  }
 }
 
 /** What a {@linkcode ProbeConnection} tells its probe. */
@@ -471,6 +395,8 @@ interface ConnectionEvents {
 class ProbeConnection {
   #socket: net.Socket;
   #events: ConnectionEvents;
+  /** Times the checks in flight here. */
+  #sweeper: ProbeSweeper;
   #up = false;
   /** No new streams: the server sent GOAWAY, or the ids ran out. */
   #draining = false;
@@ -479,8 +405,8 @@ class ProbeConnection {
   #reads = 0;
   /**
    * Streams in flight, in no order, found by a scan: a connection carries one check at a time
-   * from the checker, and at most {@linkcode MAX_CHECKS_PER_CONNECTION}. (Not a `Map`: see
-   * `inFlight`.)
+   * from the checker, and at most {@linkcode MAX_CHECKS_PER_CONNECTION}. (Not a `Map`, for the
+   * reason the {@linkcode ProbeSweeper} keeps an array.)
    */
   #streams: StreamState[] = [];
   #nextStreamId = 1;
@@ -513,8 +439,10 @@ class ProbeConnection {
     port: number,
     tlsConfig: TlsConfig | undefined,
     events: ConnectionEvents,
+    sweeper: ProbeSweeper,
   ) {
     this.#events = events;
+    this.#sweeper = sweeper;
     if (tlsConfig) {
       const socket = tls.connect({
         host,
@@ -540,8 +468,8 @@ class ProbeConnection {
   }
 
   /**
-   * Sends `request` on a new stream for `stream`; false when it could not (then `stream`'s
-   * check has ended with why).
+   * Sends `request` on a new stream for `stream`, timed by the sweeper; false when it could not
+   * (then `stream`'s check ends with why).
    */
   open(stream: StreamState, request: Request): boolean {
     let why = "";
@@ -570,6 +498,7 @@ class ProbeConnection {
     bytes.writeUInt32BE(id, request.dataAt + 5);
     this.#socket.write(bytes);
     if (this.#nextStreamId > MAX_STREAM_ID) this.#goingAway("the connection ran out of stream ids");
+    this.#sweeper.track(stream);
     return true;
   }
 
@@ -640,6 +569,7 @@ class ProbeConnection {
     if (at < 0) return false;
     const last = streams.pop()!;
     if (last !== stream) streams[at] = last;
+    this.#sweeper.untrack(stream);
     complete(stream, result);
     if (this.#draining && streams.length === 0) this.destroy("the connection went away");
     return true;
