@@ -1,13 +1,14 @@
 /**
  * The entries' command lines: `--help` lists every flag each entry parses with its environment
- * variable (the list comes from the same tables the entries parse, so it cannot drift), an
- * `LB_*` variable stands in for an absent flag, and a flag given wins.
+ * variable (the list comes from the same tables the entries parse, so it cannot drift), the flag
+ * reference in docs/flags.md is what the entries print, an `LB_*` variable stands in for an
+ * absent flag, and a flag given wins.
  */
 import assert from "node:assert/strict";
-import { ENTRY_FLAGS } from "../lib/ops/entry_flags.ts";
-import { spawnEntry } from "../lib/harness/entry_process.ts";
-import { envFlags, envName, parseFlags, UsageError } from "../lib/ops/flags.ts";
+import { ENTRY_FLAGS, spawnEntry } from "../lib/harness/entry_process.ts";
+import { envFlags, envName, FlagReader, parseFlags, UsageError } from "../lib/ops/flags.ts";
 import { createLoadBalancerClient, freePort, listServers, stopAll, waitFor } from "./_system.ts";
+import { entryHelps, FLAG_DOCS, FLAG_DOCS_TASK, flagDocs } from "./_flag_docs.ts";
 
 for (const [entry, specs] of Object.entries(ENTRY_FLAGS)) {
   Deno.test(`${entry} --help lists every flag with its default and variable, and examples`, async () => {
@@ -24,6 +25,19 @@ for (const [entry, specs] of Object.entries(ENTRY_FLAGS)) {
     assert.match(help, new RegExp(`^Examples:\\n  (\\S+=\\S+ )*deno task ${entry}`, "m"));
   });
 }
+
+Deno.test("docs/flags.md is every entry's --help, as the entry prints it", async () => {
+  const expected = flagDocs(await entryHelps());
+  const actual = await Deno.readTextFile(FLAG_DOCS).catch(() => "");
+  const [want, got] = [expected.split("\n"), actual.split("\n")];
+  const first = Array.from({ length: Math.max(want.length, got.length) })
+    .findIndex((_, i) => want[i] !== got[i]);
+  assert.ok(
+    actual === expected,
+    `docs/flags.md differs from what the entries print (from line ${first + 1}: ` +
+      `${JSON.stringify(got[first] ?? "")}): run \`${FLAG_DOCS_TASK}\``,
+  );
+});
 
 const SPECS = {
   policy: { type: "string", help: "" },
@@ -57,6 +71,29 @@ Deno.test("parseFlags() takes absent flags from the env, and a flag given wins",
       error instanceof UsageError &&
       error.message ===
         "Cannot start t as 'LB_TLS_MUTUAL' (--tls-mutual) must be one of 1, true, yes, 0, false, no: current value is 'maybe'",
+  );
+});
+
+Deno.test("FlagReader reads a flag given, else its table's default, else undefined", () => {
+  const specs = {
+    port: { type: "string", help: "", default: 50051 },
+    duration: { type: "string", help: "" },
+    json: { type: "boolean", help: "" },
+  } as const;
+  const read = (args: string[]) =>
+    new FlagReader("t", specs, parseFlags("t", args, specs, () => undefined));
+  assert.equal(read([]).int("port", 0, 65535), 50051);
+  assert.equal(read(["--port", "7"]).int("port", 0, 65535), 7);
+  assert.equal(read([]).number("duration", 0, 10), undefined);
+  assert.equal(read(["--duration", "2.5"]).number("duration", 0, 10), 2.5);
+  assert.equal(read([]).boolean("json"), false);
+  assert.equal(read(["--json"]).boolean("json"), true);
+  assert.throws(
+    () => read(["--port", "x"]).int("port", 0, 65535),
+    (error) =>
+      error instanceof UsageError &&
+      error.message ===
+        "Cannot start t as '--port' must be an integer from 0 to 65535: current value is 'x'",
   );
 });
 

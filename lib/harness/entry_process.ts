@@ -8,8 +8,12 @@
  * @module
  */
 
-import { ENTRY_FLAGS } from "../ops/entry_flags.ts";
-import { envFlags, envName } from "../ops/flags.ts";
+import { BACKEND_FLAGS } from "../backend/backend_flags.ts";
+import { BALANCER_FLAGS } from "../balancer/balancer_flags.ts";
+import { BENCH_FLAGS } from "../bench/bench_flags.ts";
+import { CLIENT_FLAGS } from "../client/client_flags.ts";
+import { DEMO_FLAGS } from "./demo_flags.ts";
+import { envFlags, envName, type FlagSpecs } from "../ops/flags.ts";
 
 /** Environment variables grpc-js and our entries (`LB_*`, their flags) read. */
 export const ENV_ALLOW = "GRPC_*,LB_*,grpc_proxy,http_proxy,https_proxy,no_proxy,no_grpc_proxy";
@@ -79,6 +83,18 @@ export const ENTRY_PERMISSIONS = {
 
 /** An entry that can be started. */
 export type EntryName = keyof typeof ENTRY_PERMISSIONS;
+
+/**
+ * Every entry's flags, by entry name: the tables its `--help` shows and its parsing reads, each
+ * beside what it configures.
+ */
+export const ENTRY_FLAGS = {
+  balancer: BALANCER_FLAGS,
+  backend: BACKEND_FLAGS,
+  client: CLIENT_FLAGS,
+  demo: DEMO_FLAGS,
+  bench: BENCH_FLAGS,
+} as const satisfies Record<EntryName, FlagSpecs>;
 
 /** Project root (where deno.json is). */
 export const PROJECT_ROOT = new URL("../../", import.meta.url);

@@ -1,8 +1,10 @@
 /**
  * Flag parsing shared by the entry scripts: `node:util`'s `parseArgs` (JSR's `@std/cli` cannot
  * be reached from our machines), an environment variable for every flag, `--help` text made
- * from the same definitions, and validators that fail with one line naming the flag (or the
- * variable it came from) and what it accepts.
+ * from the same definitions, validators that fail with one line naming the flag (or the
+ * variable it came from) and what it accepts, and {@linkcode FlagReader}, which reads a flag or
+ * else the default its table shows. Each entry's table and parsing live beside what it
+ * configures (`lib/balancer/balancer_flags.ts`, ...).
  *
  * Every flag `--some-flag` but `--help` may also be set with `LB_SOME_FLAG`; a flag on the
  * command line wins, and an empty variable counts as unset.
@@ -26,6 +28,9 @@ export interface FlagSpec {
 
 /** An entry's flags by name (without `--`). */
 export type FlagSpecs = Readonly<Record<string, FlagSpec>>;
+
+/** `--help`, which every entry has. */
+export const HELP_FLAG = { help: { type: "boolean", help: "show this text" } } as const;
 
 /** Parsed flags: a string or a boolean per flag given (on the command line or in the env). */
 export type FlagValues<T extends FlagSpecs> = {
@@ -124,6 +129,73 @@ function envBoolean(program: string, flag: string, value: string): boolean {
   );
 }
 
+/** The flags of `T` whose type is `type`. */
+type FlagsOfType<T extends FlagSpecs, type extends FlagSpec["type"]> =
+  & { [K in keyof T]: T[K]["type"] extends type ? K : never }[keyof T]
+  & string;
+
+/** `V`, or `V | undefined` when flag `K` of `T` has no default. */
+type OrUndefined<T extends FlagSpecs, K extends keyof T, V> = T[K] extends
+  { readonly default: string | number } ? V : V | undefined;
+
+/**
+ * Reads an entry's parsed flags against its table: a flag not given takes the table's default
+ * (the one `--help` shows, so the default is written once), and a flag without one reads as
+ * `undefined`. Each read checks the value and throws a {@linkcode UsageError} naming the flag.
+ */
+export class FlagReader<T extends FlagSpecs> {
+  readonly #program: string;
+  readonly #specs: T;
+  readonly #values: FlagValues<T>;
+
+  /** Reads `values`, parsed by {@linkcode parseFlags} from `specs`, for `program`. */
+  constructor(program: string, specs: T, values: FlagValues<T>) {
+    this.#program = program;
+    this.#specs = specs;
+    this.#values = values;
+  }
+
+  /** A boolean flag: `false` when absent. */
+  boolean(flag: FlagsOfType<T, "boolean">): boolean {
+    return this.#values[flag] === true;
+  }
+
+  /** A string flag's text, or its default as text. */
+  string<K extends FlagsOfType<T, "string">>(flag: K): OrUndefined<T, K, string> {
+    const value = this.#values[flag] ?? this.#specs[flag].default;
+    return (value === undefined ? undefined : String(value)) as OrUndefined<T, K, string>;
+  }
+
+  /** An integer flag within `[min, max]` (see {@linkcode intFlag}). */
+  int<K extends FlagsOfType<T, "string">>(
+    flag: K,
+    min: number,
+    max: number,
+  ): OrUndefined<T, K, number> {
+    const value = this.string(flag) as string | undefined;
+    return intFlag(this.#program, flag, value, undefined, min, max) as OrUndefined<T, K, number>;
+  }
+
+  /** A number flag within `[min, max]` (see {@linkcode numberFlag}). */
+  number<K extends FlagsOfType<T, "string">>(
+    flag: K,
+    min: number,
+    max: number,
+  ): OrUndefined<T, K, number> {
+    const value = this.string(flag) as string | undefined;
+    return numberFlag(this.#program, flag, value, undefined, min, max) as OrUndefined<T, K, number>;
+  }
+
+  /** A flag that must be one of `choices` (see {@linkcode choiceFlag}). */
+  choice<K extends FlagsOfType<T, "string">, C extends string>(
+    flag: K,
+    choices: readonly C[],
+  ): OrUndefined<T, K, C> {
+    const value = this.string(flag) as string | undefined;
+    return choiceFlag(this.#program, flag, value, undefined, choices) as OrUndefined<T, K, C>;
+  }
+}
+
 /** What `--help` shows besides the flags. */
 export interface UsageText {
   /** The command line, e.g. `deno task balancer [flags]`. */
@@ -186,14 +258,14 @@ function wrap(text: string, width: number): string[] {
 }
 
 /** Reads an integer flag within `[min, max]`, or `fallback` when absent. */
-export function intFlag(
+export function intFlag<F extends number | undefined>(
   program: string,
   flag: string,
   value: string | undefined,
-  fallback: number,
+  fallback: F,
   min: number,
   max: number,
-): number {
+): number | F {
   if (value === undefined) return fallback;
   const n = Number(value);
   if (!/^-?\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
@@ -205,14 +277,14 @@ export function intFlag(
 }
 
 /** Reads a number flag within `[min, max]`, or `fallback` when absent. */
-export function numberFlag(
+export function numberFlag<F extends number | undefined>(
   program: string,
   flag: string,
   value: string | undefined,
-  fallback: number,
+  fallback: F,
   min: number,
   max: number,
-): number {
+): number | F {
   if (value === undefined) return fallback;
   const n = Number(value);
   if (value.trim() === "" || !Number.isFinite(n) || n < min || n > max) {
@@ -224,13 +296,13 @@ export function numberFlag(
 }
 
 /** Reads a flag that must be one of `choices`, or `fallback` when absent. */
-export function choiceFlag<C extends string>(
+export function choiceFlag<C extends string, F extends C | undefined = C>(
   program: string,
   flag: string,
   value: string | undefined,
-  fallback: C,
+  fallback: F,
   choices: readonly C[],
-): C {
+): C | F {
   if (value === undefined) return fallback;
   if (!(choices as readonly string[]).includes(value)) {
     throw new UsageError(

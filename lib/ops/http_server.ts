@@ -10,6 +10,19 @@
 import { joinHostPort } from "../wire/address.ts";
 import { intFlag, UsageError } from "./flags.ts";
 
+/** Where the HTTP side binds when `--http-host` is absent: loopback only. */
+export const DEFAULT_HTTP_HOST = "127.0.0.1";
+
+/** `--http-host`, to spread into an entry's flags (its `--http-port` help is its own). */
+export const HTTP_HOST_FLAG = {
+  "http-host": {
+    type: "string",
+    arg: "HOST",
+    help: "address of the HTTP side",
+    default: DEFAULT_HTTP_HOST,
+  },
+} as const;
+
 /**
  * Reads `--http-port` and `--http-host`: where to serve HTTP, or `undefined` (no HTTP) when no
  * port is given. A host without a port is a usage error, not silently ignored.
@@ -25,7 +38,10 @@ export function httpFlags(
     }
     return undefined;
   }
-  return { host: host ?? "127.0.0.1", port: intFlag(program, "http-port", port, 0, 0, 65535) };
+  return {
+    host: host ?? DEFAULT_HTTP_HOST,
+    port: intFlag(program, "http-port", port, 0, 0, 65535),
+  };
 }
 
 /** Handles one request to a route. */

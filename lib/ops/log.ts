@@ -30,6 +30,28 @@ export const LOG_FORMATS = ["text", "json"] as const;
 /** A log format: `text` for people, `json` (JSON Lines) for machines. */
 export type LogFormat = typeof LOG_FORMATS[number];
 
+/** The format when `--log-format` is absent. */
+export const DEFAULT_LOG_FORMAT: LogFormat = "text";
+
+/** `--log-level` and `--log-format`, with the entry's default level, to spread into its flags. */
+export function logFlags(level: LogLevel) {
+  return {
+    "log-level": { type: "string", arg: "LEVEL", help: LOG_LEVELS.join(" | "), default: level },
+    "log-format": {
+      type: "string",
+      arg: "FORMAT",
+      help: `${LOG_FORMATS.join(" | ")}: text lines, or JSON Lines with every property a field`,
+      default: DEFAULT_LOG_FORMAT,
+    },
+  } as const;
+}
+
+/** `--log-level` and `--log-format` as read. */
+export interface LogConfig {
+  level: LogLevel;
+  format: LogFormat;
+}
+
 /**
  * Renders a logged value: strings bare, errors as their message on one line (a log line stays a
  * line; the stack of a network error says nothing to an operator), anything else inspected.

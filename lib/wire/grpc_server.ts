@@ -16,6 +16,16 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024;
 /** Smallest and largest values of `--max-message-bytes`. */
 const MAX_MESSAGE_RANGE = [1_024, 64 * 1024 * 1024] as const;
 
+/** `--max-message-bytes`, to spread into a server entry's flags. */
+export const MAX_MESSAGE_FLAG = {
+  "max-message-bytes": {
+    type: "string",
+    arg: "N",
+    help: "largest request accepted; larger ones answer RESOURCE_EXHAUSTED",
+    default: DEFAULT_MAX_MESSAGE_BYTES,
+  },
+} as const;
+
 /** Reads `--max-message-bytes` (bytes, 1 KiB to 64 MiB), or the default when absent. */
 export function maxMessageFlag(program: string, value: string | undefined): number {
   return intFlag(
