@@ -6,7 +6,7 @@
  */
 import * as vega from "vega";
 import * as vl from "vega-lite";
-import type { RunResult } from "./bench_runner.ts";
+import type { RunResult } from "./bench_results.ts";
 import type { ScaleFigures } from "./bench_scale.ts";
 import type { ScenarioName } from "./bench_scenarios.ts";
 

@@ -6,7 +6,7 @@
  */
 import config from "../../deno.json" with { type: "json" };
 import { type Chart, lookupChart, scaleMemoryChart, scenarioCharts } from "./bench_charts.ts";
-import type { RunResult } from "./bench_runner.ts";
+import type { RunResult } from "./bench_results.ts";
 import type { ScaleFigures } from "./bench_scale.ts";
 import { type ScenarioName, SCENARIOS } from "./bench_scenarios.ts";
 
