@@ -22,9 +22,8 @@
  *   with all of them;
  * - the pick cost: the mean `GetServer` time inside the balancer at this size, per policy, from
  *   `lb_get_server_duration_seconds` (sum over count), and the round trip seen by the bench. The
- *   balancer's own policy (`round_robin`) is restored after, for the SIGKILL: `consistent_hash`
- *   rebuilds its 128,000-point ring (tens of ms at 1,000 servers) at each of the 250 ejections,
- *   which kept the balancer busy for seconds when the kill ran under it.
+ *   balancer's own policy (`round_robin`) is restored after, for the SIGKILL, because
+ *   `consistent_hash` rebuilds its ring at each ejection.
  *
  * @module
  */
@@ -44,10 +43,8 @@ import {
 import { waitFor } from "../harness/wait.ts";
 
 /**
- * The balancer's `--watch-interval-ms` here. Each `WatchServers` message holds the whole set, so
- * at 1,000 servers one costs the balancer milliseconds to build and send and the bench to read:
- * at 10 ms, a burst of changes (a fleet killed) kept the balancer busy with the stream and
- * delayed what it measured by seconds. 25 ms keeps that cost small and bounds the error.
+ * The balancer's `--watch-interval-ms` here: each `WatchServers` message holds the whole set, so
+ * a shorter interval makes a burst of changes cost the balancer more than the error it removes.
  */
 const WATCH_INTERVAL_MS = 25;
 /** GetServer calls per policy for the pick cost. */
