@@ -1,6 +1,7 @@
 /**
- * Helpers for integration tests: start our real entries as processes on free ports and wait
- * until they answer.
+ * Our real entries as processes on free ports, and waiting until they answer: the pieces of the
+ * system tests' harness (`_harness.ts`, through which a test starts them so they are torn down),
+ * and what a test calls to wait on them (`waitForServers`, `waitForTask`, `listServers`).
  *
  * @module
  */
@@ -36,8 +37,27 @@ export async function startBalancer(
   credentials?: ChannelCredentials,
   clientOptions: ClientOptions = {},
 ): Promise<Started> {
+  const balancer = spawnBalancer(args, port);
+  await waitForBalancer(balancer, credentials, clientOptions);
+  return balancer;
+}
+
+/** Starts a balancer on `port` with debug logs; {@linkcode waitForBalancer} waits for it. */
+export function spawnBalancer(args: string[] = [], port = freePort()): Started {
   const process = spawnEntry("balancer", ["--port", String(port), "--log-level", "debug", ...args]);
-  const address = `127.0.0.1:${port}`;
+  return { address: `127.0.0.1:${port}`, port, process };
+}
+
+/**
+ * Waits until `balancer` answers `ListServers` (asked with `credentials` and `clientOptions`);
+ * fails at once, with its log, if it exits.
+ */
+export async function waitForBalancer(
+  balancer: Started,
+  credentials?: ChannelCredentials,
+  clientOptions: ClientOptions = {},
+): Promise<void> {
+  const { address, process } = balancer;
   const client = createLoadBalancerClient(address, credentials, undefined, {
     ...POLLING_CHANNEL_OPTIONS,
     ...clientOptions,
@@ -55,7 +75,6 @@ export async function startBalancer(
   } finally {
     client.close();
   }
-  return { address, port, process };
 }
 
 /** Starts a backend on a free port with `args` (give it `--balancer` or `--etcd`). */

@@ -3,9 +3,9 @@
  * that holds nothing else, as a balancer, a backend and a client that work together.
  */
 import assert from "node:assert/strict";
-import { PROJECT_ROOT, spawnEntry } from "../lib/harness/entry_process.ts";
-import { createLoadBalancerClient } from "../lib/wire/proto.ts";
-import { freePort, stopAll, waitForServers } from "./_system.ts";
+import { PROJECT_ROOT } from "../lib/harness/entry_process.ts";
+import { startSystem } from "./_harness.ts";
+import { freePort, waitForServers } from "./_system.ts";
 
 async function bundle(entry: string, outDir: string): Promise<string> {
   const out = `${outDir}/${entry}.js`;
@@ -22,30 +22,21 @@ async function bundle(entry: string, outDir: string): Promise<string> {
 
 Deno.test("bundled balancer, backend and client run together from an empty folder", async () => {
   const dir = await Deno.makeTempDir({ prefix: "lb-bundle-" });
-  const started: { process: ReturnType<typeof spawnEntry> }[] = [];
   try {
+    await using sys = await startSystem();
     const [balancerJs, backendJs, clientJs] = await Promise.all(
       ["balancer", "backend", "client"].map((entry) => bundle(entry, dir)),
     );
     const port = freePort();
     const balancer = `127.0.0.1:${port}`;
-    started.push({
-      process: spawnEntry("balancer", ["--port", String(port)], { script: balancerJs, cwd: dir }),
-    });
+    sys.spawn("balancer", ["--port", String(port)], { script: balancerJs, cwd: dir });
     const backendPort = freePort();
-    started.push({
-      process: spawnEntry("backend", ["--port", String(backendPort), "--balancer", balancer], {
-        script: backendJs,
-        cwd: dir,
-      }),
+    sys.spawn("backend", ["--port", String(backendPort), "--balancer", balancer], {
+      script: backendJs,
+      cwd: dir,
     });
-    const lb = createLoadBalancerClient(balancer);
-    try {
-      await waitForServers(lb, [`127.0.0.1:${backendPort}`], 20_000, true);
-    } finally {
-      lb.close();
-    }
-    const client = spawnEntry("client", ["--balancer", balancer, "--requests", "6", "--json"], {
+    await waitForServers(sys.lbClient(balancer), [`127.0.0.1:${backendPort}`], 20_000, true);
+    const client = sys.spawn("client", ["--balancer", balancer, "--requests", "6", "--json"], {
       script: clientJs,
       cwd: dir,
       captureStdout: true,
@@ -57,7 +48,7 @@ Deno.test("bundled balancer, backend and client run together from an empty folde
 
     // etcd discovery cannot work from a bundle (etcd3 reads its .proto files from its npm
     // folder): it says so in one line instead of crashing.
-    const etcdMode = spawnEntry("balancer", [
+    const etcdMode = sys.spawn("balancer", [
       "--port",
       String(freePort()),
       "--etcd",
@@ -66,7 +57,6 @@ Deno.test("bundled balancer, backend and client run together from an empty folde
     assert.equal((await etcdMode.status).code, 1);
     assert.match(etcdMode.log(), /etcd discovery is not available in a bundle/);
   } finally {
-    await stopAll(...started);
     await Deno.remove(dir, { recursive: true });
   }
 });

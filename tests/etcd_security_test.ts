@@ -6,21 +6,12 @@
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { etcdSecurityFlags } from "../lib/etcd/etcd_flags.ts";
-import { createEtcdClient } from "../lib/etcd/etcd_client.ts";
 import { spawnEntry } from "../lib/harness/entry_process.ts";
 import { createBackendClient, type LoadBalancerClient, unary } from "../lib/wire/proto.ts";
-import { type EtcdProcess, startEtcd, type StartEtcdOptions } from "./_etcd.ts";
-import { type Secrets, testSecrets } from "./_secrets.ts";
-import {
-  createLoadBalancerClient,
-  listServers,
-  startBackend,
-  startBalancer,
-  type Started,
-  stopAll,
-  waitFor,
-  waitForServers,
-} from "./_system.ts";
+import type { StartEtcdOptions } from "./_etcd.ts";
+import { testSecrets } from "./_secrets.ts";
+import { startSystem, type TestSystem } from "./_harness.ts";
+import { listServers, type Started, waitFor, waitForServers } from "./_system.ts";
 
 const FIXTURES = new URL("fixtures/tls/", import.meta.url).pathname;
 const PASSWORD = "etcd-root-pa55word";
@@ -33,22 +24,6 @@ function etcdTls(clientCertAuth: boolean): StartEtcdOptions["tls"] {
     keyFile: `${FIXTURES}server.key`,
     clientCertAuth,
   };
-}
-
-/** Runs `body` with an etcd started with `options` and a secrets directory; stops everything. */
-async function withEtcd(
-  options: StartEtcdOptions,
-  body: (ctx: { etcd: EtcdProcess; secrets: Secrets; started: Started[] }) => Promise<void>,
-): Promise<void> {
-  await using secrets = await testSecrets();
-  const etcd = await startEtcd(options);
-  const started: Started[] = [];
-  try {
-    await body({ etcd, secrets, started });
-  } finally {
-    await stopAll(...started);
-    await etcd.close();
-  }
 }
 
 /** Asks the balancer for a server, then runs a SIMPLE task there; resolves with that server. */
@@ -73,20 +48,14 @@ async function taskThroughBalancer(lb: LoadBalancerClient): Promise<string> {
  * A balancer and a backend with `flags`: the backend registers, is listed and runs a task.
  * Resolves with the backend.
  */
-async function assertEndToEnd(started: Started[], flags: string[]): Promise<Started> {
-  const balancer = await startBalancer(flags);
-  started.push(balancer);
-  const backend = startBackend(flags);
-  started.push(backend);
-  const lb = createLoadBalancerClient(balancer.address);
-  try {
-    await waitForServers(lb, [backend.address]);
-    const served = await waitFor("a task through the balancer", () => taskThroughBalancer(lb));
-    assert.equal(served, backend.address);
-    return backend;
-  } finally {
-    lb.close();
-  }
+async function assertEndToEnd(sys: TestSystem, flags: string[]): Promise<Started> {
+  const balancer = await sys.balancer(flags);
+  const backend = sys.backend(flags);
+  const lb = sys.lbClient(balancer.address);
+  await waitForServers(lb, [backend.address]);
+  const served = await waitFor("a task through the balancer", () => taskThroughBalancer(lb));
+  assert.equal(served, backend.address);
+  return backend;
 }
 
 /** Waits until `process`'s log matches `pattern`; fails early if it exits. */
@@ -98,43 +67,38 @@ async function waitForLog(entry: Started, pattern: RegExp): Promise<void> {
 }
 
 Deno.test("etcd over TLS with client certificates: a backend registers, the balancer lists it, a task runs", async () => {
-  await withEtcd({ tls: etcdTls(true) }, async ({ etcd, secrets, started }) => {
-    await assertEndToEnd(started, [
-      "--etcd",
-      etcd.endpoint,
-      "--etcd-ca",
-      secrets.path("ca.crt"),
-      "--etcd-cert",
-      secrets.path("client.crt"),
-      "--etcd-key",
-      secrets.path("client.key"),
-    ]);
-  });
+  await using secrets = await testSecrets();
+  await using sys = await startSystem({ etcd: { tls: etcdTls(true) } });
+  await assertEndToEnd(sys, [
+    "--etcd",
+    sys.etcd.endpoint,
+    "--etcd-ca",
+    secrets.path("ca.crt"),
+    "--etcd-cert",
+    secrets.path("client.crt"),
+    "--etcd-key",
+    secrets.path("client.key"),
+  ]);
 });
 
 Deno.test("a balancer that does not trust etcd's certificate keeps serving, retries, and logs why", async () => {
-  await withEtcd({ tls: etcdTls(false) }, async ({ etcd, secrets, started }) => {
-    // A CA, but not the one that signed etcd's certificate.
-    const balancer = await startBalancer([
-      "--etcd",
-      etcd.endpoint,
-      "--etcd-ca",
-      secrets.path("untrusted-ca.crt"),
-    ]);
-    started.push(balancer);
-    await waitForLog(balancer, /Could not list .* unable to verify the first certificate/);
-    const lb = createLoadBalancerClient(balancer.address);
-    try {
-      await assert.rejects(
-        unary(lb.GetServer, lb, { client_id: "t" }, { deadline: Date.now() + 2_000 }),
-        (error: grpc.ServiceError) => error.code === grpc.status.UNAVAILABLE,
-      );
-      assert.deepEqual((await listServers(lb)).servers, []);
-    } finally {
-      lb.close();
-    }
-    assert.equal(balancer.process.exited, false, "the balancer keeps running and retrying");
-  });
+  await using secrets = await testSecrets();
+  await using sys = await startSystem({ etcd: { tls: etcdTls(false) } });
+  // A CA, but not the one that signed etcd's certificate.
+  const balancer = await sys.balancer([
+    "--etcd",
+    sys.etcd.endpoint,
+    "--etcd-ca",
+    secrets.path("untrusted-ca.crt"),
+  ]);
+  await waitForLog(balancer, /Could not list .* unable to verify the first certificate/);
+  const lb = sys.lbClient(balancer.address);
+  await assert.rejects(
+    unary(lb.GetServer, lb, { client_id: "t" }, { deadline: Date.now() + 2_000 }),
+    (error: grpc.ServiceError) => error.code === grpc.status.UNAVAILABLE,
+  );
+  assert.deepEqual((await listServers(lb)).servers, []);
+  assert.equal(balancer.process.exited, false, "the balancer keeps running and retrying");
 });
 
 Deno.test("a balancer given https:// etcd and no --etcd-ca stops with one line naming --etcd-ca", async () => {
@@ -150,97 +114,82 @@ Deno.test("a balancer given https:// etcd and no --etcd-ca stops with one line n
 });
 
 Deno.test("etcd with auth: the right user and password work end to end; a wrong password is one clear error", async () => {
-  await withEtcd(
-    { tls: etcdTls(false), rootPassword: PASSWORD },
-    async ({ etcd, secrets, started }) => {
-      const tls = ["--etcd", etcd.endpoint, "--etcd-ca", secrets.path("ca.crt")];
-      const right = await secrets.write("etcd-password", `${PASSWORD}\n`);
-      const good = await assertEndToEnd(started, [
-        ...tls,
-        "--etcd-user",
-        "root",
-        "--etcd-password-file",
-        right,
-      ]);
+  await using secrets = await testSecrets();
+  await using sys = await startSystem({ etcd: { tls: etcdTls(false), rootPassword: PASSWORD } });
+  const tls = ["--etcd", sys.etcd.endpoint, "--etcd-ca", secrets.path("ca.crt")];
+  const right = await secrets.write("etcd-password", `${PASSWORD}\n`);
+  const good = await assertEndToEnd(sys, [
+    ...tls,
+    "--etcd-user",
+    "root",
+    "--etcd-password-file",
+    right,
+  ]);
 
-      const wrong = await secrets.write("wrong-password", "not-the-password");
-      const flags = [...tls, "--etcd-user", "root", "--etcd-password-file", wrong];
-      const balancer = await startBalancer(flags);
-      const backend = startBackend(flags);
-      started.push(balancer, backend);
-      const refused = /authentication failed, invalid user ID or password/;
-      await waitForLog(balancer, refused);
-      await waitForLog(backend, refused);
-      for (const entry of [balancer, backend]) {
-        // One warning per etcd task (servers, and the balancers' own prefix); the retries that
-        // follow log at debug level.
-        const warnings = entry.process.log().split("\n").filter((line) =>
-          line.includes("[WRN]") && refused.test(line)
-        ).map((line) => line.replace(/^\S+ /, "").replace(/\d+ ms/, "N ms"));
-        assert.ok(warnings.length >= 1, entry.process.log());
-        assert.equal(new Set(warnings).size, warnings.length, entry.process.log());
-        assert.equal(entry.process.exited, false, "it keeps retrying");
-      }
-      const lb = createLoadBalancerClient(balancer.address);
-      try {
-        assert.deepEqual((await listServers(lb)).servers, [], "nothing listed without auth");
-      } finally {
-        lb.close();
-      }
-      const root = createEtcdClient([etcd.endpoint], {
-        security: {
-          tls: { caPem: await Deno.readTextFile(`${FIXTURES}ca.crt`) },
-          auth: { username: "root", password: PASSWORD },
-        },
-      });
-      try {
-        const keys = await root.getAll().prefix("/servers/").keys();
-        assert.deepEqual(keys, [`/servers/${good.address}`], "only the right backend");
-      } finally {
-        root.close();
-      }
+  const wrong = await secrets.write("wrong-password", "not-the-password");
+  const flags = [...tls, "--etcd-user", "root", "--etcd-password-file", wrong];
+  const balancer = await sys.balancer(flags);
+  const backend = sys.backend(flags);
+  const refused = /authentication failed, invalid user ID or password/;
+  await waitForLog(balancer, refused);
+  await waitForLog(backend, refused);
+  for (const entry of [balancer, backend]) {
+    // One warning per etcd task (servers, and the balancers' own prefix); the retries that
+    // follow log at debug level.
+    const warnings = entry.process.log().split("\n").filter((line) =>
+      line.includes("[WRN]") && refused.test(line)
+    ).map((line) => line.replace(/^\S+ /, "").replace(/\d+ ms/, "N ms"));
+    assert.ok(warnings.length >= 1, entry.process.log());
+    assert.equal(new Set(warnings).size, warnings.length, entry.process.log());
+    assert.equal(entry.process.exited, false, "it keeps retrying");
+  }
+  const lb = sys.lbClient(balancer.address);
+  assert.deepEqual((await listServers(lb)).servers, [], "nothing listed without auth");
+  const root = sys.etcdClient([sys.etcd.endpoint], {
+    security: {
+      tls: { caPem: await Deno.readTextFile(`${FIXTURES}ca.crt`) },
+      auth: { username: "root", password: PASSWORD },
     },
-  );
+  });
+  const keys = await root.getAll().prefix("/servers/").keys();
+  assert.deepEqual(keys, [`/servers/${good.address}`], "only the right backend");
 });
 
 Deno.test("client --balancers-etcd with the etcd TLS and auth flags finds a balancer in an etcd with TLS and auth; without --etcd-ca, or with a wrong password, it stops saying why", async () => {
-  await withEtcd(
-    { tls: etcdTls(true), rootPassword: PASSWORD },
-    async ({ etcd, secrets, started }) => {
-      const password = await secrets.write("etcd-password", PASSWORD);
-      const security = [
-        ...["--etcd-cert", secrets.path("client.crt"), "--etcd-key", secrets.path("client.key")],
-        ...["--etcd-user", "root", "--etcd-password-file", password],
-      ];
-      const ca = ["--etcd-ca", secrets.path("ca.crt")];
-      const backend = await assertEndToEnd(started, ["--etcd", etcd.endpoint, ...ca, ...security]);
-      const client = (flags: string[]) =>
-        spawnEntry("client", [
-          ...["--balancers-etcd", etcd.endpoint, ...flags, "--requests", "20", "--json"],
-        ], { captureStdout: true });
+  await using secrets = await testSecrets();
+  await using sys = await startSystem({ etcd: { tls: etcdTls(true), rootPassword: PASSWORD } });
+  const password = await secrets.write("etcd-password", PASSWORD);
+  const security = [
+    ...["--etcd-cert", secrets.path("client.crt"), "--etcd-key", secrets.path("client.key")],
+    ...["--etcd-user", "root", "--etcd-password-file", password],
+  ];
+  const ca = ["--etcd-ca", secrets.path("ca.crt")];
+  const backend = await assertEndToEnd(sys, ["--etcd", sys.etcd.endpoint, ...ca, ...security]);
+  const client = (flags: string[]) =>
+    sys.spawn("client", [
+      ...["--balancers-etcd", sys.etcd.endpoint, ...flags, "--requests", "20", "--json"],
+    ], { captureStdout: true });
 
-      const trusting = client([...ca, ...security]);
-      assert.equal((await trusting.status).code, 0, trusting.log());
-      const summary = JSON.parse(trusting.stdout());
-      assert.equal(summary.succeeded, 20, trusting.stdout());
-      assert.deepEqual(Object.keys(summary.perServer), [backend.address]);
+  const trusting = client([...ca, ...security]);
+  assert.equal((await trusting.status).code, 0, trusting.log());
+  const summary = JSON.parse(trusting.stdout());
+  assert.equal(summary.succeeded, 20, trusting.stdout());
+  assert.deepEqual(Object.keys(summary.perServer), [backend.address]);
 
-      const noCa = client(security);
-      assert.equal((await noCa.status).code, 1, noCa.log());
-      assert.match(
-        noCa.log(),
-        /^error: Cannot connect to etcd over TLS as no CA was given.*--etcd-ca/,
-      );
-      assert.equal(noCa.log().split("\n").length, 1, noCa.log());
-
-      // Trusted, but with a wrong password: etcd's refusal, then one error line.
-      const wrong = await secrets.write("wrong-password", "not-the-password");
-      const refused = client([...ca, ...security.slice(0, -1), wrong]);
-      assert.equal((await refused.status).code, 1, refused.log());
-      assert.match(refused.log(), /authentication failed, invalid user ID or password/);
-      assert.match(refused.log(), /\nerror: Cannot find the balancers as etcd .* did not answer/);
-    },
+  const noCa = client(security);
+  assert.equal((await noCa.status).code, 1, noCa.log());
+  assert.match(
+    noCa.log(),
+    /^error: Cannot connect to etcd over TLS as no CA was given.*--etcd-ca/,
   );
+  assert.equal(noCa.log().split("\n").length, 1, noCa.log());
+
+  // Trusted, but with a wrong password: etcd's refusal, then one error line.
+  const wrong = await secrets.write("wrong-password", "not-the-password");
+  const refused = client([...ca, ...security.slice(0, -1), wrong]);
+  assert.equal((await refused.status).code, 1, refused.log());
+  assert.match(refused.log(), /authentication failed, invalid user ID or password/);
+  assert.match(refused.log(), /\nerror: Cannot find the balancers as etcd .* did not answer/);
 });
 
 Deno.test("etcd security flags: a file Deno may not read, and bad combinations, are one line naming the flag", async () => {

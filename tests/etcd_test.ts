@@ -6,18 +6,14 @@ import assert from "node:assert/strict";
 import { configure, type LogRecord, reset } from "@logtape/logtape";
 import type { Etcd3 } from "etcd3";
 import { retryDelayMs } from "../lib/wire/backoff.ts";
-import { createEtcdClient, type EtcdClientOptions } from "../lib/etcd/etcd_client.ts";
+import type { EtcdClientOptions } from "../lib/etcd/etcd_client.ts";
 import { parseServerValue } from "../lib/etcd/etcd_layout.ts";
 import { EtcdDiscovery } from "../lib/etcd/etcd_discovery.ts";
 import { EtcdRegistration } from "../lib/etcd/etcd_registration.ts";
 import { ServerSet } from "../lib/balancer/server_set.ts";
-import {
-  type EtcdProcess,
-  startEtcd,
-  type StartEtcdOptions,
-  startTcpProxy,
-  waitFor,
-} from "./_etcd.ts";
+import type { EtcdProcess, StartEtcdOptions, TcpProxy } from "./_etcd.ts";
+import { startSystem } from "./_harness.ts";
+import { waitFor } from "./_system.ts";
 
 const PREFIX = "/servers/";
 /** Generous: etcd3 and grpc-js reconnect with backoff after an outage. */
@@ -93,6 +89,8 @@ interface Env {
   logs: LogRecord[];
   /** A client for the code under test; closed after the test. */
   client(endpoint?: string, options?: EtcdClientOptions): Etcd3;
+  /** Starts a TCP proxy to etcd, to cut the code under test off; closed after the test. */
+  startProxy(): TcpProxy;
 }
 
 /** Runs `fn` with a fresh etcd and captured logs, and releases everything afterwards. */
@@ -110,24 +108,20 @@ function withEtcd(
         { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["capture"] },
       ],
     });
-    const etcd = await startEtcd(etcdOptions);
-    const clients: Etcd3[] = [];
-    const client = (endpoint = etcd.endpoint, options?: EtcdClientOptions) => {
-      const created = createEtcdClient([endpoint], options);
-      clients.push(created);
-      return created;
-    };
-    const admin = client();
     try {
-      await fn({ etcd, admin, logs, client });
-    } catch (error) {
-      // The library's own account of what happened is the best clue to a failure.
-      for (const record of logs) console.error(formatRecord(record));
-      console.error(`etcd log: ${etcd.dataDir}/etcd.log (removed after the test)`);
-      throw error;
+      await using sys = await startSystem({ etcd: etcdOptions });
+      const { etcd } = sys;
+      const client = (endpoint = etcd.endpoint, options?: EtcdClientOptions) =>
+        sys.etcdClient([endpoint], options);
+      try {
+        await fn({ etcd, admin: client(), logs, client, startProxy: () => sys.proxy() });
+      } catch (error) {
+        // The library's own account of what happened is the best clue to a failure.
+        for (const record of logs) console.error(formatRecord(record));
+        console.error(`etcd log: ${etcd.dataDir}/etcd.log (removed after the test)`);
+        throw error;
+      }
     } finally {
-      for (const created of clients) created.close();
-      await etcd.close();
       await reset();
     }
   };
@@ -435,8 +429,8 @@ Deno.test(
 
 Deno.test(
   "EtcdDiscovery replays changes made while its own connection was cut",
-  withEtcd(async ({ etcd, admin, client }) => {
-    const proxy = startTcpProxy(etcd.endpoint);
+  withEtcd(async ({ admin, client, startProxy }) => {
+    const proxy = startProxy();
     const set = new ServerSet();
     const discovery = new EtcdDiscovery({ client: client(proxy.endpoint), prefix: PREFIX, set });
     try {
@@ -459,15 +453,14 @@ Deno.test(
       assert.equal(discovery.lists, 1, "the watch resumed without listing again");
     } finally {
       await discovery.stop();
-      await proxy.close();
     }
   }),
 );
 
 Deno.test(
   "EtcdDiscovery lists again when the revision it resumes from was compacted",
-  withEtcd(async ({ etcd, admin, client }) => {
-    const proxy = startTcpProxy(etcd.endpoint);
+  withEtcd(async ({ admin, client, startProxy }) => {
+    const proxy = startProxy();
     const set = new ServerSet();
     const discovery = new EtcdDiscovery({ client: client(proxy.endpoint), prefix: PREFIX, set });
     try {
@@ -498,7 +491,6 @@ Deno.test(
       await waitFor("a put after the relist", () => set.has("10.0.0.5:5"), RECOVERY_TIMEOUT_MS);
     } finally {
       await discovery.stop();
-      await proxy.close();
     }
   }),
 );

@@ -5,18 +5,10 @@
  * rules in process, on `EtcdDiscovery` alone.)
  */
 import assert from "node:assert/strict";
-import { createEtcdClient } from "../lib/etcd/etcd_client.ts";
 import { DEFAULT_ETCD_PREFIX } from "../lib/etcd/etcd_layout.ts";
-import { createLoadBalancerClient, unary } from "../lib/wire/proto.ts";
-import { startEtcd } from "./_etcd.ts";
-import {
-  listServers,
-  startBackend,
-  startBalancer,
-  stopAll,
-  waitFor,
-  waitForServers,
-} from "./_system.ts";
+import { unary } from "../lib/wire/proto.ts";
+import { startSystem } from "./_harness.ts";
+import { listServers, waitFor, waitForServers } from "./_system.ts";
 
 /** Keys (under the prefix) and values that name no server. */
 const GARBAGE: [key: string, value: string][] = [
@@ -35,40 +27,32 @@ const GARBAGE: [key: string, value: string][] = [
 ];
 
 Deno.test("a balancer process skips etcd values that are not an address or not JSON, warns naming each key, and lists only the valid server", async () => {
-  const etcd = await startEtcd();
-  const etcdClient = createEtcdClient([etcd.endpoint]);
+  await using sys = await startSystem({ etcd: true });
+  const etcdClient = sys.etcdClient();
   // Info level: the warnings stay among the kept log lines (debug fills them with checks).
-  const balancer = await startBalancer(["--etcd", etcd.endpoint, "--log-level", "info"]);
-  const lb = createLoadBalancerClient(balancer.address);
-  let backend;
-  try {
-    for (const [key, value] of GARBAGE) {
-      await etcdClient.put(`${DEFAULT_ETCD_PREFIX}${key}`).value(value);
-    }
-    backend = startBackend(["--etcd", etcd.endpoint]);
-    await waitForServers(lb, [backend.address]);
-    for (const [key] of GARBAGE) {
-      const named = `Skipped etcd key ${DEFAULT_ETCD_PREFIX}${key}:`;
-      await waitFor(`a warning naming ${key}`, () => balancer.process.log().includes(named));
-    }
-    // A garbage key deleted, another turned garbage again: still no phantom, still up.
-    await etcdClient.delete().key(`${DEFAULT_ETCD_PREFIX}not-json`);
-    await etcdClient.put(`${DEFAULT_ETCD_PREFIX}empty`).value("{}");
-    await waitFor(
-      "the rewritten key's warning",
-      () => balancer.process.log().includes(`${DEFAULT_ETCD_PREFIX}empty: the JSON value has no`),
-    );
-    const list = await listServers(lb);
-    assert.deepEqual(list.servers.map((s) => s.server_address), [backend.address]);
-    assert.equal(balancer.process.exited, false, balancer.process.log());
-    const named = await unary(lb.GetServer, lb, { client_id: "c" });
-    assert.equal(named.server_address, backend.address);
-    const longest = Math.max(...balancer.process.log().split("\n").map((l) => l.length));
-    assert.ok(longest < 2_000, `a log line of ${longest} characters: values are shown cut short`);
-  } finally {
-    lb.close();
-    etcdClient.close();
-    await stopAll(balancer, backend);
-    await etcd.close();
+  const balancer = await sys.balancer(sys.onEtcd("--log-level", "info"));
+  const lb = sys.lbClient(balancer.address);
+  for (const [key, value] of GARBAGE) {
+    await etcdClient.put(`${DEFAULT_ETCD_PREFIX}${key}`).value(value);
   }
+  const backend = sys.backend(sys.onEtcd());
+  await waitForServers(lb, [backend.address]);
+  for (const [key] of GARBAGE) {
+    const named = `Skipped etcd key ${DEFAULT_ETCD_PREFIX}${key}:`;
+    await waitFor(`a warning naming ${key}`, () => balancer.process.log().includes(named));
+  }
+  // A garbage key deleted, another turned garbage again: still no phantom, still up.
+  await etcdClient.delete().key(`${DEFAULT_ETCD_PREFIX}not-json`);
+  await etcdClient.put(`${DEFAULT_ETCD_PREFIX}empty`).value("{}");
+  await waitFor(
+    "the rewritten key's warning",
+    () => balancer.process.log().includes(`${DEFAULT_ETCD_PREFIX}empty: the JSON value has no`),
+  );
+  const list = await listServers(lb);
+  assert.deepEqual(list.servers.map((s) => s.server_address), [backend.address]);
+  assert.equal(balancer.process.exited, false, balancer.process.log());
+  const named = await unary(lb.GetServer, lb, { client_id: "c" });
+  assert.equal(named.server_address, backend.address);
+  const longest = Math.max(...balancer.process.log().split("\n").map((l) => l.length));
+  assert.ok(longest < 2_000, `a log line of ${longest} characters: values are shown cut short`);
 });

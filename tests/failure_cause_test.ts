@@ -15,13 +15,11 @@ import {
 import { unary } from "../lib/wire/proto.ts";
 import { formatSummary } from "../lib/client/summary_text.ts";
 import { TaskClient, type TaskOutcome } from "../lib/client/task_client.ts";
-import {
-  createLoadBalancerClient,
-  freePort,
-  startBalancer,
-  stopAll,
-  waitForServers,
-} from "./_system.ts";
+import { startSystem } from "./_harness.ts";
+import { freePort, waitForServers } from "./_system.ts";
+
+/** Balancer flags that keep a server in the picks: no health checks, a TTL of ten minutes. */
+const NO_EJECTION = ["--builtin-ttl-ms", "600000", "--health-interval-ms", "0"];
 
 /** Runs the client entry to completion and returns its exit code, stdout and log. */
 async function runClient(args: string[]) {
@@ -31,40 +29,31 @@ async function runClient(args: string[]) {
 }
 
 Deno.test("client --json names the cause and the server when a registered server refuses connections", async () => {
+  await using sys = await startSystem();
   // No health checks, and a long TTL: the dead server stays in the picks, as one that has just
   // died would until the balancer notices.
-  const balancer = await startBalancer([
-    "--builtin-ttl-ms",
-    "600000",
-    "--health-interval-ms",
-    "0",
-  ]);
+  const balancer = await sys.balancer(NO_EJECTION);
   const dead = `127.0.0.1:${freePort()}`;
-  const lb = createLoadBalancerClient(balancer.address);
-  try {
-    await unary(lb.RegisterServer, lb, { server_address: dead }, {
-      deadline: Date.now() + 5_000,
-    });
-    await waitForServers(lb, [dead]);
-    const run = await runClient(["--balancer", balancer.address, "--json"]);
-    assert.equal(run.code, 1, run.log);
-    const summary = JSON.parse(run.out);
-    assert.equal(summary.failed, 3);
-    assert.deepEqual(summary.failuresByCode, { UNAVAILABLE: 3 });
-    assert.equal(summary.otherFailures, 0);
-    const causes = summary.failureCauses as FailureCause[];
-    assert.equal(causes.reduce((n, c) => n + c.count, 0), 3, JSON.stringify(causes));
-    for (const cause of causes) {
-      assert.equal(cause.code, "UNAVAILABLE");
-      assert.equal(cause.server, dead, JSON.stringify(cause));
-      assert.match(cause.message, /ECONNREFUSED|refused/);
-      assert.ok(cause.message.includes(dead), cause.message);
-      // Every attempt went to the one server there is; the message says it was retried.
-      assert.match(cause.message, /^after 3 attempts \(/);
-    }
-  } finally {
-    lb.close();
-    await stopAll(balancer);
+  const lb = sys.lbClient(balancer.address);
+  await unary(lb.RegisterServer, lb, { server_address: dead }, {
+    deadline: Date.now() + 5_000,
+  });
+  await waitForServers(lb, [dead]);
+  const run = await runClient(["--balancer", balancer.address, "--json"]);
+  assert.equal(run.code, 1, run.log);
+  const summary = JSON.parse(run.out);
+  assert.equal(summary.failed, 3);
+  assert.deepEqual(summary.failuresByCode, { UNAVAILABLE: 3 });
+  assert.equal(summary.otherFailures, 0);
+  const causes = summary.failureCauses as FailureCause[];
+  assert.equal(causes.reduce((n, c) => n + c.count, 0), 3, JSON.stringify(causes));
+  for (const cause of causes) {
+    assert.equal(cause.code, "UNAVAILABLE");
+    assert.equal(cause.server, dead, JSON.stringify(cause));
+    assert.match(cause.message, /ECONNREFUSED|refused/);
+    assert.ok(cause.message.includes(dead), cause.message);
+    // Every attempt went to the one server there is; the message says it was retried.
+    assert.match(cause.message, /^after 3 attempts \(/);
   }
 });
 
@@ -112,42 +101,32 @@ Deno.test("TaskClient says why a name did not resolve: Deno's net permission (ge
 });
 
 Deno.test("TaskClient names the connection error behind a GetServer deadline on a balancer that went away", async () => {
-  const balancer = await startBalancer([
-    "--builtin-ttl-ms",
-    "600000",
-    "--health-interval-ms",
-    "0",
-  ]);
-  const lb = createLoadBalancerClient(balancer.address);
-  const client = new TaskClient({
+  await using sys = await startSystem();
+  const balancer = await sys.balancer(NO_EJECTION);
+  const lb = sys.lbClient(balancer.address);
+  const client = sys.taskClient({
     balancer: balancer.address,
     clientId: "deadline",
     lookupTimeoutMs: 1_000,
   });
-  try {
-    await unary(lb.RegisterServer, lb, { server_address: `127.0.0.1:${freePort()}` }, {
-      deadline: Date.now() + 5_000,
-    });
-    // Once the lone balancer has answered, the client waits for it (until the deadline) when
-    // it is gone, instead of failing at once.
-    await client.getServer();
-    await balancer.process.stop();
-    const outcome = await client.run("t-1", "SIMPLE");
-    assert.ok(!outcome.ok);
-    assert.equal(outcome.code, grpc.status.DEADLINE_EXCEEDED);
-    assert.match(
-      outcome.message,
-      new RegExp(`^GetServer to balancer ${balancer.address} failed: `),
-    );
-    assert.match(
-      outcome.message,
-      new RegExp(`; the connection failed: .*ECONNREFUSED ${balancer.address}`),
-    );
-  } finally {
-    client.close();
-    lb.close();
-    await stopAll(balancer);
-  }
+  await unary(lb.RegisterServer, lb, { server_address: `127.0.0.1:${freePort()}` }, {
+    deadline: Date.now() + 5_000,
+  });
+  // Once the lone balancer has answered, the client waits for it (until the deadline) when
+  // it is gone, instead of failing at once.
+  await client.getServer();
+  await balancer.process.stop();
+  const outcome = await client.run("t-1", "SIMPLE");
+  assert.ok(!outcome.ok);
+  assert.equal(outcome.code, grpc.status.DEADLINE_EXCEEDED);
+  assert.match(
+    outcome.message,
+    new RegExp(`^GetServer to balancer ${balancer.address} failed: `),
+  );
+  assert.match(
+    outcome.message,
+    new RegExp(`; the connection failed: .*ECONNREFUSED ${balancer.address}`),
+  );
 });
 
 /** A stand-in client whose tasks end with the given outcomes, in turn. */

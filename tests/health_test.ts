@@ -12,7 +12,8 @@ import {
   type ServingStatus,
 } from "../lib/health/grpc_health.ts";
 import { bindServer, createServer, shutdownServer } from "../lib/wire/grpc_server.ts";
-import { startBackend, startBalancer, type Started, stopAll, waitFor } from "./_system.ts";
+import { startSystem } from "./_harness.ts";
+import { waitFor } from "./_system.ts";
 
 Deno.test("the health service answers Check and Watch as grpc.health.v1 specifies", async () => {
   const health = new HealthService(["", "svc"]);
@@ -53,26 +54,17 @@ Deno.test("the health service answers Check and Watch as grpc.health.v1 specifie
 });
 
 Deno.test("the balancer is NOT_SERVING while it knows no server, and SERVING once it does", async () => {
-  let balancer: Started | undefined;
-  let backend: Started | undefined;
-  const lb = { health: undefined as ReturnType<typeof createHealthClient> | undefined };
-  try {
-    balancer = await startBalancer();
-    lb.health = createHealthClient(balancer.address);
-    assert.equal(await check(lb.health, "", 2_000), "NOT_SERVING");
-    assert.equal(await check(lb.health, "load_balancer.LoadBalancer", 2_000), "NOT_SERVING");
-    backend = startBackend(["--balancer", balancer.address]);
-    await waitFor("the balancer to serve", async () => {
-      return await check(lb.health!, "", 2_000) === "SERVING";
-    }, 15_000);
-    const backendHealth = createHealthClient(backend.address);
-    try {
-      assert.equal(await check(backendHealth, "load_balancer.Backend", 2_000), "SERVING");
-    } finally {
-      backendHealth.close();
-    }
-  } finally {
-    lb.health?.close();
-    await stopAll(balancer, backend);
-  }
+  await using sys = await startSystem();
+  const balancer = await sys.balancer();
+  const health = createHealthClient(balancer.address);
+  sys.defer(() => health.close());
+  assert.equal(await check(health, "", 2_000), "NOT_SERVING");
+  assert.equal(await check(health, "load_balancer.LoadBalancer", 2_000), "NOT_SERVING");
+  const backend = sys.backend(["--balancer", balancer.address]);
+  await waitFor("the balancer to serve", async () => {
+    return await check(health, "", 2_000) === "SERVING";
+  }, 15_000);
+  const backendHealth = createHealthClient(backend.address);
+  sys.defer(() => backendHealth.close());
+  assert.equal(await check(backendHealth, "load_balancer.Backend", 2_000), "SERVING");
 });

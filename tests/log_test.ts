@@ -4,7 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { jsonFormatter, renderValue } from "../lib/ops/log.ts";
-import { startBackend, startBalancer, stopAll, waitFor } from "./_system.ts";
+import { startSystem } from "./_harness.ts";
+import { waitFor } from "./_system.ts";
 
 Deno.test("errors are logged as their message (and cause) on one line, without a stack", () => {
   const inspect = (v: unknown) => Deno.inspect(v);
@@ -57,18 +58,17 @@ function jsonLines(log: string): Record<string, unknown>[] {
 }
 
 Deno.test("--log-format json: every line of a balancer and a backend is a JSON object", async () => {
-  const balancer = await startBalancer(["--log-format", "json"]);
-  const backend = startBackend(["--balancer", balancer.address, "--log-format", "json"]);
+  await using sys = await startSystem();
+  const balancer = await sys.balancer(["--log-format", "json"]);
+  const backend = sys.backend(["--balancer", balancer.address, "--log-format", "json"]);
   const lines = () => jsonLines(balancer.process.log());
   const about = (pattern: RegExp) =>
     lines().find((line) => pattern.test(String(line.message)) && line.address === backend.address);
-  try {
-    await waitFor("the backend to register", () => about(/registered$/), 20_000, 50);
-    backend.process.signal("SIGKILL");
-    await waitFor("the balancer to eject the backend", () => about(/ ejected: /), 20_000, 50);
-  } finally {
-    await stopAll(backend, balancer);
-  }
+  await waitFor("the backend to register", () => about(/registered$/), 20_000, 50);
+  backend.process.signal("SIGKILL");
+  await waitFor("the balancer to eject the backend", () => about(/ ejected: /), 20_000, 50);
+  // Every line up to their exit.
+  await sys.close();
   const all = [...lines(), ...jsonLines(backend.process.log())];
   for (const line of all) {
     assert.equal(typeof line["@timestamp"], "string");

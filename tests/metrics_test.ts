@@ -6,19 +6,9 @@
  */
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
-import { createBackendClient, type LoadBalancerClient, unary } from "../lib/wire/proto.ts";
-import { TaskClient } from "../lib/client/task_client.ts";
-import { type EtcdProcess, startEtcd, startTcpProxy, type TcpProxy } from "./_etcd.ts";
-import {
-  createLoadBalancerClient,
-  freePort,
-  startBackend,
-  startBalancer,
-  type Started,
-  stopAll,
-  waitFor,
-  waitForServers,
-} from "./_system.ts";
+import { createBackendClient, unary } from "../lib/wire/proto.ts";
+import { startSystem } from "./_harness.ts";
+import { freePort, type Started, waitFor, waitForServers } from "./_system.ts";
 
 /** One sample line: `name{label="value",...} value`. */
 interface Sample {
@@ -150,148 +140,121 @@ const SIMPLE_TASKS = 24;
 const HEAVY_TASKS = 6;
 
 Deno.test("/metrics of the balancer and backends parse, and count picks, reports, tasks, ejections and readmissions", async () => {
-  let etcd: EtcdProcess | undefined;
-  let balancer: Started | undefined;
+  await using sys = await startSystem({ etcd: true });
+  const balancerHttp = freePort();
+  const balancer = await sys.balancer(
+    sys.onEtcd("--policy", "round_robin", "--http-port", String(balancerHttp)),
+  );
   const backends: (Started & { http: number })[] = [];
-  let lb: LoadBalancerClient | undefined;
-  let client: TaskClient | undefined;
-  try {
-    etcd = await startEtcd();
-    const balancerHttp = freePort();
-    balancer = await startBalancer([
-      "--etcd",
-      etcd.endpoint,
-      "--policy",
-      "round_robin",
-      "--http-port",
-      String(balancerHttp),
-    ]);
-    for (let i = 0; i < 3; i++) {
-      const http = freePort();
-      const args = ["--etcd", etcd.endpoint, "--balancer", balancer.address];
-      backends.push({ ...startBackend([...args, "--http-port", String(http)]), http });
-    }
-    const addresses = backends.map((b) => b.address);
-    lb = createLoadBalancerClient(balancer.address);
-    await waitForServers(lb, addresses, 20_000, true);
-
-    // Tasks through the balancer, one GetServer each (lookaside, no failure, no retry).
-    const tasks = new TaskClient({ balancer: balancer.address, clientId: "metrics-test" });
-    client = tasks;
-    const sent = new Map(addresses.map((a) => [a, { SIMPLE: 0, CPU_HEAVY: 0 }]));
-    for (let i = 0; i < SIMPLE_TASKS + HEAVY_TASKS; i++) {
-      const type = i < SIMPLE_TASKS ? "SIMPLE" : "CPU_HEAVY";
-      const outcome = await tasks.run(`t${i}`, type);
-      assert.ok(outcome.ok && outcome.attempts === 1, JSON.stringify(outcome));
-      sent.get(outcome.server)![type]++;
-    }
-    const lookups = SIMPLE_TASKS + HEAVY_TASKS;
-    // A type no backend accepts, straight to the first backend.
-    const direct = createBackendClient(addresses[0]);
-    await assert.rejects(
-      unary(direct.ProcessTask, direct, { task_id: "bad", task_type: "NOPE" }),
-      (error: grpc.ServiceError) => error.code === grpc.status.INVALID_ARGUMENT,
-    );
-    direct.close();
-
-    const lbMetrics = await scrape(balancerHttp);
-    const picks = addresses.map((server) =>
-      value(lbMetrics, "lb_picks_total", { policy: "round_robin", server }) ?? 0
-    );
-    assert.ok(picks.every((n) => n > 0), `picks ${picks}`);
-    assert.equal(picks.reduce((a, b) => a + b), lookups);
-    assert.equal(value(lbMetrics, "lb_get_server_duration_seconds_count"), lookups);
-    assert.ok(value(lbMetrics, "lb_get_server_duration_seconds_sum")! > 0);
-    assert.equal(value(lbMetrics, "lb_servers", { state: "known" }), 3);
-    assert.equal(value(lbMetrics, "lb_servers", { state: "healthy" }), 3);
-    assert.ok(value(lbMetrics, "lb_load_reports_total", { result: "ok" })! > 0);
-    assert.equal(value(lbMetrics, "lb_policy_info", { policy: "round_robin" }), 1);
-    assert.equal(value(lbMetrics, "lb_watch_subscribers"), 0);
-    assert.equal(value(lbMetrics, "lb_etcd_watch_reconnects_total"), 0);
-    assert.equal(value(lbMetrics, "lb_health_ejections_total"), 0);
-    assert.equal(value(lbMetrics, "lb_health_readmissions_total"), 0);
-    assert.ok(value(lbMetrics, "lb_process_resident_memory_bytes")! > 0);
-    assert.ok(value(lbMetrics, "lb_process_heap_used_bytes")! > 0);
-    assert.ok(value(lbMetrics, "lb_process_cpu_seconds_total")! > 0);
-    // Sampled every 100 ms since the balancer started, over a second ago.
-    assert.ok(value(lbMetrics, "lb_event_loop_lag_seconds_count")! >= 5);
-    assert.equal(
-      value(lbMetrics, "lb_event_loop_lag_seconds_bucket", { le: "+Inf" }),
-      value(lbMetrics, "lb_event_loop_lag_seconds_count"),
-    );
-
-    for (const [i, backend] of backends.entries()) {
-      const m = await scrape(backend.http);
-      const bad = i === 0 ? 1 : undefined;
-      for (const type of ["SIMPLE", "CPU_HEAVY"] as const) {
-        const want = sent.get(backend.address)![type];
-        const ok = value(m, "lb_backend_tasks_total", { type, result: "ok" }) ?? 0;
-        assert.equal(ok, want, `${backend.address} ${type}`);
-        const count = value(m, "lb_backend_task_duration_seconds_count", { type }) ?? 0;
-        assert.equal(count, want, `${backend.address} ${type} durations`);
-      }
-      assert.equal(
-        value(m, "lb_backend_tasks_total", { type: "other", result: "invalid_argument" }),
-        bad,
-      );
-      assert.equal(value(m, "lb_backend_queue_length"), 0);
-      assert.equal(value(m, "lb_backend_tasks_in_flight"), 0);
-      assert.ok(value(m, "lb_backend_cpu_seconds_total")! > 0);
-      assert.ok(value(m, "lb_process_resident_memory_bytes")! > 0);
-    }
-
-    // A hung backend is ejected, then readmitted when it resumes.
-    const healthy = async () =>
-      value(await scrape(balancerHttp), "lb_servers", { state: "healthy" });
-    backends[1].process.signal("SIGSTOP");
-    await waitFor("the hung backend to be ejected", async () => (await healthy()) === 2);
-    backends[1].process.signal("SIGCONT");
-    await waitFor("the backend to be readmitted", async () => (await healthy()) === 3);
-    let after = await scrape(balancerHttp);
-    assert.equal(value(after, "lb_health_ejections_total"), 1);
-    assert.equal(value(after, "lb_health_readmissions_total"), 1);
-
-    // A killed one is ejected, and stays so.
-    backends[2].process.signal("SIGKILL");
-    await backends[2].process.status;
-    await waitFor("the killed backend to be ejected", async () => (await healthy()) === 2);
-    after = await scrape(balancerHttp);
-    assert.equal(value(after, "lb_health_ejections_total"), 2);
-    assert.equal(value(after, "lb_health_readmissions_total"), 1);
-  } finally {
-    client?.close();
-    lb?.close();
-    await stopAll(balancer, ...backends);
-    await etcd?.close();
+  for (let i = 0; i < 3; i++) {
+    const http = freePort();
+    const args = sys.onEtcd("--balancer", balancer.address);
+    backends.push({ ...sys.backend([...args, "--http-port", String(http)]), http });
   }
+  const addresses = backends.map((b) => b.address);
+  const lb = sys.lbClient(balancer.address);
+  await waitForServers(lb, addresses, 20_000, true);
+
+  // Tasks through the balancer, one GetServer each (lookaside, no failure, no retry).
+  const tasks = sys.taskClient({ balancer: balancer.address, clientId: "metrics-test" });
+  const sent = new Map(addresses.map((a) => [a, { SIMPLE: 0, CPU_HEAVY: 0 }]));
+  for (let i = 0; i < SIMPLE_TASKS + HEAVY_TASKS; i++) {
+    const type = i < SIMPLE_TASKS ? "SIMPLE" : "CPU_HEAVY";
+    const outcome = await tasks.run(`t${i}`, type);
+    assert.ok(outcome.ok && outcome.attempts === 1, JSON.stringify(outcome));
+    sent.get(outcome.server)![type]++;
+  }
+  const lookups = SIMPLE_TASKS + HEAVY_TASKS;
+  // A type no backend accepts, straight to the first backend.
+  const direct = createBackendClient(addresses[0]);
+  await assert.rejects(
+    unary(direct.ProcessTask, direct, { task_id: "bad", task_type: "NOPE" }),
+    (error: grpc.ServiceError) => error.code === grpc.status.INVALID_ARGUMENT,
+  );
+  direct.close();
+
+  const lbMetrics = await scrape(balancerHttp);
+  const picks = addresses.map((server) =>
+    value(lbMetrics, "lb_picks_total", { policy: "round_robin", server }) ?? 0
+  );
+  assert.ok(picks.every((n) => n > 0), `picks ${picks}`);
+  assert.equal(picks.reduce((a, b) => a + b), lookups);
+  assert.equal(value(lbMetrics, "lb_get_server_duration_seconds_count"), lookups);
+  assert.ok(value(lbMetrics, "lb_get_server_duration_seconds_sum")! > 0);
+  assert.equal(value(lbMetrics, "lb_servers", { state: "known" }), 3);
+  assert.equal(value(lbMetrics, "lb_servers", { state: "healthy" }), 3);
+  assert.ok(value(lbMetrics, "lb_load_reports_total", { result: "ok" })! > 0);
+  assert.equal(value(lbMetrics, "lb_policy_info", { policy: "round_robin" }), 1);
+  assert.equal(value(lbMetrics, "lb_watch_subscribers"), 0);
+  assert.equal(value(lbMetrics, "lb_etcd_watch_reconnects_total"), 0);
+  assert.equal(value(lbMetrics, "lb_health_ejections_total"), 0);
+  assert.equal(value(lbMetrics, "lb_health_readmissions_total"), 0);
+  assert.ok(value(lbMetrics, "lb_process_resident_memory_bytes")! > 0);
+  assert.ok(value(lbMetrics, "lb_process_heap_used_bytes")! > 0);
+  assert.ok(value(lbMetrics, "lb_process_cpu_seconds_total")! > 0);
+  // Sampled every 100 ms since the balancer started, over a second ago.
+  assert.ok(value(lbMetrics, "lb_event_loop_lag_seconds_count")! >= 5);
+  assert.equal(
+    value(lbMetrics, "lb_event_loop_lag_seconds_bucket", { le: "+Inf" }),
+    value(lbMetrics, "lb_event_loop_lag_seconds_count"),
+  );
+
+  for (const [i, backend] of backends.entries()) {
+    const m = await scrape(backend.http);
+    const bad = i === 0 ? 1 : undefined;
+    for (const type of ["SIMPLE", "CPU_HEAVY"] as const) {
+      const want = sent.get(backend.address)![type];
+      const ok = value(m, "lb_backend_tasks_total", { type, result: "ok" }) ?? 0;
+      assert.equal(ok, want, `${backend.address} ${type}`);
+      const count = value(m, "lb_backend_task_duration_seconds_count", { type }) ?? 0;
+      assert.equal(count, want, `${backend.address} ${type} durations`);
+    }
+    assert.equal(
+      value(m, "lb_backend_tasks_total", { type: "other", result: "invalid_argument" }),
+      bad,
+    );
+    assert.equal(value(m, "lb_backend_queue_length"), 0);
+    assert.equal(value(m, "lb_backend_tasks_in_flight"), 0);
+    assert.ok(value(m, "lb_backend_cpu_seconds_total")! > 0);
+    assert.ok(value(m, "lb_process_resident_memory_bytes")! > 0);
+  }
+
+  // A hung backend is ejected, then readmitted when it resumes.
+  const healthy = async () => value(await scrape(balancerHttp), "lb_servers", { state: "healthy" });
+  backends[1].process.signal("SIGSTOP");
+  await waitFor("the hung backend to be ejected", async () => (await healthy()) === 2);
+  backends[1].process.signal("SIGCONT");
+  await waitFor("the backend to be readmitted", async () => (await healthy()) === 3);
+  let after = await scrape(balancerHttp);
+  assert.equal(value(after, "lb_health_ejections_total"), 1);
+  assert.equal(value(after, "lb_health_readmissions_total"), 1);
+
+  // A killed one is ejected, and stays so.
+  backends[2].process.signal("SIGKILL");
+  await backends[2].process.status;
+  await waitFor("the killed backend to be ejected", async () => (await healthy()) === 2);
+  after = await scrape(balancerHttp);
+  assert.equal(value(after, "lb_health_ejections_total"), 2);
+  assert.equal(value(after, "lb_health_readmissions_total"), 1);
 });
 
 Deno.test("/metrics counts the balancer's etcd watch coming back after its connection was cut", async () => {
-  let etcd: EtcdProcess | undefined;
-  let proxy: TcpProxy | undefined;
-  let balancer: Started | undefined;
-  try {
-    etcd = await startEtcd();
-    proxy = startTcpProxy(etcd.endpoint);
-    const http = freePort();
-    balancer = await startBalancer(["--etcd", proxy.endpoint, "--http-port", String(http)]);
-    const log = () => balancer!.process.log();
-    const reconnects = async () => value(await scrape(http), "lb_etcd_watch_reconnects_total");
-    // The servers' watch: the balancer also watches /balancers/, whose lines must not count.
-    await waitFor("the balancer to watch etcd", () => /Watching \/servers\/ in etcd/.test(log()));
-    assert.equal(await reconnects(), 0);
+  await using sys = await startSystem({ etcd: true });
+  const proxy = sys.proxy();
+  const http = freePort();
+  const balancer = await sys.balancer(["--etcd", proxy.endpoint, "--http-port", String(http)]);
+  const log = () => balancer.process.log();
+  const reconnects = async () => value(await scrape(http), "lb_etcd_watch_reconnects_total");
+  // The servers' watch: the balancer also watches /balancers/, whose lines must not count.
+  await waitFor("the balancer to watch etcd", () => /Watching \/servers\/ in etcd/.test(log()));
+  assert.equal(await reconnects(), 0);
 
-    proxy.cut();
-    await waitFor(
-      "the balancer to lose its watch",
-      () => /Lost the etcd watch of \/servers\//.test(log()),
-    );
-    assert.equal(await reconnects(), 0);
-    proxy.restore();
-    await waitFor("the watch to come back", async () => (await reconnects()) === 1, 20_000);
-  } finally {
-    await stopAll(balancer);
-    await proxy?.close();
-    await etcd?.close();
-  }
+  proxy.cut();
+  await waitFor(
+    "the balancer to lose its watch",
+    () => /Lost the etcd watch of \/servers\//.test(log()),
+  );
+  assert.equal(await reconnects(), 0);
+  proxy.restore();
+  await waitFor("the watch to come back", async () => (await reconnects()) === 1, 20_000);
 });

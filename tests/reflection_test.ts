@@ -8,7 +8,8 @@ import * as grpc from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
 import descriptor from "protobufjs/ext/descriptor/index.js";
 import { PROJECT_ROOT } from "../lib/harness/entry_process.ts";
-import { startBackend, startBalancer, stopAll, waitFor } from "./_system.ts";
+import { startSystem } from "./_harness.ts";
+import { waitFor } from "./_system.ts";
 
 const VERSIONS = ["v1", "v1alpha"] as const;
 
@@ -62,51 +63,45 @@ async function listServices(version: typeof VERSIONS[number], address: string) {
 }
 
 Deno.test("balancer and backend list their services over reflection v1 and v1alpha", async () => {
-  const balancer = await startBalancer();
-  const backend = startBackend(["--balancer", balancer.address]);
-  try {
-    for (const version of VERSIONS) {
-      assert.deepEqual(await listServices(version, balancer.address), [
-        "grpc.health.v1.Health",
-        "load_balancer.LoadBalancer",
-      ]);
-      const backendServices = await waitFor(
-        "backend to answer reflection",
-        () => listServices(version, backend.address),
-        20_000,
-        50,
-      );
-      assert.deepEqual(backendServices, ["grpc.health.v1.Health", "load_balancer.Backend"]);
-    }
-  } finally {
-    await stopAll(backend, balancer);
+  await using sys = await startSystem();
+  const balancer = await sys.balancer();
+  const backend = sys.backend(["--balancer", balancer.address]);
+  for (const version of VERSIONS) {
+    assert.deepEqual(await listServices(version, balancer.address), [
+      "grpc.health.v1.Health",
+      "load_balancer.LoadBalancer",
+    ]);
+    const backendServices = await waitFor(
+      "backend to answer reflection",
+      () => listServices(version, backend.address),
+      20_000,
+      50,
+    );
+    assert.deepEqual(backendServices, ["grpc.health.v1.Health", "load_balancer.Backend"]);
   }
 });
 
 Deno.test("the balancer serves the file descriptor of load_balancer.LoadBalancer", async () => {
-  const balancer = await startBalancer();
-  try {
-    for (const version of VERSIONS) {
-      const response = await reflect(version, balancer.address, {
-        file_containing_symbol: "load_balancer.LoadBalancer",
-      });
-      const files = response.file_descriptor_response!.file_descriptor_proto.map((bytes) =>
-        descriptor.FileDescriptorProto.decode(bytes) as unknown as {
-          name: string;
-          package: string;
-          service: { name: string; method: { name: string }[] }[];
-        }
-      );
-      const file = files.find((f) => f.package === "load_balancer");
-      assert.ok(file, `no load_balancer file in ${files.map((f) => f.name)}`);
-      const service = file.service.find((s) => s.name === "LoadBalancer");
-      assert.ok(service);
-      assert.deepEqual(
-        service.method.map((m) => m.name).sort(),
-        ["GetServer", "ListServers", "RegisterServer", "ReportLoad", "SetPolicy", "WatchServers"],
-      );
-    }
-  } finally {
-    await stopAll(balancer);
+  await using sys = await startSystem();
+  const balancer = await sys.balancer();
+  for (const version of VERSIONS) {
+    const response = await reflect(version, balancer.address, {
+      file_containing_symbol: "load_balancer.LoadBalancer",
+    });
+    const files = response.file_descriptor_response!.file_descriptor_proto.map((bytes) =>
+      descriptor.FileDescriptorProto.decode(bytes) as unknown as {
+        name: string;
+        package: string;
+        service: { name: string; method: { name: string }[] }[];
+      }
+    );
+    const file = files.find((f) => f.package === "load_balancer");
+    assert.ok(file, `no load_balancer file in ${files.map((f) => f.name)}`);
+    const service = file.service.find((s) => s.name === "LoadBalancer");
+    assert.ok(service);
+    assert.deepEqual(
+      service.method.map((m) => m.name).sort(),
+      ["GetServer", "ListServers", "RegisterServer", "ReportLoad", "SetPolicy", "WatchServers"],
+    );
   }
 });

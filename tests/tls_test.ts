@@ -10,7 +10,8 @@ import { contract, createLoadBalancerClient, unary } from "../lib/wire/proto.ts"
 import { bindServer, createServer } from "../lib/wire/grpc_server.ts";
 import { channelCredentials, type TlsConfig } from "../lib/wire/tls.ts";
 import { type Secrets, testSecrets } from "./_secrets.ts";
-import { listServers, startBackend, startBalancer, stopAll, waitForServers } from "./_system.ts";
+import { startSystem } from "./_harness.ts";
+import { listServers } from "./_system.ts";
 
 const read = (name: string) =>
   Deno.readTextFileSync(new URL(`fixtures/tls/${name}`, import.meta.url));
@@ -148,43 +149,40 @@ for (const mutual of [false, true]) {
   const name = mutual ? "mutual TLS" : "TLS";
   Deno.test(`${name} end to end: balancer, backend and client; a plaintext client and an untrusted certificate are refused`, async () => {
     await using secrets = await testSecrets();
-    const admin = channelCredentials(mutual ? CLIENT : { caPem: CA });
-    const balancer = await startBalancer(serverFlags(secrets, mutual), undefined, admin);
-    const backend = startBackend(["--balancer", balancer.address, ...serverFlags(secrets, mutual)]);
-    const lb = createLoadBalancerClient(balancer.address, admin);
-    try {
-      // Listed and healthy: the balancer's health checks reach the backend over (mutual) TLS.
-      await waitForServers(lb, [backend.address], 15_000, true);
-      const good = await runClient(balancer.address, [
-        "--tls-ca",
-        secrets.path("ca.crt"),
-        ...(mutual
-          ? ["--tls-cert", secrets.path("client.crt"), "--tls-key", secrets.path("client.key")]
-          : []),
-      ]);
-      assert.equal(good.code, 0, good.log);
-      assert.deepEqual(good.summary.perServer, { [backend.address]: 4 });
-      const plaintext = await runClient(balancer.address, []);
-      assert.equal(plaintext.code, 1);
-      assert.deepEqual(plaintext.summary.failuresByCode, { UNAVAILABLE: 4 });
-      const untrusted = await runClient(balancer.address, [
-        "--tls-ca",
-        secrets.path(mutual ? "ca.crt" : "untrusted-ca.crt"),
-        ...(mutual
-          ? [
-            "--tls-cert",
-            secrets.path("untrusted-client.crt"),
-            "--tls-key",
-            secrets.path("untrusted-client.key"),
-          ]
-          : []),
-      ]);
-      assert.equal(untrusted.code, 1);
-      assert.deepEqual(untrusted.summary.failuresByCode, { UNAVAILABLE: 4 });
-      assert.equal((await listServers(lb)).servers.length, 1, "the balancer is unchanged");
-    } finally {
-      lb.close();
-      await stopAll(balancer, backend);
-    }
+    await using sys = await startSystem();
+    // Listed and healthy: the balancer's health checks reach the backend over (mutual) TLS.
+    const { balancer, backends: [backend], lb } = await sys.balancerWithBackends({
+      balancerArgs: serverFlags(secrets, mutual),
+      backendArgs: serverFlags(secrets, mutual),
+      credentials: channelCredentials(mutual ? CLIENT : { caPem: CA }),
+      withLoad: true,
+    });
+    const good = await runClient(balancer.address, [
+      "--tls-ca",
+      secrets.path("ca.crt"),
+      ...(mutual
+        ? ["--tls-cert", secrets.path("client.crt"), "--tls-key", secrets.path("client.key")]
+        : []),
+    ]);
+    assert.equal(good.code, 0, good.log);
+    assert.deepEqual(good.summary.perServer, { [backend.address]: 4 });
+    const plaintext = await runClient(balancer.address, []);
+    assert.equal(plaintext.code, 1);
+    assert.deepEqual(plaintext.summary.failuresByCode, { UNAVAILABLE: 4 });
+    const untrusted = await runClient(balancer.address, [
+      "--tls-ca",
+      secrets.path(mutual ? "ca.crt" : "untrusted-ca.crt"),
+      ...(mutual
+        ? [
+          "--tls-cert",
+          secrets.path("untrusted-client.crt"),
+          "--tls-key",
+          secrets.path("untrusted-client.key"),
+        ]
+        : []),
+    ]);
+    assert.equal(untrusted.code, 1);
+    assert.deepEqual(untrusted.summary.failuresByCode, { UNAVAILABLE: 4 });
+    assert.equal((await listServers(lb)).servers.length, 1, "the balancer is unchanged");
   });
 }

@@ -13,7 +13,6 @@ import * as grpc from "@grpc/grpc-js";
 import protobuf from "protobufjs";
 import protoText from "../proto/load_balancer.proto" with { type: "text" };
 import {
-  createBackendClient,
   createLoadBalancerClient,
   type LoadBalancerClient,
   type ServerList,
@@ -22,16 +21,8 @@ import {
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../lib/wire/grpc_server.ts";
 import { statusName } from "../lib/wire/status.ts";
 import { isTransportFailure } from "../lib/client/task_client.ts";
-import {
-  listServers,
-  startBackend,
-  startBalancer,
-  type Started,
-  stopAll,
-  waitFor,
-  waitForServers,
-  waitForTask,
-} from "./_system.ts";
+import { startSystem, type TestSystem } from "./_harness.ts";
+import { listServers, type Started, waitFor, waitForTask } from "./_system.ts";
 import { seededRandom } from "./_policy_helpers.ts";
 
 const ROOT = protobuf.parse(protoText, { keepCase: true }).root;
@@ -250,40 +241,30 @@ function handMade(): [string, Uint8Array | null, number | undefined, string?][] 
 }
 
 /** A balancer with one real backend registered, both as processes, and raw sessions to each. */
-async function withSystem(
-  body: (ctx: {
-    balancer: Started;
-    backend: Started;
-    lb: LoadBalancerClient;
-    sessions: Record<Method["target"], http2.ClientHttp2Session>;
-  }) => Promise<void>,
-): Promise<void> {
-  const balancer = await startBalancer(["--discovery", "builtin", "--policy", "least_load"]);
-  const backend = startBackend(["--balancer", balancer.address]);
-  const lb = createLoadBalancerClient(balancer.address);
-  const sessions: http2.ClientHttp2Session[] = [];
+async function startTargets(sys: TestSystem) {
+  const { balancer, backends: [backend], lb } = await sys.balancerWithBackends({
+    balancerArgs: ["--discovery", "builtin", "--policy", "least_load"],
+    withLoad: true,
+  });
   const connect = (address: string) => {
     const session = http2.connect(`http://${address}`);
-    sessions.push(session);
+    sys.defer(() => session.close());
     return session;
   };
-  try {
-    await waitForServers(lb, [backend.address], 15_000, true);
-    await body({
-      balancer,
-      backend,
-      lb,
-      sessions: { balancer: connect(balancer.address), backend: connect(backend.address) },
-    });
-  } finally {
-    for (const session of sessions) session.close();
-    lb.close();
-    await stopAll(balancer, backend);
-  }
+  const sessions: Record<Method["target"], http2.ClientHttp2Session> = {
+    balancer: connect(balancer.address),
+    backend: connect(backend.address),
+  };
+  return { balancer, backend, lb, sessions };
 }
 
 /** Asserts both processes are up and serve normal calls, and nothing was added or switched. */
-async function assertStillServing(balancer: Started, backend: Started, lb: LoadBalancerClient) {
+async function assertStillServing(
+  sys: TestSystem,
+  balancer: Started,
+  backend: Started,
+  lb: LoadBalancerClient,
+) {
   assert.equal(balancer.process.exited, false, balancer.process.log());
   assert.equal(backend.process.exited, false, backend.process.log());
   const list = await listServers(lb);
@@ -291,82 +272,78 @@ async function assertStillServing(balancer: Started, backend: Started, lb: LoadB
   assert.deepEqual(list.servers.map((s) => s.server_address), [backend.address]);
   const named = await unary(lb.GetServer, lb, { client_id: "after" });
   assert.equal(named.server_address, backend.address);
-  const be = createBackendClient(backend.address);
-  try {
-    assert.match((await waitForTask(be, "after", "CPU_HEAVY")).result, /done/);
-  } finally {
-    be.close();
-  }
+  const be = sys.backendClient(backend.address);
+  assert.match((await waitForTask(be, "after", "CPU_HEAVY")).result, /done/);
 }
 
 Deno.test("every method answers hand-made broken frames and messages with a status", async () => {
-  await withSystem(async ({ balancer, backend, lb, sessions }) => {
-    let tried = 0;
-    for (const m of METHODS) {
-      for (const [label, body, want, contentType] of handMade()) {
-        const answer = await send(sessions[m.target], m, body, contentType);
-        const what = `${m.path} ${label}: ${JSON.stringify(answer)}`;
-        tried++;
-        if (contentType) {
-          // Not gRPC at all: 415 Unsupported Media Type, as the gRPC spec asks of servers.
-          assert.equal(answer.http, 415, what);
-          continue;
-        }
-        assert.notEqual(answer.grpcStatus, undefined, `no grpc-status: ${what}`);
-        if (want !== undefined) {
-          assert.ok(answer.message.length > 0, `no grpc-message: ${what}`);
-          if (want === -1) assert.notEqual(answer.grpcStatus, 0, what);
-          else assert.equal(statusName(answer.grpcStatus), statusName(want), what);
-        }
+  await using sys = await startSystem();
+  const { balancer, backend, lb, sessions } = await startTargets(sys);
+  let tried = 0;
+  for (const m of METHODS) {
+    for (const [label, body, want, contentType] of handMade()) {
+      const answer = await send(sessions[m.target], m, body, contentType);
+      const what = `${m.path} ${label}: ${JSON.stringify(answer)}`;
+      tried++;
+      if (contentType) {
+        // Not gRPC at all: 415 Unsupported Media Type, as the gRPC spec asks of servers.
+        assert.equal(answer.http, 415, what);
+        continue;
+      }
+      assert.notEqual(answer.grpcStatus, undefined, `no grpc-status: ${what}`);
+      if (want !== undefined) {
+        assert.ok(answer.message.length > 0, `no grpc-message: ${what}`);
+        if (want === -1) assert.notEqual(answer.grpcStatus, 0, what);
+        else assert.equal(statusName(answer.grpcStatus), statusName(want), what);
       }
     }
-    console.log(`hand-made bad requests: ${tried} over ${METHODS.length} methods`);
-    await assertStillServing(balancer, backend, lb);
-  });
+  }
+  console.log(`hand-made bad requests: ${tried} over ${METHODS.length} methods`);
+  await assertStillServing(sys, balancer, backend, lb);
 });
 
 Deno.test("seeded random payloads to every method: a status each, OK only for valid messages, processes up, memory flat", async () => {
-  await withSystem(async ({ balancer, backend, lb, sessions }) => {
-    const rng = seededRandom(0x5eed);
-    const run = (count: number) =>
-      pool(count, async (i) => {
-        const m = METHODS[i % METHODS.length];
-        const bytes = randomPayload(rng);
-        const answer = await send(sessions[m.target], m, frame(bytes));
-        return { m, bytes, answer, valid: decodes(m.request, bytes) };
-      });
-    const results: Awaited<ReturnType<typeof run>> = [];
-    const rss = await runUntilFlat(
-      { balancer: balancer.process.pid, backend: backend.process.pid },
-      async () => void results.push(...await run(RANDOM_PAYLOADS)),
-    );
+  await using sys = await startSystem();
+  const { balancer, backend, lb, sessions } = await startTargets(sys);
+  const rng = seededRandom(0x5eed);
+  const run = (count: number) =>
+    pool(count, async (i) => {
+      const m = METHODS[i % METHODS.length];
+      const bytes = randomPayload(rng);
+      const answer = await send(sessions[m.target], m, frame(bytes));
+      return { m, bytes, answer, valid: decodes(m.request, bytes) };
+    });
+  const results: Awaited<ReturnType<typeof run>> = [];
+  const rss = await runUntilFlat(
+    { balancer: balancer.process.pid, backend: backend.process.pid },
+    async () => void results.push(...await run(RANDOM_PAYLOADS)),
+  );
 
-    const byStatus = new Map<string, number>();
-    for (const { m, bytes, answer, valid } of results) {
-      const what = `${m.path} [${bytes.join(",")}]: ${JSON.stringify(answer)}`;
-      assert.notEqual(answer.grpcStatus, undefined, `no grpc-status: ${what}`);
-      const name = statusName(answer.grpcStatus);
-      byStatus.set(name, (byStatus.get(name) ?? 0) + 1);
-      if (!valid) assert.equal(name, "INTERNAL", `invalid protobuf not refused: ${what}`);
-      else assert.notEqual(name, "INTERNAL", `valid protobuf refused: ${what}`);
-      assert.notEqual(name, "UNKNOWN", `a handler threw: ${what}`);
-      if (name !== "OK") assert.ok(answer.message.length > 0, `no grpc-message: ${what}`);
-    }
-    const counts = Object.fromEntries([...byStatus].sort());
-    console.log(
-      `random payloads: ${results.length} in rounds of ${RANDOM_PAYLOADS}, by status: ${
-        JSON.stringify(counts)
-      }`,
-    );
-    for (const [target, samples] of Object.entries(rss)) {
-      console.log(`${target} RSS, at start then after each round: ${samples.map(mib).join(", ")}`);
-    }
-    assert.ok(
-      (byStatus.get("INTERNAL") ?? 0) > results.length / 2,
-      "most random bytes are invalid",
-    );
-    await assertStillServing(balancer, backend, lb);
-  });
+  const byStatus = new Map<string, number>();
+  for (const { m, bytes, answer, valid } of results) {
+    const what = `${m.path} [${bytes.join(",")}]: ${JSON.stringify(answer)}`;
+    assert.notEqual(answer.grpcStatus, undefined, `no grpc-status: ${what}`);
+    const name = statusName(answer.grpcStatus);
+    byStatus.set(name, (byStatus.get(name) ?? 0) + 1);
+    if (!valid) assert.equal(name, "INTERNAL", `invalid protobuf not refused: ${what}`);
+    else assert.notEqual(name, "INTERNAL", `valid protobuf refused: ${what}`);
+    assert.notEqual(name, "UNKNOWN", `a handler threw: ${what}`);
+    if (name !== "OK") assert.ok(answer.message.length > 0, `no grpc-message: ${what}`);
+  }
+  const counts = Object.fromEntries([...byStatus].sort());
+  console.log(
+    `random payloads: ${results.length} in rounds of ${RANDOM_PAYLOADS}, by status: ${
+      JSON.stringify(counts)
+    }`,
+  );
+  for (const [target, samples] of Object.entries(rss)) {
+    console.log(`${target} RSS, at start then after each round: ${samples.map(mib).join(", ")}`);
+  }
+  assert.ok(
+    (byStatus.get("INTERNAL") ?? 0) > results.length / 2,
+    "most random bytes are invalid",
+  );
+  await assertStillServing(sys, balancer, backend, lb);
 });
 
 /** `GetServer` calls with distinct `client_id`s, half under each policy. */
@@ -435,47 +412,47 @@ function lastWatcherCount(balancer: Started): number {
 }
 
 Deno.test("many short-lived clients with distinct client_ids and watchers opened then cancelled: the balancer's memory stays bounded and its watchers are released", async () => {
-  await withSystem(async ({ balancer, backend, lb }) => {
-    // Repeated until memory is flat (measured per workload: 218, 219, then 217-219 MiB through
-    // 9): a leak per client id or per watcher would keep it growing.
-    const workload = async (round: string) => {
-      for (const policy of ["consistent_hash", "round_robin"]) {
-        await unary(lb.SetPolicy, lb, { policy });
-        await shortLivedClients(balancer.address, `${round}-${policy}`, SHORT_LIVED_CALLS / 2);
-      }
-      for (let batch = 0; batch < WATCHERS; batch += 50) {
-        const watches = await Promise.all(
-          Array.from({ length: 50 }, (_, i) => openWatch(lb, `${round}-watcher-${batch + i}`)),
-        );
-        // Its log arrives through a pipe: wait for the line of the batch's last subscription.
-        await waitFor("the open watchers to be counted", () => lastWatcherCount(balancer) >= 50);
-        for (const watch of watches) watch.cancel();
-      }
-      // A probe watcher is the only one left once the cancelled ones are released.
-      await waitFor(
-        "the cancelled watchers to be released",
-        async () => {
-          const probe = await openWatch(lb, "probe");
-          probe.cancel();
-          return lastWatcherCount(balancer) === 1;
-        },
-        10_000,
-        100,
+  await using sys = await startSystem();
+  const { balancer, backend, lb } = await startTargets(sys);
+  // Repeated until memory is flat (measured per workload: 218, 219, then 217-219 MiB through
+  // 9): a leak per client id or per watcher would keep it growing.
+  const workload = async (round: string) => {
+    for (const policy of ["consistent_hash", "round_robin"]) {
+      await unary(lb.SetPolicy, lb, { policy });
+      await shortLivedClients(balancer.address, `${round}-${policy}`, SHORT_LIVED_CALLS / 2);
+    }
+    for (let batch = 0; batch < WATCHERS; batch += 50) {
+      const watches = await Promise.all(
+        Array.from({ length: 50 }, (_, i) => openWatch(lb, `${round}-watcher-${batch + i}`)),
       );
-    };
-    let rounds = 0;
-    const rss = await runUntilFlat(
-      { balancer: balancer.process.pid },
-      () => workload(`round-${++rounds}`),
+      // Its log arrives through a pipe: wait for the line of the batch's last subscription.
+      await waitFor("the open watchers to be counted", () => lastWatcherCount(balancer) >= 50);
+      for (const watch of watches) watch.cancel();
+    }
+    // A probe watcher is the only one left once the cancelled ones are released.
+    await waitFor(
+      "the cancelled watchers to be released",
+      async () => {
+        const probe = await openWatch(lb, "probe");
+        probe.cancel();
+        return lastWatcherCount(balancer) === 1;
+      },
+      10_000,
+      100,
     );
-    console.log(
-      `short-lived clients: ${rounds} rounds of ${SHORT_LIVED_CALLS} GetServer calls with ` +
-        `distinct client_ids from ${SHORT_LIVED_CALLS / CALLS_PER_CLIENT} channels and ` +
-        `${WATCHERS} watchers; balancer RSS at start then after each round: ` +
-        rss.balancer.map(mib).join(", "),
-    );
-    assert.equal(balancer.process.exited, false, balancer.process.log());
-    const named = await unary(lb.GetServer, lb, { client_id: "after" });
-    assert.equal(named.server_address, backend.address);
-  });
+  };
+  let rounds = 0;
+  const rss = await runUntilFlat(
+    { balancer: balancer.process.pid },
+    () => workload(`round-${++rounds}`),
+  );
+  console.log(
+    `short-lived clients: ${rounds} rounds of ${SHORT_LIVED_CALLS} GetServer calls with ` +
+      `distinct client_ids from ${SHORT_LIVED_CALLS / CALLS_PER_CLIENT} channels and ` +
+      `${WATCHERS} watchers; balancer RSS at start then after each round: ` +
+      rss.balancer.map(mib).join(", "),
+  );
+  assert.equal(balancer.process.exited, false, balancer.process.log());
+  const named = await unary(lb.GetServer, lb, { client_id: "after" });
+  assert.equal(named.server_address, backend.address);
 });
