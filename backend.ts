@@ -8,8 +8,8 @@
  */
 import { Backend } from "./lib/backend/backend_process.ts";
 import { BACKEND_USAGE, parseBackendFlags } from "./lib/backend/backend_flags.ts";
-import { onShutdownSignal, runMain } from "./lib/ops/flags.ts";
-import { setupLogging } from "./lib/ops/log.ts";
+import { onShutdownSignal, runMain } from "./lib/runtime/flags.ts";
+import { setupLogging } from "./lib/runtime/log.ts";
 import { assertNetAccess, etcdUses, listenUses } from "./lib/wire/net_access.ts";
 
 const PROGRAM = "backend";

@@ -8,8 +8,8 @@
  */
 import { Balancer } from "./lib/balancer/balancer_process.ts";
 import { BALANCER_USAGE, parseBalancerFlags } from "./lib/balancer/balancer_flags.ts";
-import { onShutdownSignal, runMain } from "./lib/ops/flags.ts";
-import { setupLogging } from "./lib/ops/log.ts";
+import { onShutdownSignal, runMain } from "./lib/runtime/flags.ts";
+import { setupLogging } from "./lib/runtime/log.ts";
 import { assertNetAccess, etcdUses, listenUses } from "./lib/wire/net_access.ts";
 
 const PROGRAM = "balancer";

@@ -9,9 +9,9 @@
 import { BenchRunner } from "./lib/bench/bench_runner.ts";
 import { describeMachine, writeReport } from "./lib/bench/bench_report.ts";
 import { BENCH_USAGE, parseBenchFlags } from "./lib/bench/bench_flags.ts";
-import { runMain } from "./lib/ops/flags.ts";
-import { setupLogging } from "./lib/ops/log.ts";
-import { ProgressBar } from "./lib/ops/progress.ts";
+import { runMain } from "./lib/runtime/flags.ts";
+import { setupLogging } from "./lib/runtime/log.ts";
+import { ProgressBar } from "./lib/runtime/progress.ts";
 
 async function main(): Promise<void> {
   const config = parseBenchFlags(Deno.args);

@@ -9,8 +9,8 @@
  */
 import { CLIENT_USAGE, parseClientFlags } from "./lib/client/client_flags.ts";
 import { runClient } from "./lib/client/client_process.ts";
-import { runMain } from "./lib/ops/flags.ts";
-import { setupLogging } from "./lib/ops/log.ts";
+import { runMain } from "./lib/runtime/flags.ts";
+import { setupLogging } from "./lib/runtime/log.ts";
 
 async function main(): Promise<void> {
   const config = parseClientFlags(Deno.args);

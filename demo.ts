@@ -7,8 +7,8 @@
  */
 import { DEMO_USAGE, parseDemoFlags } from "./lib/harness/demo_flags.ts";
 import { formatDemoTable, runDemo } from "./lib/harness/demo_run.ts";
-import { runMain } from "./lib/ops/flags.ts";
-import { setupLogging } from "./lib/ops/log.ts";
+import { runMain } from "./lib/runtime/flags.ts";
+import { setupLogging } from "./lib/runtime/log.ts";
 
 async function main(): Promise<void> {
   const config = parseDemoFlags(Deno.args);

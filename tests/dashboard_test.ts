@@ -1,11 +1,11 @@
 /**
- * The balancer's dashboard (`lib/ops/dashboard.ts`) against real balancer and backend processes: in
+ * The balancer's dashboard (`lib/balancer/dashboard.ts`) against real balancer and backend processes: in
  * headless Chromium from Debian (`_dashboard_browser.ts`: the servers, their shares, a SIGKILL,
  * a policy change with the token), and over plain HTTP (what `POST /policy` refuses, the bound
  * on `/events`, streams ended at shutdown).
  */
 import assert from "node:assert/strict";
-import { MAX_DASHBOARD_SUBSCRIBERS } from "../lib/ops/dashboard.ts";
+import { MAX_DASHBOARD_SUBSCRIBERS } from "../lib/balancer/dashboard.ts";
 import { PROJECT_ROOT } from "../lib/harness/entry_process.ts";
 import { POLICY_NAMES } from "../policies/mod.ts";
 import { startDashboardSystem } from "./_dashboard.ts";

@@ -1,7 +1,7 @@
 /** Entries refuse a Deno version known to crash them, with one line saying what to run. */
 import assert from "node:assert/strict";
-import { denoVersionProblem } from "../lib/ops/deno_version.ts";
-import { GOAWAY_FIX_APPLIED } from "../lib/wire/http2_goaway_fix.ts";
+import { denoVersionProblem } from "../lib/runtime/deno_version.ts";
+import { GOAWAY_FIX_APPLIED } from "../lib/runtime/http2_goaway_fix.ts";
 
 Deno.test("denoVersionProblem() refuses 2.9.4 to 2.9.6 without the GOAWAY workaround, naming 2.9.3 and the command", () => {
   for (const version of ["2.9.4", "2.9.5", "2.9.6"]) {

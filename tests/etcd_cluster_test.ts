@@ -10,7 +10,7 @@ import type { Etcd3 } from "etcd3";
 import { EtcdDiscovery } from "../lib/etcd/etcd_discovery.ts";
 import { DEFAULT_ETCD_PREFIX } from "../lib/etcd/etcd_layout.ts";
 import { EtcdRegistration } from "../lib/etcd/etcd_registration.ts";
-import { ServerSet } from "../lib/balancer/server_set.ts";
+import { ServerSet } from "../lib/picking/server_set.ts";
 import type { EtcdCluster } from "./_etcd.ts";
 import { describe, loadReaches } from "./_load.ts";
 import { startSystem } from "./_harness.ts";

@@ -10,7 +10,7 @@ import type { EtcdClientOptions } from "../lib/etcd/etcd_client.ts";
 import { parseServerValue } from "../lib/etcd/etcd_layout.ts";
 import { EtcdDiscovery } from "../lib/etcd/etcd_discovery.ts";
 import { EtcdRegistration } from "../lib/etcd/etcd_registration.ts";
-import { ServerSet } from "../lib/balancer/server_set.ts";
+import { ServerSet } from "../lib/picking/server_set.ts";
 import type { EtcdProcess, StartEtcdOptions, TcpProxy } from "./_etcd.ts";
 import { startSystem } from "./_harness.ts";
 import { waitFor } from "./_system.ts";

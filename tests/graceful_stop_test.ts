@@ -2,7 +2,7 @@
  * Regression test for a crash of Deno's `node:http2` (denoland/deno#36788): a process whose
  * grpc-js channel receives a GOAWAY, as every graceful server stop sends, aborts inside nghttp2
  * or segfaults, on Deno 2.9.4 to 2.9.6 (1 to 2 runs in 5 each, measured), unless
- * `lib/wire/http2_goaway_fix.ts` is loaded. Run it several times on a candidate version before moving
+ * `lib/runtime/http2_goaway_fix.ts` is loaded. Run it several times on a candidate version before moving
  * the pin: one pass proves little.
  */
 import assert from "node:assert/strict";

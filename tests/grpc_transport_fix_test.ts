@@ -1,5 +1,5 @@
 /**
- * `lib/wire/grpc_transport_fix.ts`: a server that answers a new connection with its SETTINGS and
+ * `lib/runtime/grpc_transport_fix.ts`: a server that answers a new connection with its SETTINGS and
  * a GOAWAY at once, as one that is shutting down can, must not hang a grpc-js client. Without the
  * fix the client's subchannel turns READY on the dead connection and grpc-js retries the call in
  * microtasks for ever: no timer fires, no deadline ends the call, and the heap fills. The client

@@ -16,8 +16,8 @@ import {
   DEFAULT_MAX_CHECKS_PER_S,
   HealthChecker,
 } from "../lib/health/health_checker.ts";
-import { HealthService, type ServingStatus } from "../lib/health/grpc_health.ts";
-import { ServerSet } from "../lib/balancer/server_set.ts";
+import { HealthService, type ServingStatus } from "../lib/wire/grpc_health.ts";
+import { ServerSet } from "../lib/picking/server_set.ts";
 import { bindServer, createServer, shutdownServer } from "../lib/wire/grpc_server.ts";
 import { waitFor } from "../lib/harness/wait.ts";
 

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
-import { HealthService } from "../lib/health/grpc_health.ts";
+import { HealthService } from "../lib/wire/grpc_health.ts";
 import {
   type CheckResult,
   HealthProbe,

@@ -10,7 +10,7 @@ import {
   createHealthClient,
   HealthService,
   type ServingStatus,
-} from "../lib/health/grpc_health.ts";
+} from "../lib/wire/grpc_health.ts";
 import { bindServer, createServer, shutdownServer } from "../lib/wire/grpc_server.ts";
 import { startSystem } from "./_harness.ts";
 import { waitFor } from "./_system.ts";

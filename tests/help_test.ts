@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { ENTRY_FLAGS, spawnEntry } from "../lib/harness/entry_process.ts";
-import { envFlags, envName, FlagReader, parseFlags, UsageError } from "../lib/ops/flags.ts";
+import { envFlags, envName, FlagReader, parseFlags, UsageError } from "../lib/runtime/flags.ts";
 import { createLoadBalancerClient, freePort, listServers, stopAll, waitFor } from "./_system.ts";
 import { entryHelps, FLAG_DOCS, FLAG_DOCS_TASK, flagDocs } from "./_flag_docs.ts";
 

@@ -3,7 +3,7 @@
  * record's properties (a server's `address`); nothing logs on the pick path.
  */
 import assert from "node:assert/strict";
-import { jsonFormatter, renderValue } from "../lib/ops/log.ts";
+import { jsonFormatter, renderValue } from "../lib/runtime/log.ts";
 import { startSystem } from "./_harness.ts";
 import { waitFor } from "./_system.ts";
 
@@ -36,8 +36,8 @@ Deno.test("jsonFormatter() writes one JSON object with the properties as fields,
   });
 });
 
-Deno.test("no logging on the pick path: lib/balancer/picker.ts and policies/ have no logger", async () => {
-  const files = [new URL("../lib/balancer/picker.ts", import.meta.url)];
+Deno.test("no logging on the pick path: lib/picking/picker.ts and policies/ have no logger", async () => {
+  const files = [new URL("../lib/picking/picker.ts", import.meta.url)];
   for await (const entry of Deno.readDir(new URL("../policies/", import.meta.url))) {
     files.push(new URL(`../policies/${entry.name}`, import.meta.url));
   }

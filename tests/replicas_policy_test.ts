@@ -6,8 +6,8 @@
 import assert from "node:assert/strict";
 import { leastLoad, powerOfTwo } from "../policies/mod.ts";
 import type { Policy, Snapshot } from "../policies/types.ts";
-import { Picker } from "../lib/balancer/picker.ts";
-import { ServerSet } from "../lib/balancer/server_set.ts";
+import { Picker } from "../lib/picking/picker.ts";
+import { ServerSet } from "../lib/picking/server_set.ts";
 import { contextAt, countBy, pickMany, snapshotOf } from "./_policy_helpers.ts";
 
 const IDLE = "10.0.0.0:5000";

@@ -1,8 +1,8 @@
 /** ServerSet, Picker and BuiltinRegistry: the balancer's in-memory state, without processes. */
 import assert from "node:assert/strict";
 import { BuiltinRegistry } from "../lib/balancer/builtin_discovery.ts";
-import { Picker } from "../lib/balancer/picker.ts";
-import { ServerSet } from "../lib/balancer/server_set.ts";
+import { Picker } from "../lib/picking/picker.ts";
+import { ServerSet } from "../lib/picking/server_set.ts";
 import {
   consistentHash,
   leastLoad,

@@ -1,7 +1,7 @@
 /**
  * The backend's flags: their table (types, help, defaults, shown by `--help` and read by
  * {@linkcode parseBackendFlags}), and their parsing into a checked {@linkcode BackendConfig}.
- * Every flag may also be set with its `LB_*` variable (`lib/ops/flags.ts`).
+ * Every flag may also be set with its `LB_*` variable (`lib/runtime/flags.ts`).
  *
  * @module
  */
@@ -13,8 +13,6 @@ import type { EtcdSecurity } from "../etcd/etcd_client.ts";
 import { ETCD_SECURITY_FLAGS, etcdSecurityFlags } from "../etcd/etcd_flags.ts";
 import { DEFAULT_ETCD_PREFIX, DEFAULT_LEASE_TTL_S } from "../etcd/etcd_layout.ts";
 import {
-  addressFlag,
-  advertiseFlag,
   etcdFlag,
   FlagReader,
   type FlagSpecs,
@@ -22,9 +20,10 @@ import {
   parseFlags,
   usage,
   UsageError,
-} from "../ops/flags.ts";
+} from "../runtime/flags.ts";
+import { addressFlag, advertiseFlag } from "../wire/address.ts";
 import { HTTP_HOST_FLAG, httpFlags } from "../ops/http_server.ts";
-import { LOG_FORMATS, LOG_LEVELS, type LogConfig, logFlags } from "../ops/log.ts";
+import { LOG_FORMATS, LOG_LEVELS, type LogConfig, logFlags } from "../runtime/log.ts";
 import { tokenFlag } from "../wire/auth.ts";
 import { MAX_MESSAGE_FLAG, maxMessageFlag } from "../wire/grpc_server.ts";
 import { type TlsConfig, tlsFlags } from "../wire/tls.ts";

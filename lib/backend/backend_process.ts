@@ -14,7 +14,7 @@ import { BalancerFollower, DEFAULT_BALANCER_PREFIX } from "../etcd/balancer_regi
 import type { LoadSource } from "./cpu_meter.ts";
 import type { EtcdRegistration } from "../etcd/etcd_registration.ts";
 import { loadEtcd } from "../etcd/etcd_loader.ts";
-import { HealthService } from "../health/grpc_health.ts";
+import { HealthService } from "../wire/grpc_health.ts";
 import { healthRoute, HttpServer, type Route } from "../ops/http_server.ts";
 import { LoadReporter } from "./load_reporter.ts";
 import { type BackendMetrics, createBackendMetrics, metricsRoute } from "../ops/metrics.ts";

@@ -1,7 +1,7 @@
 /**
  * The balancer's flags: their table (types, help, defaults, shown by `--help` and read by
  * {@linkcode parseBalancerFlags}), and their parsing into a checked {@linkcode BalancerConfig}.
- * Every flag may also be set with its `LB_*` variable (`lib/ops/flags.ts`).
+ * Every flag may also be set with its `LB_*` variable (`lib/runtime/flags.ts`).
  *
  * @module
  */
@@ -19,7 +19,6 @@ import {
   DEFAULT_MAX_CHECKS_PER_S,
 } from "../health/health_checker.ts";
 import {
-  advertiseFlag,
   etcdFlag,
   FlagReader,
   type FlagSpecs,
@@ -27,9 +26,10 @@ import {
   parseFlags,
   usage,
   UsageError,
-} from "../ops/flags.ts";
+} from "../runtime/flags.ts";
+import { advertiseFlag } from "../wire/address.ts";
 import { HTTP_HOST_FLAG, httpFlags } from "../ops/http_server.ts";
-import { LOG_FORMATS, LOG_LEVELS, type LogConfig, logFlags } from "../ops/log.ts";
+import { LOG_FORMATS, LOG_LEVELS, type LogConfig, logFlags } from "../runtime/log.ts";
 import { tokenFlag } from "../wire/auth.ts";
 import { MAX_MESSAGE_FLAG, maxMessageFlag } from "../wire/grpc_server.ts";
 import { type TlsConfig, tlsFlags } from "../wire/tls.ts";

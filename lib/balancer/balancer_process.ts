@@ -17,11 +17,11 @@ import {
   registerBalancer,
 } from "../etcd/balancer_registry.ts";
 import { BuiltinRegistry } from "./builtin_discovery.ts";
-import { dashboardRoutes } from "../ops/dashboard.ts";
+import { dashboardRoutes } from "./dashboard.ts";
 import type { EtcdDiscovery } from "../etcd/etcd_discovery.ts";
 import type { EtcdRegistration } from "../etcd/etcd_registration.ts";
 import { loadEtcd } from "../etcd/etcd_loader.ts";
-import { HealthService } from "../health/grpc_health.ts";
+import { HealthService } from "../wire/grpc_health.ts";
 import { HealthChecker } from "../health/health_checker.ts";
 import { healthRoute, HttpServer, type Route } from "../ops/http_server.ts";
 import {
@@ -30,13 +30,13 @@ import {
   metricsRoute,
   monitorEventLoop,
 } from "../ops/metrics.ts";
-import { Picker } from "./picker.ts";
+import { Picker } from "../picking/picker.ts";
 import { contract } from "../wire/proto.ts";
 import { addReflection } from "../wire/reflection.ts";
 import { bindServer, createServer, shutdownServer } from "../wire/grpc_server.ts";
-import { ServerSet } from "./server_set.ts";
+import { ServerSet } from "../picking/server_set.ts";
 import { DEFAULT_POLICY_KEY, SharedPolicy } from "../etcd/shared_policy.ts";
-import { WatchHub, withEncodedWatch } from "./watch_broadcast.ts";
+import { WatchBroadcast, withEncodedWatch } from "./watch_broadcast.ts";
 import { sleep } from "../wire/backoff.ts";
 import type { TlsConfig } from "../wire/tls.ts";
 
@@ -117,7 +117,7 @@ export class Balancer {
   #sharedPolicy: SharedPolicy | undefined;
   #stopLagMonitor = () => {};
   #port = 0;
-  #watch: WatchHub;
+  #watch: WatchBroadcast;
   #health = new HealthService(["", BALANCER_SERVICE_NAME]);
   #checker: HealthChecker | undefined;
   #unsubscribeHealth: () => void;
@@ -134,7 +134,7 @@ export class Balancer {
     if (options.discovery.kind === "builtin") {
       this.#registry = new BuiltinRegistry(this.set, options.discovery.ttlMs, clock);
     }
-    this.#watch = new WatchHub(this.set, this.picker, clock, options.watchIntervalMs);
+    this.#watch = new WatchBroadcast(this.set, this.picker, clock, options.watchIntervalMs);
     this.#metrics = createBalancerMetrics({
       set: this.set,
       picker: this.picker,

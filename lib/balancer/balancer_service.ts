@@ -11,7 +11,7 @@ import { MAX_ADDRESS_LENGTH, parseAddress } from "../wire/address.ts";
 import { checkToken } from "../wire/auth.ts";
 import type { BuiltinRegistry } from "./builtin_discovery.ts";
 import { type BalancerMetrics, measured } from "../ops/metrics.ts";
-import type { Picker } from "./picker.ts";
+import type { Picker } from "../picking/picker.ts";
 import type {
   ClientRequest,
   ListServersRequest,
@@ -28,8 +28,8 @@ import type {
   WatchServersRequest,
 } from "../wire/proto.ts";
 import type { SharedPolicy } from "../etcd/shared_policy.ts";
-import type { WatchHub } from "./watch_broadcast.ts";
-import type { ServerSet } from "./server_set.ts";
+import type { WatchBroadcast } from "./watch_broadcast.ts";
+import type { ServerSet } from "../picking/server_set.ts";
 import { statusError } from "../wire/status.ts";
 import { getLogger } from "@logtape/logtape";
 import { createPolicy, isPolicyName, POLICY_NAMES, type PolicyName } from "../../policies/mod.ts";
@@ -56,7 +56,7 @@ export interface BalancerServiceDeps {
   /** Where servers register in etcd mode, for error messages. */
   etcdPrefix: string;
   /** `WatchServers` subscriptions. */
-  watch: WatchHub;
+  watch: WatchBroadcast;
   clock: () => number;
   /** Control-plane token the control RPCs require; none: every RPC is open. */
   token?: string;

@@ -6,7 +6,7 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import type { ServerSet } from "./server_set.ts";
+import type { ServerSet } from "../picking/server_set.ts";
 
 const log = getLogger(["lb", "builtin"]);
 

@@ -10,10 +10,10 @@
 import type * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
 import { getLogger } from "@logtape/logtape";
-import type { Picker } from "./picker.ts";
+import type { Picker } from "../picking/picker.ts";
 import type { ServerList, WatchServersRequest } from "../wire/proto.ts";
 import { encodeServerList } from "./server_list_encoder.ts";
-import type { ServerSet } from "./server_set.ts";
+import type { ServerSet } from "../picking/server_set.ts";
 
 const log = getLogger(["lb", "watch"]);
 
@@ -49,7 +49,7 @@ interface Subscriber {
 }
 
 /** Sends server-set updates to `WatchServers` subscribers. */
-export class WatchHub {
+export class WatchBroadcast {
   #set: ServerSet;
   #picker: Picker;
   #clock: () => number;

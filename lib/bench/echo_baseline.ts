@@ -6,7 +6,7 @@
  * @module
  */
 import * as grpc from "@grpc/grpc-js";
-import { intFlag, onShutdownSignal, parseFlags, runMain } from "../ops/flags.ts";
+import { intFlag, onShutdownSignal, parseFlags, runMain } from "../runtime/flags.ts";
 import type { ClientRequest, ServerResponse } from "../wire/proto.ts";
 import { contract } from "../wire/proto.ts";
 import { bindServer, createServer, shutdownServer } from "../wire/grpc_server.ts";

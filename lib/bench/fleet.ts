@@ -38,8 +38,8 @@ import {
   parseFlags,
   runMain,
   UsageError,
-} from "../ops/flags.ts";
-import { HealthService } from "../health/grpc_health.ts";
+} from "../runtime/flags.ts";
+import { HealthService } from "../wire/grpc_health.ts";
 import { contract } from "../wire/proto.ts";
 import { bindServer, createServer, shutdownServer } from "../wire/grpc_server.ts";
 import { WorkerPool } from "../backend/worker_pool.ts";

@@ -13,7 +13,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { getLogger } from "@logtape/logtape";
 import { withToken } from "../wire/auth.ts";
-import { check, createHealthClient, type HealthClient } from "../health/grpc_health.ts";
+import { check, createHealthClient, type HealthClient } from "../wire/grpc_health.ts";
 import { createLoadBalancerClient, type LoadBalancerClient } from "../wire/proto.ts";
 import { statusError } from "../wire/status.ts";
 

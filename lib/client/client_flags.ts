@@ -1,7 +1,7 @@
 /**
  * The client's flags: their table (types, help, defaults, shown by `--help` and read by
  * {@linkcode parseClientFlags}), and their parsing into a checked {@linkcode ClientConfig}.
- * Every flag may also be set with its `LB_*` variable (`lib/ops/flags.ts`).
+ * Every flag may also be set with its `LB_*` variable (`lib/runtime/flags.ts`).
  *
  * @module
  */
@@ -11,7 +11,6 @@ import { DEFAULT_BALANCER_PREFIX } from "../etcd/balancer_registry.ts";
 import type { EtcdSecurity } from "../etcd/etcd_client.ts";
 import { ETCD_SECURITY_FLAGS, etcdSecurityFlags } from "../etcd/etcd_flags.ts";
 import {
-  addressFlag,
   etcdFlag,
   FlagReader,
   type FlagSpecs,
@@ -20,8 +19,9 @@ import {
   parseFlags,
   usage,
   UsageError,
-} from "../ops/flags.ts";
-import { LOG_FORMATS, LOG_LEVELS, type LogConfig, logFlags } from "../ops/log.ts";
+} from "../runtime/flags.ts";
+import { addressFlag } from "../wire/address.ts";
+import { LOG_FORMATS, LOG_LEVELS, type LogConfig, logFlags } from "../runtime/log.ts";
 import { tokenFlag } from "../wire/auth.ts";
 import { type TlsConfig, tlsFlags } from "../wire/tls.ts";
 

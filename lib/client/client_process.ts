@@ -16,7 +16,7 @@ import type {
 } from "./client_flags.ts";
 import { runLoad } from "./load_run.ts";
 import { assertNetAccess, etcdUses } from "../wire/net_access.ts";
-import { ProgressBar } from "../ops/progress.ts";
+import { ProgressBar } from "../runtime/progress.ts";
 import { formatSummary } from "./summary_text.ts";
 import { TaskClient } from "./task_client.ts";
 

@@ -20,7 +20,7 @@ import * as grpc from "@grpc/grpc-js";
 import { BalancerChoice, type BalancerSource } from "./balancer_choice.ts";
 import { failureCause, retriedMessage } from "./failure_cause.ts";
 import { type BackendClient, createBackendClient, unary } from "../wire/proto.ts";
-import { ServerWatch } from "./watch_subscription.ts";
+import { WatchSubscription } from "./watch_subscription.ts";
 import { channelCredentials, type TlsConfig } from "../wire/tls.ts";
 
 export {
@@ -148,7 +148,7 @@ export class TaskClient {
   #credentials: grpc.ChannelCredentials;
   #ids: string[];
   #nextId = 0;
-  #watch: ServerWatch | undefined;
+  #watch: WatchSubscription | undefined;
   #direct: string[] | undefined;
   #nextDirect = 0;
   /** Which balancer to ask, and the channels to them. */
@@ -185,7 +185,7 @@ export class TaskClient {
     });
     if (options.mode === "watch" && !this.#direct) {
       const choice = this.#choice;
-      this.#watch = new ServerWatch({
+      this.#watch = new WatchSubscription({
         clientId: options.clientId,
         balancer: () => {
           const address = choice.choose();
@@ -325,7 +325,7 @@ export class TaskClient {
   }
 
   /** The local server watch, in `watch` mode. */
-  get watch(): ServerWatch | undefined {
+  get watch(): WatchSubscription | undefined {
     return this.#watch;
   }
 

@@ -13,14 +13,14 @@ import { getLogger } from "@logtape/logtape";
 import { createPolicy, isPolicyName } from "../../policies/mod.ts";
 import type { PickResult } from "../../policies/types.ts";
 import { retryDelayMs } from "../wire/backoff.ts";
-import { Picker } from "../balancer/picker.ts";
+import { Picker } from "../picking/picker.ts";
 import type { LoadBalancerClient, ServerList } from "../wire/proto.ts";
-import { ServerSet } from "../balancer/server_set.ts";
+import { ServerSet } from "../picking/server_set.ts";
 
 const log = getLogger(["lb", "watch"]);
 
-/** Options of {@linkcode ServerWatch}. */
-export interface ServerWatchOptions {
+/** Options of {@linkcode WatchSubscription}. */
+export interface WatchSubscriptionOptions {
   /** The balancer to subscribe to, asked at every (re)subscription. */
   balancer: () => { address: string; client: LoadBalancerClient };
   /**
@@ -36,8 +36,8 @@ export interface ServerWatchOptions {
 }
 
 /** A local, continuously updated copy of the balancer's server set. */
-export class ServerWatch {
-  #options: ServerWatchOptions;
+export class WatchSubscription {
+  #options: WatchSubscriptionOptions;
   #clock: () => number;
   #set: ServerSet;
   #picker: Picker;
@@ -52,7 +52,7 @@ export class ServerWatch {
   #connected = false;
 
   /** Creates the watch; {@linkcode start} subscribes. */
-  constructor(options: ServerWatchOptions) {
+  constructor(options: WatchSubscriptionOptions) {
     this.#options = options;
     this.#clock = options.clock ?? (() => performance.now());
     this.#set = new ServerSet(this.#clock);

@@ -13,7 +13,7 @@ import type { EtcdDiscovery } from "./etcd_discovery.ts";
 import type { EtcdRegistration } from "./etcd_registration.ts";
 import { DEFAULT_LEASE_TTL_S } from "./etcd_layout.ts";
 import { loadEtcd } from "./etcd_loader.ts";
-import { ServerSet } from "../balancer/server_set.ts";
+import { ServerSet } from "../picking/server_set.ts";
 
 const log = getLogger(["lb", "etcd"]);
 

@@ -8,7 +8,7 @@
  */
 import type { Etcd3, IKeyValue, IWatchResponse, Watcher } from "etcd3";
 import { getLogger } from "@logtape/logtape";
-import type { ServerSet } from "../balancer/server_set.ts";
+import type { ServerSet } from "../picking/server_set.ts";
 import { type BackoffOptions, retryDelayMs, sleep } from "../wire/backoff.ts";
 import { parseServerValue } from "./etcd_layout.ts";
 import type { BalancerMetrics } from "../ops/metrics.ts";

@@ -8,7 +8,7 @@
  * @module
  */
 import type { EtcdSecurity } from "./etcd_client.ts";
-import { fileFlag, UsageError } from "../ops/flags.ts";
+import { fileFlag, UsageError } from "../runtime/flags.ts";
 
 /** The etcd security flags (definitions and help), to spread into an entry's own. */
 export const ETCD_SECURITY_FLAGS = {

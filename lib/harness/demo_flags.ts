@@ -1,7 +1,7 @@
 /**
  * The demo's flags: their table (types, help, defaults, shown by `--help` and read by
  * {@linkcode parseDemoFlags}), and their parsing into a checked {@linkcode DemoConfig}.
- * Every flag may also be set with its `LB_*` variable (`lib/ops/flags.ts`).
+ * Every flag may also be set with its `LB_*` variable (`lib/runtime/flags.ts`).
  *
  * @module
  */
@@ -15,8 +15,8 @@ import {
   parseFlags,
   usage,
   UsageError,
-} from "../ops/flags.ts";
-import { LOG_FORMATS, LOG_LEVELS, type LogConfig, logFlags } from "../ops/log.ts";
+} from "../runtime/flags.ts";
+import { LOG_FORMATS, LOG_LEVELS, type LogConfig, logFlags } from "../runtime/log.ts";
 
 const PROGRAM = "demo";
 

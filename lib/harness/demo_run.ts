@@ -12,7 +12,7 @@ import { type EntryProcess, spawnEntry } from "./entry_process.ts";
 import { startEtcd } from "./etcd_process.ts";
 import { type LoadRunSummary, runLoad } from "../client/load_run.ts";
 import { freePort } from "./ports.ts";
-import { ProgressBar } from "../ops/progress.ts";
+import { ProgressBar } from "../runtime/progress.ts";
 import { setPolicy } from "../client/admin_commands.ts";
 import { createLoadBalancerClient, POLLING_CHANNEL_OPTIONS, unary } from "../wire/proto.ts";
 import { percent, textTable } from "../client/summary_text.ts";

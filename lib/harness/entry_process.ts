@@ -13,7 +13,7 @@ import { BALANCER_FLAGS } from "../balancer/balancer_flags.ts";
 import { BENCH_FLAGS } from "../bench/bench_flags.ts";
 import { CLIENT_FLAGS } from "../client/client_flags.ts";
 import { DEMO_FLAGS } from "./demo_flags.ts";
-import { envFlags, envName, type FlagSpecs } from "../ops/flags.ts";
+import { envFlags, envName, type FlagSpecs } from "../runtime/flags.ts";
 
 /** Environment variables grpc-js and our entries (`LB_*`, their flags) read. */
 export const ENV_ALLOW = "GRPC_*,LB_*,grpc_proxy,http_proxy,https_proxy,no_proxy,no_grpc_proxy";

@@ -39,7 +39,7 @@ import { getLogger } from "@logtape/logtape";
 import { type CheckResult, HealthProbe } from "./health_probe.ts";
 import { ProbeSweeper } from "./probe_sweeper.ts";
 import type { BalancerMetrics } from "../ops/metrics.ts";
-import type { ServerSet } from "../balancer/server_set.ts";
+import type { ServerSet } from "../picking/server_set.ts";
 import { statusName } from "../wire/status.ts";
 import type { TlsConfig } from "../wire/tls.ts";
 

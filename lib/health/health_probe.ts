@@ -53,7 +53,11 @@ import net from "node:net";
 import tls from "node:tls";
 import { joinHostPort, parseAddress } from "../wire/address.ts";
 import { retryDelayMs } from "../wire/backoff.ts";
-import { HEALTH_DEFINITION, type HealthCheckResponse, type ServingStatus } from "./grpc_health.ts";
+import {
+  HEALTH_DEFINITION,
+  type HealthCheckResponse,
+  type ServingStatus,
+} from "../wire/grpc_health.ts";
 import { encodeField, HpackDecoder, HpackError } from "./hpack.ts";
 import { statusName } from "../wire/status.ts";
 import { http2TlsOptions, type TlsConfig } from "../wire/tls.ts";

@@ -8,7 +8,7 @@
  * @module
  */
 import { joinHostPort } from "../wire/address.ts";
-import { intFlag, UsageError } from "./flags.ts";
+import { intFlag, UsageError } from "../runtime/flags.ts";
 
 /** Where the HTTP side binds when `--http-host` is absent: loopback only. */
 export const DEFAULT_HTTP_HOST = "127.0.0.1";

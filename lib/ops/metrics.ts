@@ -11,8 +11,8 @@ import type * as grpc from "@grpc/grpc-js";
 import process from "node:process";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Route } from "./http_server.ts";
-import type { Picker } from "../balancer/picker.ts";
-import type { ServerSet } from "../balancer/server_set.ts";
+import type { Picker } from "../picking/picker.ts";
+import type { ServerSet } from "../picking/server_set.ts";
 
 /**
  * Buckets of `lb_get_server_duration_seconds`, from 1 µs to 10 ms: the handler answers from

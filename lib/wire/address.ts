@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { UsageError } from "../runtime/flags.ts";
 
 /** Result of {@linkcode parseAddress}: the normalised address, or why it was refused. */
 export type ParsedAddress =
@@ -60,4 +61,54 @@ export function advertisedAddress(host: string, port: number, advertise?: string
   const parsed = parseAddress(advertise);
   if (parsed.ok) return parsed.address;
   return advertise.startsWith("[") ? `${advertise}:${port}` : joinHostPort(advertise, port);
+}
+
+/** Reads a `host:port` flag, or `fallback` when absent. */
+export function addressFlag(
+  program: string,
+  flag: string,
+  value: string | undefined,
+  fallback?: string,
+): string | undefined {
+  if (value === undefined) return fallback;
+  const parsed = parseAddress(value);
+  if (!parsed.ok) {
+    throw new UsageError(
+      `Cannot start ${program} as '--${flag}' must be host:port with a port from 1 to 65535: current value is '${value}' (${parsed.reason})`,
+    );
+  }
+  return parsed.address;
+}
+
+/**
+ * Reads `--advertise HOST[:PORT]` (IPv6 in brackets), the address others dial when `--host` is
+ * not it: required when `host` is a wildcard (`0.0.0.0`, `::`) and `needed` (the entry tells
+ * others where it is), since nobody can dial a wildcard.
+ */
+export function advertiseFlag(
+  program: string,
+  value: string | undefined,
+  host: string,
+  needed: boolean,
+): string | undefined {
+  if (value === undefined) {
+    if (needed && isWildcardHost(host)) {
+      throw new UsageError(
+        `Cannot start ${program} as '--host ${host}' listens on every interface, which nobody ` +
+          `can dial: give '--advertise HOST' with the name or address others reach it by`,
+      );
+    }
+    return undefined;
+  }
+  const withPort = value.startsWith("[") && value.endsWith("]") ? `${value}:1` : value;
+  const parsed = parseAddress(withPort.includes(":") ? withPort : `${withPort}:1`);
+  if (!parsed.ok || isWildcardHost(parsed.host)) {
+    throw new UsageError(
+      `Cannot start ${program} as '--advertise' must be HOST or HOST:PORT (IPv6 in brackets), ` +
+        `a name or address others can dial: current value is '${value}'${
+          parsed.ok ? "" : ` (${parsed.reason})`
+        }`,
+    );
+  }
+  return value;
 }

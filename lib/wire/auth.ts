@@ -10,7 +10,7 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { createHash, timingSafeEqual } from "node:crypto";
-import { fileFlag, UsageError } from "../ops/flags.ts";
+import { fileFlag, UsageError } from "../runtime/flags.ts";
 import { type StatusError, statusError } from "./status.ts";
 
 /** Metadata key carrying the token. */

@@ -3,10 +3,10 @@
  *
  * @module
  */
-import "./http2_goaway_fix.ts";
+import "../runtime/http2_goaway_fix.ts";
 import * as grpc from "@grpc/grpc-js";
 import { joinHostPort } from "./address.ts";
-import { intFlag } from "../ops/flags.ts";
+import { intFlag } from "../runtime/flags.ts";
 import http2 from "node:http2";
 import { serverCredentials, type TlsConfig } from "./tls.ts";
 

@@ -9,7 +9,7 @@
  */
 import { lookup } from "node:dns/promises";
 import { joinHostPort } from "./address.ts";
-import { UsageError } from "../ops/flags.ts";
+import { UsageError } from "../runtime/flags.ts";
 
 /** One address an entry will use, and the flag it came from (for the message). */
 export interface NetUse {

@@ -5,8 +5,8 @@
  *
  * @module
  */
-import "./http2_goaway_fix.ts";
-import "./grpc_transport_fix.ts";
+import "../runtime/http2_goaway_fix.ts";
+import "../runtime/grpc_transport_fix.ts";
 import * as grpc from "@grpc/grpc-js";
 import { fromJSON, type PackageDefinition, type ServiceDefinition } from "@grpc/proto-loader";
 import type { Buffer } from "node:buffer";

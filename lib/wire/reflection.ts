@@ -9,7 +9,7 @@
 import type * as grpc from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
 import { getLogger } from "@logtape/logtape";
-import { HEALTH_DEFINITION } from "../health/grpc_health.ts";
+import { HEALTH_DEFINITION } from "./grpc_health.ts";
 import { CONTRACT_DEFINITION } from "./proto.ts";
 
 const log = getLogger(["lb", "reflection"]);

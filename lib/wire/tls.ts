@@ -24,7 +24,7 @@ import { Buffer } from "node:buffer";
 import type { SecureClientSessionOptions } from "node:http2";
 import { isIP } from "node:net";
 import { checkServerIdentity, createSecureContext, type SecureContext } from "node:tls";
-import { fileFlag, UsageError } from "../ops/flags.ts";
+import { fileFlag, UsageError } from "../runtime/flags.ts";
 
 /** PEM text of a process's TLS material. */
 export interface TlsConfig {

@@ -10,7 +10,7 @@
 import * as grpc from "@grpc/grpc-js";
 import type { PackageDefinition } from "@grpc/proto-loader";
 import protoText from "../../proto/health.proto" with { type: "text" };
-import { protoDefinition } from "../wire/proto.ts";
+import { protoDefinition } from "./proto.ts";
 
 /** A service's health, as the protocol names it. */
 export type ServingStatus = "UNKNOWN" | "SERVING" | "NOT_SERVING" | "SERVICE_UNKNOWN";

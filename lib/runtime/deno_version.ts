@@ -1,12 +1,12 @@
 /**
  * The Deno versions this project runs on. Some versions abort inside nghttp2 when a `node:http2`
  * session receives a GOAWAY, which every graceful server stop sends (denoland/deno#36788);
- * `lib/wire/http2_goaway_fix.ts` works around it, and where it cannot be put in place an entry on
+ * `lib/runtime/http2_goaway_fix.ts` works around it, and where it cannot be put in place an entry on
  * one of those versions refuses to start.
  *
  * @module
  */
-import { GOAWAY_FIX_APPLIED } from "../wire/http2_goaway_fix.ts";
+import { GOAWAY_FIX_APPLIED } from "./http2_goaway_fix.ts";
 
 /** The Deno the project is pinned to (`.ci/run`, the README's and docs' commands). */
 export const PINNED_DENO_VERSION = "2.9.6";
@@ -14,7 +14,7 @@ export const PINNED_DENO_VERSION = "2.9.6";
 /** The last version without the GOAWAY crash. */
 const LAST_VERSION_WITHOUT_CRASH = "2.9.3";
 
-/** Versions that crash on a GOAWAY unless `lib/wire/http2_goaway_fix.ts` is in place, and why. */
+/** Versions that crash on a GOAWAY unless `lib/runtime/http2_goaway_fix.ts` is in place, and why. */
 const CRASH_ON_GOAWAY: Record<string, string> = {
   "2.9.4": "denoland/deno#36788",
   "2.9.5": "denoland/deno#36788",

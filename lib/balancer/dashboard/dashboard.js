@@ -1,6 +1,6 @@
 /**
  * The balancer dashboard's script: follows `/events` (one JSON state a message, see
- * `DashboardState` in `lib/ops/dashboard.ts`), draws the servers' table and the share-of-picks chart
+ * `DashboardState` in `lib/balancer/dashboard.ts`), draws the servers' table and the share-of-picks chart
  * (uPlot, served by the balancer), and posts policy changes to `/policy`.
  *
  * A server that leaves the set stays on the page as "gone" for a minute, and its line in the

@@ -12,15 +12,15 @@ import uplotCss from "uplot/dist/uPlot.min.css" with { type: "text" };
 import uplotJs from "uplot/dist/uPlot.iife.min.js" with { type: "text" };
 import { createPolicy, POLICY_NAMES } from "../../policies/mod.ts";
 import { AUTHORIZATION_KEY, checkToken } from "../wire/auth.ts";
-import { setPolicy } from "../balancer/balancer_service.ts";
+import { setPolicy } from "./balancer_service.ts";
 import pageCss from "./dashboard/dashboard.css" with { type: "text" };
 import pageJs from "./dashboard/dashboard.js" with { type: "text" };
 import pageHtml from "./dashboard/index.html" with { type: "text" };
-import type { Route } from "./http_server.ts";
-import type { Picker } from "../balancer/picker.ts";
-import type { ServerSet } from "../balancer/server_set.ts";
+import type { Route } from "../ops/http_server.ts";
+import type { Picker } from "../picking/picker.ts";
+import type { ServerSet } from "../picking/server_set.ts";
 import type { SharedPolicy } from "../etcd/shared_policy.ts";
-import type { WatchHub } from "../balancer/watch_broadcast.ts";
+import type { WatchBroadcast } from "./watch_broadcast.ts";
 
 /** Period of the pick-share samples and of the messages on `/events`. */
 export const DASHBOARD_INTERVAL_MS = 1_000;
@@ -69,7 +69,7 @@ export interface DashboardDeps {
   set: ServerSet;
   picker: Picker;
   /** Told of a policy change, as `SetPolicy` does. */
-  watch: WatchHub;
+  watch: WatchBroadcast;
   /** Control-plane token `POST /policy` requires; none: open, as the admin RPC. */
   token?: string;
   /** The HTTP server's `stopping` signal (read when a stream opens). */
