@@ -5,11 +5,10 @@
  *
  * @module
  */
-import { LOAD_SOURCES, type LoadSource } from "./cpu_meter.ts";
+import { LOAD_SOURCES } from "./cpu_meter.ts";
 import { DEFAULT_WORK_UNITS } from "./cpu_work.ts";
 import { DEFAULT_REPORT_INTERVAL_MS } from "./load_reporter.ts";
 import { balancerPrefixProblem, DEFAULT_BALANCER_PREFIX } from "../etcd/balancer_registry.ts";
-import type { EtcdSecurity } from "../etcd/etcd_client.ts";
 import { ETCD_SECURITY_FLAGS, etcdSecurityFlags } from "../etcd/etcd_flags.ts";
 import { DEFAULT_ETCD_PREFIX, DEFAULT_LEASE_TTL_S } from "../etcd/etcd_layout.ts";
 import {
@@ -21,12 +20,13 @@ import {
   usage,
   UsageError,
 } from "../runtime/flags.ts";
+import type { BackendOptions } from "./backend_process.ts";
 import { addressFlag, advertiseFlag } from "../wire/address.ts";
 import { HTTP_HOST_FLAG, httpFlags } from "../ops/http_server.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogConfig, logFlags } from "../runtime/log.ts";
 import { tokenFlag } from "../wire/auth.ts";
 import { MAX_MESSAGE_FLAG, maxMessageFlag } from "../wire/grpc_server.ts";
-import { type TlsConfig, tlsFlags } from "../wire/tls.ts";
+import { tlsFlags } from "../wire/tls.ts";
 
 const PROGRAM = "backend";
 
@@ -142,36 +142,9 @@ export const BACKEND_USAGE = usage({
   ],
 }, BACKEND_FLAGS);
 
-/** What the flags set of a backend: the options of `new Backend()`. */
-export interface BackendSettings {
-  host: string;
-  port: number;
-  advertise?: string;
-  balancer?: string;
-  /** `undefined`: it registers with the balancer. */
-  etcd?: {
-    endpoints: string[];
-    prefix: string;
-    ttlS: number;
-    security?: EtcdSecurity;
-    balancerPrefix: string;
-  };
-  workers: number;
-  workUnits: number;
-  slowdown: number;
-  reportIntervalMs: number;
-  loadSource: LoadSource;
-  /** `undefined`: plaintext. */
-  tls?: TlsConfig;
-  token?: string;
-  maxMessageBytes: number;
-  /** `undefined`: no HTTP. */
-  http?: { host: string; port: number };
-}
-
 /** The backend's flags, checked. */
 export interface BackendConfig {
-  backend: BackendSettings;
+  backend: BackendOptions;
   log: LogConfig;
 }
 

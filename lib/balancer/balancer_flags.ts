@@ -5,12 +5,11 @@
  *
  * @module
  */
-import { POLICY_NAMES, type PolicyName } from "../../policies/mod.ts";
+import { POLICY_NAMES } from "../../policies/mod.ts";
 import { DEFAULT_BUILTIN_TTL_MS } from "./builtin_discovery.ts";
 import { DEFAULT_WATCH_INTERVAL_MS } from "./watch_broadcast.ts";
 import { balancerPrefixProblem, DEFAULT_BALANCER_PREFIX } from "../etcd/balancer_registry.ts";
 import { ETCD_SECURITY_FLAGS, etcdSecurityFlags } from "../etcd/etcd_flags.ts";
-import type { EtcdSecurity } from "../etcd/etcd_client.ts";
 import { DEFAULT_ETCD_PREFIX } from "../etcd/etcd_layout.ts";
 import { DEFAULT_POLICY_KEY } from "../etcd/shared_policy.ts";
 import {
@@ -27,12 +26,13 @@ import {
   usage,
   UsageError,
 } from "../runtime/flags.ts";
+import type { BalancerOptions, DiscoveryConfig } from "./balancer_process.ts";
 import { advertiseFlag } from "../wire/address.ts";
 import { HTTP_HOST_FLAG, httpFlags } from "../ops/http_server.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogConfig, logFlags } from "../runtime/log.ts";
 import { tokenFlag } from "../wire/auth.ts";
 import { MAX_MESSAGE_FLAG, maxMessageFlag } from "../wire/grpc_server.ts";
-import { type TlsConfig, tlsFlags } from "../wire/tls.ts";
+import { tlsFlags } from "../wire/tls.ts";
 
 const PROGRAM = "balancer";
 
@@ -171,40 +171,9 @@ export const BALANCER_USAGE = usage({
   ],
 }, BALANCER_FLAGS);
 
-/** Where the balancer learns which servers are live. */
-export type DiscoverySettings =
-  | { kind: "builtin"; ttlMs: number }
-  | {
-    kind: "etcd";
-    endpoints: string[];
-    prefix: string;
-    security?: EtcdSecurity;
-    balancerPrefix: string;
-    policyKey: string;
-  };
-
-/** What the flags set of a balancer: the options of `new Balancer()`. */
-export interface BalancerSettings {
-  host: string;
-  advertise?: string;
-  port: number;
-  policy: PolicyName;
-  discovery: DiscoverySettings;
-  watchIntervalMs: number;
-  healthCheck: { intervalMs: number; timeoutMs: number; maxChecksPerS: number };
-  /** `undefined`: no HTTP. */
-  http?: { host: string; port: number };
-  maxMessageBytes: number;
-  /** `undefined`: plaintext. */
-  tls?: TlsConfig;
-  token?: string;
-  protectGetServer: boolean;
-  replicaUnaware: boolean;
-}
-
 /** The balancer's flags, checked. */
 export interface BalancerConfig {
-  balancer: BalancerSettings;
+  balancer: BalancerOptions;
   /** `--etcd`, for the net-access check (given with `--discovery builtin`, it is still checked). */
   etcd?: string[];
   log: LogConfig;
@@ -241,14 +210,14 @@ export function parseBalancerFlags(args: string[]): BalancerConfig | "help" {
     );
   }
   const security = etcdSecurityFlags(PROGRAM, flags, etcd);
-  const discovery: DiscoverySettings = kind === "etcd"
+  const discovery: DiscoveryConfig = kind === "etcd"
     ? { kind, endpoints: etcd!, prefix, security, balancerPrefix, policyKey }
     : { kind, ttlMs: read.int("builtin-ttl-ms", 100, 3_600_000) };
   if (read.boolean("protect-get-server") && flags["token-file"] === undefined) {
     throw new UsageError(`Cannot start ${PROGRAM} as '--protect-get-server' needs '--token-file'`);
   }
   const host = read.string("host");
-  const balancer: BalancerSettings = {
+  const balancer: BalancerOptions = {
     tls: tlsFlags(PROGRAM, flags, "server"),
     token: tokenFlag(PROGRAM, flags["token-file"]),
     maxMessageBytes: maxMessageFlag(PROGRAM, flags["max-message-bytes"]),

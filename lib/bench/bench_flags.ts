@@ -5,11 +5,12 @@
  *
  * @module
  */
-import { POLICY_NAMES, type PolicyName } from "../../policies/mod.ts";
+import { POLICY_NAMES } from "../../policies/mod.ts";
 import { DEFAULT_SCENARIOS, SCENARIO_NAMES, type ScenarioName } from "./bench_scenarios.ts";
 import { DEFAULT_WORK_UNITS } from "../backend/cpu_work.ts";
 import { DEFAULT_REPORT_INTERVAL_MS } from "../backend/load_reporter.ts";
-import { CLIENT_MODES, type ClientMode } from "../client/task_client.ts";
+import { CLIENT_MODES } from "../client/task_client.ts";
+import type { BenchOptions } from "./bench_runner.ts";
 import {
   choiceFlag,
   FlagReader,
@@ -120,23 +121,7 @@ export const BENCH_USAGE = usage({
 }, BENCH_FLAGS);
 
 /** What the flags set of a benchmark run: the options of `new BenchRunner()`, but `etcdDir`. */
-export interface BenchSettings {
-  scenarios: ScenarioName[];
-  policies: PolicyName[];
-  modes: ClientMode[];
-  /** Scenarios that run the watch mode; `undefined`: all. */
-  watchScenarios?: ScenarioName[];
-  durationS: number;
-  /** `undefined`: each scenario's own. */
-  concurrency?: number;
-  clients: number;
-  rounds: number;
-  workUnits: number;
-  reportIntervalMs: number;
-  quick: boolean;
-  /** `undefined`: no dashboard. */
-  httpPort?: number;
-}
+export type BenchSettings = Omit<BenchOptions, "etcdDir">;
 
 /** The benchmark's flags, checked: write the report of a past run again, or run. */
 export type BenchConfig =

@@ -6,6 +6,7 @@
  * @module
  */
 import { POLICY_NAMES, type PolicyName } from "../../policies/mod.ts";
+import type { DemoOptions } from "./demo_run.ts";
 import {
   choiceFlag,
   etcdFlag,
@@ -65,20 +66,8 @@ export const DEMO_USAGE = usage({
   ],
 }, DEMO_FLAGS);
 
-/** What the flags set of a demo: the options of `runDemo()`, but for its callback. */
-export interface DemoSettings {
-  policies: PolicyName[];
-  durationS: number;
-  concurrency: number;
-  task: "simple" | "cpu_heavy";
-  backends: number;
-  slowdown: number;
-  discovery: "builtin" | "etcd";
-  /** `undefined`: a throwaway etcd, for etcd discovery. */
-  etcd?: string;
-  /** `undefined`: any free port. */
-  httpPort?: number;
-}
+/** What the flags set of a demo: the options of `runDemo()`, but its callback. */
+export type DemoSettings = Omit<DemoOptions, "onDashboard">;
 
 /** The demo's flags, checked. */
 export interface DemoConfig {
