@@ -1,21 +1,14 @@
 /**
- * Helpers for the dashboard test and the docs' screenshot that need no browser: a balancer
- * with `--http-port` and its backends, and a load that runs until it is stopped.
+ * The set-up of the dashboard test and of its browser scenario, on a {@linkcode TestSystem}: a
+ * balancer with `--http-port` and its backends, and a paced load that runs until it is stopped.
  *
  * @module
  */
 import { withToken } from "../lib/wire/auth.ts";
 import type { LoadBalancerClient } from "../lib/wire/proto.ts";
 import type { TaskClient } from "../lib/client/task_client.ts";
-import {
-  createLoadBalancerClient,
-  freePort,
-  startBackend,
-  startBalancer,
-  type Started,
-  stopAll,
-  waitForServers,
-} from "./_system.ts";
+import type { TestSystem } from "./_harness.ts";
+import { freePort, type Started } from "./_system.ts";
 
 /** A balancer serving the dashboard, its backends, and a client to it. */
 export interface DashboardSystem {
@@ -28,56 +21,45 @@ export interface DashboardSystem {
 }
 
 /**
- * Starts a balancer with `--http-port` (and `balancerArgs`), one backend per entry of
- * `backendArgs` (each with `--balancer`, and `--token-file` when given), and waits until every
- * backend is in the picks and has reported its load.
+ * Starts on `sys` a balancer with `--http-port` (and `balancerArgs`) and `backends` backends
+ * (each with `--balancer`, and `--token-file` when given), and waits until every backend is in
+ * the picks and has reported its load.
  */
-export async function startDashboardSystem(options: {
+export async function dashboardSystem(sys: TestSystem, options: {
   balancerArgs?: string[];
-  backendArgs: string[][];
+  backends: number;
   token?: { file: string; value: string };
 }): Promise<DashboardSystem> {
   const httpPort = freePort();
   const tokenArgs = options.token ? ["--token-file", options.token.file] : [];
-  const clientOptions = withToken({}, options.token?.value);
-  const balancer = await startBalancer(
-    ["--http-port", String(httpPort), ...tokenArgs, ...options.balancerArgs ?? []],
-    undefined,
-    undefined,
-    clientOptions,
-  );
-  const backends = options.backendArgs.map((args) =>
-    startBackend(["--balancer", balancer.address, ...tokenArgs, ...args])
-  );
-  const lb = createLoadBalancerClient(balancer.address, undefined, undefined, clientOptions);
-  try {
-    await waitForServers(lb, backends.map((b) => b.address), 20_000, true);
-  } catch (error) {
-    lb.close();
-    await stopAll(balancer, ...backends);
-    throw error;
-  }
+  const { balancer, backends, lb } = await sys.balancerWithBackends({
+    balancerArgs: ["--http-port", String(httpPort), ...tokenArgs, ...options.balancerArgs ?? []],
+    clientOptions: withToken({}, options.token?.value),
+    backends: options.backends,
+    backendArgs: tokenArgs,
+    withLoad: true,
+    timeoutMs: 20_000,
+  });
   return { base: `http://127.0.0.1:${httpPort}`, balancer, backends, lb };
 }
 
 /** A load running in the background. */
-export interface Load {
+export interface PacedLoad {
   /** Tasks that succeeded and failed so far. */
   readonly done: { ok: number; failed: number };
-  /** Stops sending and waits for the tasks in flight. */
-  stop(): Promise<void>;
 }
 
 /**
- * Sends `taskType` tasks through `client` from `concurrency` loops until stopped, pausing
- * `pauseMs` between two tasks of a loop (so a SIMPLE load leaves the CPUs to the rest).
+ * Sends `taskType` tasks through `client` (made on `sys` before) from `concurrency` loops until
+ * `sys` is torn down, pausing `pauseMs` between two tasks of a loop (so a SIMPLE load leaves the CPUs to the rest).
  */
-export function startLoad(
+export function pacedLoad(
+  sys: TestSystem,
   client: TaskClient,
   taskType: string,
   concurrency: number,
   pauseMs = 0,
-): Load {
+): PacedLoad {
   let running = true;
   const done = { ok: 0, failed: 0 };
   const loop = async (n: number) => {
@@ -89,11 +71,11 @@ export function startLoad(
     }
   };
   const loops = Array.from({ length: concurrency }, (_, n) => loop(n));
-  return {
-    done,
-    async stop() {
-      running = false;
-      await Promise.all(loops);
-    },
-  };
+  // Teardown runs what was deferred last first: the load stops sending, and its tasks in flight
+  // end, before a client made earlier closes.
+  sys.defer(async () => {
+    running = false;
+    await Promise.all(loops);
+  });
+  return { done };
 }

@@ -12,9 +12,9 @@
  * await waitForServers(lb, [backend.address]);
  * ```
  *
- * It is built from `_system.ts` (entries on free ports, and waiting on them: `waitForServers`
- * and the like, which tests import from there), `_etcd.ts` (the TCP proxy) and `_load.ts` (loads
- * that run until stopped).
+ * It is built from `_system.ts` (waiting on the processes: `waitForServers` and the like, which
+ * tests import from there), `_etcd.ts` (the TCP proxy) and `_load.ts` (loads that run until
+ * stopped).
  *
  * @module
  */
@@ -46,13 +46,7 @@ import {
 } from "../lib/harness/etcd_process.ts";
 import { startTcpProxy, type TcpProxy } from "./_etcd.ts";
 import { type Load, startLoad, TimedClient } from "./_load.ts";
-import {
-  spawnBalancer,
-  startBackend,
-  type Started,
-  waitForBalancer,
-  waitForServers,
-} from "./_system.ts";
+import { freePort, type Started, waitForBalancer, waitForServers } from "./_system.ts";
 
 /** How long a process is given to exit on SIGTERM at teardown before SIGKILL. */
 const STOP_GRACE_MS = 5_000;
@@ -69,6 +63,8 @@ export interface SystemOptions {
 export interface BalancerOptions {
   /** Its port, for a balancer started again on the port of one that stopped. @default {free} */
   port?: number;
+  /** Environment variables, such as an `LB_*` variable in place of a flag. @default {none} */
+  env?: Record<string, string>;
   /** How to ask it whether it answers: TLS credentials, and channel options (a token). */
   credentials?: ChannelCredentials;
   clientOptions?: ClientOptions;
@@ -164,8 +160,13 @@ export class TestSystem implements AsyncDisposable {
    * answers `ListServers`.
    */
   async balancer(args: string[] = [], options: BalancerOptions = {}): Promise<Started> {
-    const balancer = spawnBalancer(args, options.port);
-    this.#processes.push(balancer.process);
+    const port = options.port ?? freePort();
+    const process = this.spawn(
+      "balancer",
+      ["--port", String(port), "--log-level", "debug", ...args],
+      { env: options.env },
+    );
+    const balancer = { address: `127.0.0.1:${port}`, port, process };
     await waitForBalancer(balancer, options.credentials, options.clientOptions);
     return balancer;
   }
@@ -192,11 +193,24 @@ export class TestSystem implements AsyncDisposable {
     return { balancer, backends, lb };
   }
 
-  /** Starts a backend on a free port with `args` (give it `--balancer` or `--etcd`). */
+  /**
+   * Starts a backend (load reports every 200 ms, CPU-heavy tasks of one work unit, debug logs, a
+   * free port) with `args` (give it `--balancer` or `--etcd`).
+   */
   backend(args: string[] = []): Started {
-    const backend = startBackend(args);
-    this.#processes.push(backend.process);
-    return backend;
+    const port = freePort();
+    const process = this.spawn("backend", [
+      "--port",
+      String(port),
+      "--report-interval-ms",
+      "200",
+      "--work-units",
+      "1",
+      "--log-level",
+      "debug",
+      ...args,
+    ]);
+    return { address: `127.0.0.1:${port}`, port, process };
   }
 
   /** Starts `entry` with `args` as it is (a client run, a bundle, a balancer not waited for). */

@@ -1,12 +1,12 @@
 /**
- * Our real entries as processes on free ports, and waiting until they answer: the pieces of the
- * system tests' harness (`_harness.ts`, through which a test starts them so they are torn down),
- * and what a test calls to wait on them (`waitForServers`, `waitForTask`, `listServers`).
+ * Waiting until the system tests' processes answer: what a test calls (`waitForServers`,
+ * `waitForTask`, `listServers`) and what `_harness.ts` calls as it starts a balancer
+ * (`waitForBalancer`); and {@linkcode Started}, a process the harness started, with its address.
  *
  * @module
  */
 import type { ChannelCredentials, ClientOptions } from "@grpc/grpc-js";
-import { type EntryProcess, spawnEntry } from "../lib/harness/entry_process.ts";
+import type { EntryProcess } from "../lib/harness/entry_process.ts";
 import { freePort } from "../lib/harness/ports.ts";
 import {
   type BackendClient,
@@ -24,28 +24,6 @@ export interface Started {
   address: string;
   port: number;
   process: EntryProcess;
-}
-
-/**
- * Starts a balancer on `port` (a free one by default; a restart passes the old one) and waits
- * until it answers `ListServers` (asked with `credentials` and `clientOptions`, for a balancer
- * with TLS or a token).
- */
-export async function startBalancer(
-  args: string[] = [],
-  port = freePort(),
-  credentials?: ChannelCredentials,
-  clientOptions: ClientOptions = {},
-): Promise<Started> {
-  const balancer = spawnBalancer(args, port);
-  await waitForBalancer(balancer, credentials, clientOptions);
-  return balancer;
-}
-
-/** Starts a balancer on `port` with debug logs; {@linkcode waitForBalancer} waits for it. */
-export function spawnBalancer(args: string[] = [], port = freePort()): Started {
-  const process = spawnEntry("balancer", ["--port", String(port), "--log-level", "debug", ...args]);
-  return { address: `127.0.0.1:${port}`, port, process };
 }
 
 /**
@@ -75,23 +53,6 @@ export async function waitForBalancer(
   } finally {
     client.close();
   }
-}
-
-/** Starts a backend on a free port with `args` (give it `--balancer` or `--etcd`). */
-export function startBackend(args: string[]): Started {
-  const port = freePort();
-  const process = spawnEntry("backend", [
-    "--port",
-    String(port),
-    "--report-interval-ms",
-    "200",
-    "--work-units",
-    "1",
-    "--log-level",
-    "debug",
-    ...args,
-  ]);
-  return { address: `127.0.0.1:${port}`, port, process };
 }
 
 /** Calls `ListServers`. */
@@ -138,11 +99,4 @@ export async function waitForTask(
   );
 }
 
-/** Stops every process, ignoring those already gone. */
-export async function stopAll(
-  ...started: ({ process: EntryProcess } | undefined)[]
-): Promise<void> {
-  await Promise.all(started.map((s) => s?.process.stop(5_000)));
-}
-
-export { createLoadBalancerClient, freePort, waitFor };
+export { freePort, waitFor };

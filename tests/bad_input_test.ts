@@ -7,8 +7,6 @@ import * as grpc from "@grpc/grpc-js";
 import { PROJECT_ROOT, spawnEntry } from "../lib/harness/entry_process.ts";
 import {
   type BackendClient,
-  createBackendClient,
-  createLoadBalancerClient,
   type LoadBalancerClient,
   type LoadBalancerPackage,
   loadContract,
@@ -17,14 +15,8 @@ import {
 } from "../lib/wire/proto.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../lib/wire/grpc_server.ts";
 import protoText from "../proto/load_balancer.proto" with { type: "text" };
-import {
-  listServers,
-  startBackend,
-  startBalancer,
-  stopAll,
-  waitForServers,
-  waitForTask,
-} from "./_system.ts";
+import { startSystem } from "./_harness.ts";
+import { listServers, waitForServers, waitForTask } from "./_system.ts";
 
 function rejectsWith(code: grpc.status, pattern: RegExp) {
   return (error: grpc.ServiceError) => {
@@ -35,94 +27,86 @@ function rejectsWith(code: grpc.status, pattern: RegExp) {
 }
 
 Deno.test("balancer answers bad RegisterServer, ReportLoad and GetServer input with a status and changes nothing", async () => {
-  const balancer = await startBalancer(["--discovery", "builtin"]);
-  const backend = startBackend(["--balancer", balancer.address]);
-  const lb = createLoadBalancerClient(balancer.address);
-  try {
-    await waitForServers(lb, [backend.address], 15_000, true);
-    const before = await listServers(lb);
+  await using sys = await startSystem();
+  const { backends: [backend], lb } = await sys.balancerWithBackends({
+    balancerArgs: ["--discovery", "builtin"],
+    withLoad: true,
+  });
+  const before = await listServers(lb);
 
-    for (
-      const bad of [
-        "",
-        "no-port",
-        "host:0",
-        "host:70000",
-        "bad host:80",
-        "h:1:x",
-        "x".repeat(300) + ":1",
-      ]
-    ) {
-      await assert.rejects(
-        unary(lb.RegisterServer, lb, { server_address: bad }),
-        rejectsWith(grpc.status.INVALID_ARGUMENT, /server_address must be host:port/),
-        `RegisterServer '${bad.slice(0, 20)}'`,
-      );
-    }
-    for (const load of [-1, 100.5, NaN, Infinity, -Infinity]) {
-      await assert.rejects(
-        unary(lb.ReportLoad, lb, { server_address: backend.address, cpu_load: load }),
-        rejectsWith(grpc.status.INVALID_ARGUMENT, /cpu_load must be a percentage from 0 to 100/),
-        `ReportLoad ${load}`,
-      );
-    }
+  for (
+    const bad of [
+      "",
+      "no-port",
+      "host:0",
+      "host:70000",
+      "bad host:80",
+      "h:1:x",
+      "x".repeat(300) + ":1",
+    ]
+  ) {
     await assert.rejects(
-      unary(lb.ReportLoad, lb, { server_address: "127.0.0.1:1", cpu_load: 5 }),
-      rejectsWith(grpc.status.NOT_FOUND, /127\.0\.0\.1:1 is not registered/),
+      unary(lb.RegisterServer, lb, { server_address: bad }),
+      rejectsWith(grpc.status.INVALID_ARGUMENT, /server_address must be host:port/),
+      `RegisterServer '${bad.slice(0, 20)}'`,
     );
-    await assert.rejects(
-      unary(lb.ReportLoad, lb, { server_address: "not an address", cpu_load: 5 }),
-      rejectsWith(grpc.status.INVALID_ARGUMENT, /server_address/),
-    );
-    await assert.rejects(
-      unary(lb.GetServer, lb, { client_id: "c".repeat(5_000) }),
-      rejectsWith(grpc.status.INVALID_ARGUMENT, /client_id must be at most/),
-    );
-    await assert.rejects(
-      unary(lb.GetServer, lb, {
-        client_id: "c",
-        avoid: Array.from({ length: 17 }, (_, i) => `10.0.0.${i}:1`),
-      }),
-      rejectsWith(grpc.status.INVALID_ARGUMENT, /avoid must hold at most 16 addresses/),
-    );
-
-    const after = await listServers(lb);
-    assert.deepEqual(
-      after.servers.map((s) => s.server_address),
-      before.servers.map((s) => s.server_address),
-      "no phantom server was added and none removed",
-    );
-    // The bad reports did not replace the backend's load.
-    assert.ok(after.servers.every((s) => s.cpu_load >= 0 && s.cpu_load <= 100));
-  } finally {
-    lb.close();
-    await stopAll(balancer, backend);
   }
+  for (const load of [-1, 100.5, NaN, Infinity, -Infinity]) {
+    await assert.rejects(
+      unary(lb.ReportLoad, lb, { server_address: backend.address, cpu_load: load }),
+      rejectsWith(grpc.status.INVALID_ARGUMENT, /cpu_load must be a percentage from 0 to 100/),
+      `ReportLoad ${load}`,
+    );
+  }
+  await assert.rejects(
+    unary(lb.ReportLoad, lb, { server_address: "127.0.0.1:1", cpu_load: 5 }),
+    rejectsWith(grpc.status.NOT_FOUND, /127\.0\.0\.1:1 is not registered/),
+  );
+  await assert.rejects(
+    unary(lb.ReportLoad, lb, { server_address: "not an address", cpu_load: 5 }),
+    rejectsWith(grpc.status.INVALID_ARGUMENT, /server_address/),
+  );
+  await assert.rejects(
+    unary(lb.GetServer, lb, { client_id: "c".repeat(5_000) }),
+    rejectsWith(grpc.status.INVALID_ARGUMENT, /client_id must be at most/),
+  );
+  await assert.rejects(
+    unary(lb.GetServer, lb, {
+      client_id: "c",
+      avoid: Array.from({ length: 17 }, (_, i) => `10.0.0.${i}:1`),
+    }),
+    rejectsWith(grpc.status.INVALID_ARGUMENT, /avoid must hold at most 16 addresses/),
+  );
+
+  const after = await listServers(lb);
+  assert.deepEqual(
+    after.servers.map((s) => s.server_address),
+    before.servers.map((s) => s.server_address),
+    "no phantom server was added and none removed",
+  );
+  // The bad reports did not replace the backend's load.
+  assert.ok(after.servers.every((s) => s.cpu_load >= 0 && s.cpu_load <= 100));
 });
 
 Deno.test("backend answers unknown or empty task types with INVALID_ARGUMENT naming the accepted values", async () => {
-  const backend = startBackend(["--balancer", "127.0.0.1:1"]);
-  const be = createBackendClient(backend.address);
-  try {
-    await waitForTask(be, "warm-up", "SIMPLE");
-    for (const taskType of ["", "UNKNOWN", "simple", "CPU-HEAVY"]) {
-      await assert.rejects(
-        unary(be.ProcessTask, be, { task_id: "t", task_type: taskType }),
-        rejectsWith(grpc.status.INVALID_ARGUMENT, /task_type must be one of SIMPLE, CPU_HEAVY/),
-        `task_type '${taskType}'`,
-      );
-    }
+  await using sys = await startSystem();
+  const backend = sys.backend(["--balancer", "127.0.0.1:1"]);
+  const be = sys.backendClient(backend.address);
+  await waitForTask(be, "warm-up", "SIMPLE");
+  for (const taskType of ["", "UNKNOWN", "simple", "CPU-HEAVY"]) {
     await assert.rejects(
-      unary(be.ProcessTask, be, { task_id: "t".repeat(2_000), task_type: "SIMPLE" }),
-      rejectsWith(grpc.status.INVALID_ARGUMENT, /task_id must be at most/),
+      unary(be.ProcessTask, be, { task_id: "t", task_type: taskType }),
+      rejectsWith(grpc.status.INVALID_ARGUMENT, /task_type must be one of SIMPLE, CPU_HEAVY/),
+      `task_type '${taskType}'`,
     );
-    // Still serving after all that.
-    const ok = await unary(be.ProcessTask, be, { task_id: "t", task_type: "SIMPLE" });
-    assert.match(ok.result, /done/);
-  } finally {
-    be.close();
-    await stopAll(backend);
   }
+  await assert.rejects(
+    unary(be.ProcessTask, be, { task_id: "t".repeat(2_000), task_type: "SIMPLE" }),
+    rejectsWith(grpc.status.INVALID_ARGUMENT, /task_id must be at most/),
+  );
+  // Still serving after all that.
+  const ok = await unary(be.ProcessTask, be, { task_id: "t", task_type: "SIMPLE" });
+  assert.match(ok.result, /done/);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -271,7 +255,8 @@ function badBalancerCalls(
 }
 
 Deno.test("balancer answers every malformed, empty or oversized value of every RPC with a status and a message, and ListServers shows nothing changed", async () => {
-  const balancer = await startBalancer([
+  await using sys = await startSystem();
+  const balancer = await sys.balancer([
     "--discovery",
     "builtin",
     "--builtin-ttl-ms",
@@ -281,37 +266,31 @@ Deno.test("balancer answers every malformed, empty or oversized value of every R
   ]);
   // Real backends (they may be health-checked) that report to nobody: only this test's own
   // calls register them and move their loads.
-  const backends = [1, 2].map(() => startBackend(["--balancer", "127.0.0.1:1"]));
-  const lb = createLoadBalancerClient(balancer.address);
-  const padded = createLoadBalancerClient(balancer.address, undefined, PADDED);
+  const backends = [1, 2].map(() => sys.backend(["--balancer", "127.0.0.1:1"]));
+  const lb = sys.lbClient(balancer.address);
+  const padded = sys.lbClient(balancer.address, { contract: PADDED });
   const known = backends[0].address;
-  try {
-    for (const { address } of backends) {
-      await unary(lb.RegisterServer, lb, { server_address: address });
-    }
-    await waitForServers(lb, backends.map((b) => b.address));
-    await unary(lb.ReportLoad, lb, { server_address: known, cpu_load: 12.5, in_flight: 3, qps: 4 });
-    const before = await balancerState(lb);
-    assert.equal(before.servers.length, 2);
-    assert.equal(before.policy, "least_load");
-
-    const calls = badBalancerCalls(lb, padded, known);
-    for (const [label, call, code] of calls) {
-      await expectStatus(label, call, code);
-      assert.deepEqual(await balancerState(lb), before, `${label} changed the balancer's state`);
-    }
-    // Empty requests where every field is optional are valid and change nothing either.
-    const named = await unary(lb.GetServer, lb, {} as never);
-    assert.ok(before.servers.some((s) => s.address === named.server_address));
-    assert.equal((await firstWatchMessage(lb, {})).servers.length, 2);
-    assert.deepEqual(await balancerState(lb), before);
-    assert.equal(balancer.process.exited, false);
-    console.log(`balancer: ${calls.length} bad calls answered with their status`);
-  } finally {
-    lb.close();
-    padded.close();
-    await stopAll(balancer, ...backends);
+  for (const { address } of backends) {
+    await unary(lb.RegisterServer, lb, { server_address: address });
   }
+  await waitForServers(lb, backends.map((b) => b.address));
+  await unary(lb.ReportLoad, lb, { server_address: known, cpu_load: 12.5, in_flight: 3, qps: 4 });
+  const before = await balancerState(lb);
+  assert.equal(before.servers.length, 2);
+  assert.equal(before.policy, "least_load");
+
+  const calls = badBalancerCalls(lb, padded, known);
+  for (const [label, call, code] of calls) {
+    await expectStatus(label, call, code);
+    assert.deepEqual(await balancerState(lb), before, `${label} changed the balancer's state`);
+  }
+  // Empty requests where every field is optional are valid and change nothing either.
+  const named = await unary(lb.GetServer, lb, {} as never);
+  assert.ok(before.servers.some((s) => s.address === named.server_address));
+  assert.equal((await firstWatchMessage(lb, {})).servers.length, 2);
+  assert.deepEqual(await balancerState(lb), before);
+  assert.equal(balancer.process.exited, false);
+  console.log(`balancer: ${calls.length} bad calls answered with their status`);
 });
 
 /** The backend's counters that a task would move. */
@@ -321,45 +300,40 @@ async function taskCounters(be: BackendClient) {
 }
 
 Deno.test("backend answers malformed, empty or oversized ProcessTask and GetStats with a status and runs nothing", async () => {
-  const backend = startBackend(["--balancer", "127.0.0.1:1"]);
-  const be = createBackendClient(backend.address);
-  const padded = createBackendClient(backend.address, undefined, PADDED);
+  await using sys = await startSystem();
+  const backend = sys.backend(["--balancer", "127.0.0.1:1"]);
+  const be = sys.backendClient(backend.address);
+  const padded = sys.backendClient(backend.address, { contract: PADDED });
   const { INVALID_ARGUMENT, RESOURCE_EXHAUSTED } = grpc.status;
-  try {
-    await waitForTask(be, "warm-up", "SIMPLE");
-    const before = await taskCounters(be);
-    const calls: [string, () => Promise<unknown>, grpc.status][] = [
-      ["ProcessTask {}", () => unary(be.ProcessTask, be, {} as never), INVALID_ARGUMENT],
-      ...["SIMPLE ", " CPU_HEAVY", "SIMPLE\u0000", "Simple", "x".repeat(10_000)].map((
-        taskType,
-      ): [string, () => Promise<unknown>, grpc.status] => [
-        `ProcessTask '${taskType.slice(0, 20)}'`,
-        () => unary(be.ProcessTask, be, { task_id: "t", task_type: taskType }),
-        INVALID_ARGUMENT,
-      ]),
-      [
-        "ProcessTask oversized",
-        () => unary(padded.ProcessTask, padded, { pad: OVERSIZED_PAD } as never),
-        RESOURCE_EXHAUSTED,
-      ],
-      [
-        "GetStats oversized",
-        () => unary(padded.GetStats, padded, { pad: OVERSIZED_PAD } as never),
-        RESOURCE_EXHAUSTED,
-      ],
-    ];
-    for (const [label, call, code] of calls) {
-      await expectStatus(label, call, code);
-      assert.deepEqual(await taskCounters(be), before, `${label} ran a task`);
-    }
-    assert.equal(backend.process.exited, false);
-    const ok = await unary(be.ProcessTask, be, { task_id: "after", task_type: "CPU_HEAVY" });
-    assert.match(ok.result, /done/);
-  } finally {
-    be.close();
-    padded.close();
-    await stopAll(backend);
+  await waitForTask(be, "warm-up", "SIMPLE");
+  const before = await taskCounters(be);
+  const calls: [string, () => Promise<unknown>, grpc.status][] = [
+    ["ProcessTask {}", () => unary(be.ProcessTask, be, {} as never), INVALID_ARGUMENT],
+    ...["SIMPLE ", " CPU_HEAVY", "SIMPLE\u0000", "Simple", "x".repeat(10_000)].map((
+      taskType,
+    ): [string, () => Promise<unknown>, grpc.status] => [
+      `ProcessTask '${taskType.slice(0, 20)}'`,
+      () => unary(be.ProcessTask, be, { task_id: "t", task_type: taskType }),
+      INVALID_ARGUMENT,
+    ]),
+    [
+      "ProcessTask oversized",
+      () => unary(padded.ProcessTask, padded, { pad: OVERSIZED_PAD } as never),
+      RESOURCE_EXHAUSTED,
+    ],
+    [
+      "GetStats oversized",
+      () => unary(padded.GetStats, padded, { pad: OVERSIZED_PAD } as never),
+      RESOURCE_EXHAUSTED,
+    ],
+  ];
+  for (const [label, call, code] of calls) {
+    await expectStatus(label, call, code);
+    assert.deepEqual(await taskCounters(be), before, `${label} ran a task`);
   }
+  assert.equal(backend.process.exited, false);
+  const ok = await unary(be.ProcessTask, be, { task_id: "after", task_type: "CPU_HEAVY" });
+  assert.match(ok.result, /done/);
 });
 
 const BAD_FLAGS: [
@@ -544,17 +518,13 @@ Deno.test("entries under a narrowed --allow-net refuse an address it does not co
 });
 
 Deno.test("--max-message-bytes sets the largest request a balancer accepts", async () => {
-  const balancer = await startBalancer(["--max-message-bytes", "2048"]);
-  const padded = createLoadBalancerClient(balancer.address, undefined, PADDED);
-  try {
-    const list = (pad: number) =>
-      unary(padded.ListServers, padded, { pad: new Uint8Array(pad) } as never, {
-        deadline: Date.now() + 5_000,
-      });
-    await list(1_500); // under the limit
-    await expectStatus("ListServers of 3 KB", () => list(3_000), grpc.status.RESOURCE_EXHAUSTED);
-  } finally {
-    padded.close();
-    await stopAll(balancer);
-  }
+  await using sys = await startSystem();
+  const balancer = await sys.balancer(["--max-message-bytes", "2048"]);
+  const padded = sys.lbClient(balancer.address, { contract: PADDED });
+  const list = (pad: number) =>
+    unary(padded.ListServers, padded, { pad: new Uint8Array(pad) } as never, {
+      deadline: Date.now() + 5_000,
+    });
+  await list(1_500); // under the limit
+  await expectStatus("ListServers of 3 KB", () => list(3_000), grpc.status.RESOURCE_EXHAUSTED);
 });

@@ -7,8 +7,9 @@
 import assert from "node:assert/strict";
 import { ENTRY_FLAGS, spawnEntry } from "../lib/harness/entry_process.ts";
 import { envFlags, envName, FlagReader, parseFlags, UsageError } from "../lib/runtime/flags.ts";
-import { createLoadBalancerClient, freePort, listServers, stopAll, waitFor } from "./_system.ts";
 import { entryHelps, FLAG_DOCS, FLAG_DOCS_TASK, flagDocs } from "./_flag_docs.ts";
+import { startSystem } from "./_harness.ts";
+import { listServers } from "./_system.ts";
 
 for (const [entry, specs] of Object.entries(ENTRY_FLAGS)) {
   Deno.test(`${entry} --help lists every flag with its default and variable, and examples`, async () => {
@@ -99,24 +100,9 @@ Deno.test("FlagReader reads a flag given, else its table's default, else undefin
 
 /** Starts a balancer with `args` and `env`, and resolves with the policy it lists. */
 async function policyOf(args: string[], env: Record<string, string>): Promise<string> {
-  const port = freePort();
-  const process = spawnEntry("balancer", ["--port", String(port), ...args], { env });
-  const client = createLoadBalancerClient(`127.0.0.1:${port}`);
-  try {
-    const list = await waitFor(
-      "balancer to answer",
-      () => {
-        if (process.exited) throw new Error(`balancer exited:\n${process.log()}`);
-        return listServers(client);
-      },
-      20_000,
-      50,
-    );
-    return list.policy;
-  } finally {
-    client.close();
-    await stopAll({ process });
-  }
+  await using sys = await startSystem();
+  const balancer = await sys.balancer(args, { env });
+  return (await listServers(sys.lbClient(balancer.address))).policy;
 }
 
 Deno.test("a balancer takes LB_POLICY when --policy is absent; --policy wins", async () => {
