@@ -19,12 +19,9 @@ import { envFlags, envName, type FlagSpecs } from "../runtime/flags.ts";
 export const ENV_ALLOW = "GRPC_*,LB_*,grpc_proxy,http_proxy,https_proxy,no_proxy,no_grpc_proxy";
 
 /**
- * V8's young generation capped at 8 MiB a semi-space (16 by default): at 1,000 servers the
- * startup burst (1,000 connections and probes at once) grew it to the default cap, which V8 then
- * kept, 30 MiB committed for a young generation that holds a few MiB between scavenges. Measured
- * in the `scale` benchmark: 137-142 MiB mean without, 126 with; `GetServer`/s within the noise
- * of 3 interleaved runs each (4 MiB: 113 MiB but about 15 % fewer `GetServer`/s). See
- * docs/DEVELOPING.md.
+ * V8's young generation capped at 8 MiB a semi-space (16 by default): the startup burst at 1,000
+ * servers grows it to the cap, which V8 then keeps while the balancer works. The measurements are
+ * in docs/DEVELOPING.md ("V8's young generation").
  */
 export const BALANCER_V8_FLAGS = "--v8-flags=--max-semi-space-size=8";
 
@@ -35,16 +32,14 @@ export const BALANCER_V8_FLAGS = "--v8-flags=--max-semi-space-size=8";
  * Balancer, backend and client may reach any host (`--allow-net`): a deployment's etcd, backends,
  * balancers and clients are on hosts and names only its configuration knows, and the balancer
  * dials whatever servers register in etcd. An operator narrows it by running `deno run` with
- * `--allow-net=<their hosts>` (README, "Deploying across hosts"); each entry then checks at start
+ * `--allow-net=<their hosts>` (docs/operations.md, "Deploying across hosts"); each entry then checks at start
  * that its configured addresses are covered (`lib/wire/net_access.ts`). Read, env and sys stay narrow:
  * they may read `secrets/` (gitignored), where token files and TLS keys go, and `node_modules`,
  * where the etcd3 package reads its `.proto` files. The demo and the benchmark run everything on
  * loopback, so they keep `--allow-net=127.0.0.1`.
  *
- * The balancer does not run with V8's `--optimize-for-size`, though it halves its memory at
- * 1,000 servers: it costs about 12 % of peak `GetServer` throughput, and with it a test that
- * fails rarely otherwise (`tests/wire_garbage_test.ts`, short-lived clients: a new WatchServers
- * stream failed with EPIPE) failed about 1 run in 5. See docs/DEVELOPING.md.
+ * The balancer does not run with V8's `--optimize-for-size`: it saves memory but costs peak
+ * `GetServer` throughput (docs/DEVELOPING.md, "V8's young generation").
  */
 export const ENTRY_PERMISSIONS = {
   balancer: [
