@@ -31,6 +31,9 @@ const PROGRAM = "client";
 const CLIENT_TASKS = ["simple", "cpu_heavy", "lookup"] as const;
 
 /** The client's flags. */
+/** Most tasks in flight in an open-loop run (`--rate`) unless `--concurrency` says. */
+export const OPEN_LOOP_MAX_IN_FLIGHT = 1_000;
+
 export const CLIENT_FLAGS = {
   balancer: {
     type: "string",
@@ -65,7 +68,18 @@ export const CLIENT_FLAGS = {
     default: 10,
   },
   duration: { type: "string", arg: "S", help: "send tasks for S seconds instead" },
-  concurrency: { type: "string", arg: "C", help: "tasks in flight at once", default: 1 },
+  concurrency: {
+    type: "string",
+    arg: "C",
+    help: `tasks in flight at once (with --rate: at most; default ${OPEN_LOOP_MAX_IN_FLIGHT} then)`,
+    default: 1,
+  },
+  rate: {
+    type: "string",
+    arg: "R",
+    help: "open loop: send R tasks a second on average (Poisson arrivals), each one's latency " +
+      "counted from its scheduled arrival, whether or not earlier ones have returned",
+  },
   "client-id": {
     type: "string",
     arg: "ID",
@@ -176,6 +190,8 @@ export interface LoadConfig {
   requests?: number;
   durationS?: number;
   concurrency: number;
+  /** Open loop at this mean rate (tasks per second); closed loop when absent. */
+  ratePerS?: number;
   progressMs?: number;
   clientId: string;
   clientIds: number;
@@ -236,13 +252,17 @@ export function parseClientFlags(args: string[]): ClientConfig | "help" {
   }
   const progressMs = read.int("progress-ms", 10, 60_000);
   const durationS = read.number("duration", 0.001, 86_400);
+  const ratePerS = read.number("rate", 0.001, 1_000_000);
   const command: LoadConfig = {
     kind: "load",
     task,
     direct,
     requests: durationS === undefined ? read.int("requests", 1, 1_000_000_000) : undefined,
     durationS,
-    concurrency: read.int("concurrency", 1, 10_000),
+    concurrency: ratePerS !== undefined && flags.concurrency === undefined
+      ? OPEN_LOOP_MAX_IN_FLIGHT
+      : read.int("concurrency", 1, 10_000),
+    ratePerS,
     progressMs,
     clientId: flags["client-id"] ?? `client-${Deno.pid}`,
     clientIds: read.int("client-ids", 1, 1_000_000),

@@ -88,6 +88,7 @@ async function load(
       requests: command.requests,
       durationMs: durationS === undefined ? undefined : durationS * 1_000,
       concurrency,
+      ratePerS: command.ratePerS,
       idPrefix: clientId,
       progressEveryMs: progressMs,
       onProgress: bar
@@ -107,6 +108,7 @@ async function load(
         clientId,
         task,
         concurrency,
+        ...(command.ratePerS === undefined ? {} : { ratePerS: command.ratePerS }),
         ...rest,
         ...failovers,
         ...(command.histogram ? { histogram } : {}),

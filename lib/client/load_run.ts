@@ -18,7 +18,20 @@ export interface LoadRunOptions {
   requests?: number;
   /** ...or after this long (whichever is given; requests wins if both). */
   durationMs?: number;
+  /**
+   * Closed loop (no `ratePerS`): this many loops, each sending its next task when the last one
+   * returns. Open loop: the most tasks in flight; arrivals beyond it wait in the client, and
+   * their wait counts in their latency.
+   */
   concurrency: number;
+  /**
+   * Open loop: tasks arrive at this mean rate per second, Poisson (exponential gaps), whether or
+   * not earlier ones have returned; each task's latency runs from its scheduled arrival, so a slow
+   * answer cannot hide the delay it causes (no coordinated omission).
+   */
+  ratePerS?: number;
+  /** Randomness of the open loop's arrivals (uniform on [0, 1)). @default {Math.random} */
+  rng?: () => number;
   /** Prefix of task ids. */
   idPrefix?: string;
   /** Called about every `progressEveryMs` while running. */
@@ -125,28 +138,47 @@ export async function runLoad(options: LoadRunOptions): Promise<LoadRunSummary> 
     }, options.progressEveryMs ?? 250)
     : undefined;
 
+  /** Counts one finished task whose latency runs from `begin`. */
+  const record = (outcome: TaskOutcome, begin: number) => {
+    if (outcome.attempts > 1) retried++;
+    if (outcome.ok) {
+      succeeded++;
+      const ms = performance.now() - begin;
+      latency.record(ms);
+      window.record(ms);
+      perServer[outcome.server] = (perServer[outcome.server] ?? 0) + 1;
+    } else {
+      failed++;
+      const name = statusName(outcome.code);
+      failuresByCode[name] = (failuresByCode[name] ?? 0) + 1;
+      causes.add(name, outcome.message, outcome.server);
+    }
+  };
+  const send = (): Promise<TaskOutcome> => {
+    const id = `${prefix}-${started++}`;
+    return taskType === LOOKUP ? lookup(client) : client.run(id, taskType);
+  };
+
   const loop = async () => {
     while (started < limit && performance.now() < endAt) {
-      const id = `${prefix}-${started++}`;
       const begin = performance.now();
-      const outcome = taskType === LOOKUP ? await lookup(client) : await client.run(id, taskType);
-      if (outcome.attempts > 1) retried++;
-      if (outcome.ok) {
-        succeeded++;
-        const ms = performance.now() - begin;
-        latency.record(ms);
-        window.record(ms);
-        perServer[outcome.server] = (perServer[outcome.server] ?? 0) + 1;
-      } else {
-        failed++;
-        const name = statusName(outcome.code);
-        failuresByCode[name] = (failuresByCode[name] ?? 0) + 1;
-        causes.add(name, outcome.message, outcome.server);
-      }
+      record(await send(), begin);
     }
   };
   try {
-    await Promise.all(Array.from({ length: concurrency }, loop));
+    if (options.ratePerS === undefined) {
+      await Promise.all(Array.from({ length: concurrency }, loop));
+    } else {
+      await openLoop({
+        t0,
+        endAt,
+        limit,
+        concurrency,
+        gapMs: () => -Math.log(1 - (options.rng ?? Math.random)()) * 1_000 / options.ratePerS!,
+        send,
+        record,
+      });
+    }
   } finally {
     clearInterval(timer);
   }
@@ -172,6 +204,55 @@ export async function runLoad(options: LoadRunOptions): Promise<LoadRunSummary> 
     perServer,
     histogram: latency.encode(),
   };
+}
+
+/**
+ * Sends tasks at scheduled arrival times (the first at `t0`, then `gapMs()` apart) until `endAt`
+ * or `limit` arrivals, at most `concurrency` in flight; resolves once every task has finished.
+ */
+function openLoop(o: {
+  t0: number;
+  endAt: number;
+  limit: number;
+  concurrency: number;
+  gapMs: () => number;
+  send: () => Promise<TaskOutcome>;
+  record: (outcome: TaskOutcome, scheduledAt: number) => void;
+}): Promise<void> {
+  return new Promise((resolve) => {
+    /** Scheduled times of arrivals waiting for a slot, oldest first from `head`. */
+    const waiting: number[] = [];
+    let head = 0;
+    let inFlight = 0;
+    let arrivals = 0;
+    let nextAt = o.t0;
+    let arriving = true;
+    const start = (scheduledAt: number) => {
+      inFlight++;
+      o.send().then((outcome) => {
+        o.record(outcome, scheduledAt);
+        inFlight--;
+        if (head < waiting.length) start(waiting[head++]);
+        else if (!arriving && inFlight === 0) resolve();
+      });
+    };
+    const arrive = () => {
+      const now = performance.now();
+      while (nextAt <= now && nextAt < o.endAt && arrivals < o.limit) {
+        arrivals++;
+        if (inFlight < o.concurrency) start(nextAt);
+        else waiting.push(nextAt);
+        nextAt += o.gapMs();
+      }
+      if (nextAt >= o.endAt || arrivals >= o.limit) {
+        arriving = false;
+        if (inFlight === 0 && head >= waiting.length) resolve();
+        return;
+      }
+      setTimeout(arrive, Math.max(0, nextAt - performance.now()));
+    };
+    arrive();
+  });
 }
 
 /** The `taskType` that sends only `GetServer`. */
