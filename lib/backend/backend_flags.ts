@@ -5,6 +5,12 @@
  *
  * @module
  */
+import {
+  CAPACITY_SCHEDULE_FORM,
+  type CapacitySchedule,
+  constantCapacity,
+  parseCapacitySchedule,
+} from "./capacity_schedule.ts";
 import { LOAD_SOURCES } from "./cpu_meter.ts";
 import { DEFAULT_WORK_UNITS } from "./cpu_work.ts";
 import { DEFAULT_REPORT_INTERVAL_MS } from "./load_reporter.ts";
@@ -21,6 +27,7 @@ import {
   UsageError,
 } from "../runtime/flags.ts";
 import type { BackendOptions } from "./backend_process.ts";
+import { parseServiceTime, SERVICE_TIME_FORMS } from "./service_time.ts";
 import { addressFlag, advertiseFlag } from "../wire/address.ts";
 import { HTTP_HOST_FLAG, httpFlags } from "../ops/http_server.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogConfig, logFlags } from "../runtime/log.ts";
@@ -72,7 +79,12 @@ export const BACKEND_FLAGS = {
     help: "etcd lease TTL in seconds",
     default: DEFAULT_LEASE_TTL_S,
   },
-  workers: { type: "string", arg: "N", help: "Web Workers for CPU-heavy tasks", default: 1 },
+  workers: {
+    type: "string",
+    arg: "N",
+    help: "Web Workers for CPU-heavy tasks (with --service-time: slots)",
+    default: 1,
+  },
   "work-units": {
     type: "string",
     arg: "N",
@@ -84,6 +96,27 @@ export const BACKEND_FLAGS = {
     arg: "F",
     help: "multiplies the heavy work, to emulate a slower server",
     default: 1,
+  },
+  "service-time": {
+    type: "string",
+    arg: "DIST",
+    help: "emulate CPU_HEAVY tasks, a benchmark and demo device: each holds one of --workers " +
+      "slots for a time drawn from DIST, waiting in a queue for a free one, and burns no CPU " +
+      `(${SERVICE_TIME_FORMS}); SIMPLE tasks stay instant, --work-units does not apply, and ` +
+      "the load reported is the busy slots",
+  },
+  capacity: {
+    type: "string",
+    arg: "F",
+    help: "with --service-time: this server's speed, above 0 and at most 1; drawn times are " +
+      "divided by it",
+    default: 1,
+  },
+  "capacity-schedule": {
+    type: "string",
+    arg: "SPEC",
+    help: "with --service-time, in place of --capacity: capacity over time since start, " +
+      `${CAPACITY_SCHEDULE_FORM} (a noisy neighbour from 20 to 40 s)`,
   },
   "report-interval-ms": {
     type: "string",
@@ -137,6 +170,8 @@ export const BACKEND_USAGE = usage({
     "deno task backend --port 50053 --etcd http://127.0.0.1:2379 --balancer 127.0.0.1:50051",
     "deno task backend --port 50055 --etcd http://127.0.0.1:2379",
     "LB_BALANCER=127.0.0.1:50051 LB_SLOWDOWN=4 deno task backend --port 50054",
+    "deno task backend --port 50056 --balancer 127.0.0.1:50051 --workers 4 " +
+    "--service-time exp:20ms --capacity 0.25",
     "deno task backend --host 0.0.0.0 --advertise backend-1.example.internal --port 50052 " +
     "--etcd http://etcd-1:2379",
   ],
@@ -191,6 +226,7 @@ export function parseBackendFlags(args: string[]): BackendConfig | "help" {
         }
         : undefined,
       workers: read.int("workers", 1, 256),
+      emulation: emulationFlags(flags),
       workUnits: read.number("work-units", 0.001, 100_000),
       slowdown: read.number("slowdown", 0.01, 1_000),
       reportIntervalMs: read.int("report-interval-ms", 50, 600_000),
@@ -205,4 +241,65 @@ export function parseBackendFlags(args: string[]): BackendConfig | "help" {
       format: read.choice("log-format", LOG_FORMATS),
     },
   };
+}
+
+/** The flags of emulated tasks (`--service-time` and what goes with it), checked. */
+function emulationFlags(
+  flags: ReturnType<typeof parseFlags<typeof BACKEND_FLAGS>>,
+): BackendOptions["emulation"] {
+  const text = flags["service-time"];
+  const schedule = flags["capacity-schedule"];
+  if (text === undefined) {
+    for (const flag of ["capacity", "capacity-schedule"] as const) {
+      if (flags[flag] !== undefined) {
+        throw new UsageError(`Cannot start ${PROGRAM} as '--${flag}' needs '--service-time DIST'`);
+      }
+    }
+    return undefined;
+  }
+  for (
+    const [flag, why] of [["slowdown", "use '--capacity'"], [
+      "load-source",
+      "its load is its busy slots",
+    ]] as const
+  ) {
+    if (flags[flag] !== undefined) {
+      throw new UsageError(
+        `Cannot start ${PROGRAM} as '--${flag}' and '--service-time' exclude each other (${why})`,
+      );
+    }
+  }
+  if (flags.capacity !== undefined && schedule !== undefined) {
+    throw new UsageError(
+      `Cannot start ${PROGRAM} as '--capacity' and '--capacity-schedule' exclude each other`,
+    );
+  }
+  const serviceTime = parsed("service-time", () => parseServiceTime(text));
+  let capacity: CapacitySchedule;
+  if (schedule !== undefined) {
+    capacity = parsed("capacity-schedule", () => parseCapacitySchedule(schedule));
+  } else {
+    const value = flags.capacity ?? String(BACKEND_FLAGS.capacity.default);
+    const f = Number(value);
+    if (value.trim() === "" || !(f > 0 && f <= 1)) {
+      throw new UsageError(
+        `Cannot start ${PROGRAM} as '--capacity' must be a number above 0 and at most 1: ` +
+          `current value is '${value}'`,
+      );
+    }
+    capacity = constantCapacity(f);
+  }
+  return { serviceTime, capacity };
+}
+
+/** `parse()`'s value; its `RangeError` (which says what is accepted) as a usage error of `flag`. */
+function parsed<T>(flag: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (error) {
+    if (!(error instanceof RangeError)) throw error;
+    throw new UsageError(`Cannot start ${PROGRAM} as '--${flag}' is invalid: ${error.message}`, {
+      cause: error,
+    });
+  }
 }

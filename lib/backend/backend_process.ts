@@ -1,6 +1,6 @@
 /**
- * The backend process: serves `Backend.ProcessTask`, runs CPU-heavy tasks on a worker pool,
- * registers in etcd (or with the balancer, in built-in discovery) and reports its load.
+ * The backend process: serves `Backend.ProcessTask`, runs CPU-heavy tasks on a worker pool (or
+ * emulates them on slots, with `emulation`), registers in etcd (or with the balancer, in built-in discovery) and reports its load.
  *
  * @module
  */
@@ -22,6 +22,9 @@ import { contract } from "../wire/proto.ts";
 import { addReflection } from "../wire/reflection.ts";
 import { bindServer, createServer, shutdownServer } from "../wire/grpc_server.ts";
 import type { TlsConfig } from "../wire/tls.ts";
+import type { CapacitySchedule } from "./capacity_schedule.ts";
+import { meanServiceTime, type ServiceTime } from "./service_time.ts";
+import { SlotMeter, SlotPool } from "./slot_pool.ts";
 import { WorkerPool } from "./worker_pool.ts";
 
 const log = getLogger(["lb", "backend"]);
@@ -49,7 +52,15 @@ export interface BackendOptions {
     /** Where the live balancers are found (without `balancer`). @default {DEFAULT_BALANCER_PREFIX} */
     balancerPrefix?: string;
   };
+  /** Web Workers for CPU-heavy tasks, or slots with `emulation`. */
   workers: number;
+  /**
+   * Emulate CPU-heavy tasks instead of computing them: each holds one of `workers` slots for a
+   * time drawn from `serviceTime` divided by the capacity at the time (since start), and the
+   * load reports carry busy slots as `cpu_load`. `workUnits` and `slowdown` then do not apply.
+   * @default {none: tasks compute}
+   */
+  emulation?: { serviceTime: ServiceTime; capacity: CapacitySchedule };
   /** Work units per CPU-heavy task, before the slowdown. */
   workUnits: number;
   /** Multiplies the heavy work, to run slower servers on one machine. */
@@ -73,7 +84,7 @@ export interface BackendOptions {
 export class Backend {
   #options: BackendOptions;
   #server: grpc.Server;
-  #pool: WorkerPool;
+  #heavy: { pool: WorkerPool; workUnits: number } | { slots: SlotPool };
   #etcd: Etcd3 | undefined;
   #registration: EtcdRegistration | undefined;
   /** One reporter per balancer, by its address. */
@@ -91,8 +102,25 @@ export class Backend {
   constructor(options: BackendOptions) {
     this.#options = options;
     this.#server = createServer(options.maxMessageBytes);
-    this.#pool = new WorkerPool(options.workers);
-    this.#metrics = createBackendMetrics(this.#pool);
+    const emulation = options.emulation;
+    this.#heavy = emulation
+      ? {
+        slots: new SlotPool({
+          slots: options.workers,
+          serviceTime: emulation.serviceTime,
+          capacity: emulation.capacity,
+        }),
+      }
+      : {
+        pool: new WorkerPool(options.workers),
+        workUnits: options.workUnits * options.slowdown,
+      };
+    this.#metrics = createBackendMetrics(this.#tasks);
+  }
+
+  /** Where CPU-heavy tasks run or wait: the worker pool, or the emulated slots. */
+  get #tasks(): WorkerPool | SlotPool {
+    return "slots" in this.#heavy ? this.#heavy.slots : this.#heavy.pool;
   }
 
   /** The advertised `host:port` (after {@linkcode start}). */
@@ -121,9 +149,8 @@ export class Backend {
     this.#server.addService(
       contract.Backend.service,
       createBackendHandlers({
+        ...this.#heavy,
         address: this.#address,
-        pool: this.#pool,
-        workUnits: o.workUnits * o.slowdown,
         draining: () => this.#draining,
         counters: this.#counters,
         metrics: this.#metrics,
@@ -150,11 +177,24 @@ export class Backend {
     }
     if (o.balancer) this.#startReporter(o.balancer);
     else if (this.#etcd) await this.#followBalancers(this.#etcd);
-    log.info("Backend {address} serving with {workers} worker(s), slowdown {slowdown}", {
-      address: this.#address,
-      workers: o.workers,
-      slowdown: o.slowdown,
-    });
+    if (o.emulation) {
+      log.info(
+        "Backend {address} serving with {workers} emulated slot(s), mean service time " +
+          "{meanMs} ms, capacity {capacity}",
+        {
+          address: this.#address,
+          workers: o.workers,
+          meanMs: meanServiceTime(o.emulation.serviceTime),
+          capacity: o.emulation.capacity.map((s) => `${s.capacity} from ${s.atMs} ms`).join(", "),
+        },
+      );
+    } else {
+      log.info("Backend {address} serving with {workers} worker(s), slowdown {slowdown}", {
+        address: this.#address,
+        workers: o.workers,
+        slowdown: o.slowdown,
+      });
+    }
     if (this.#http) {
       log.info("Backend {address} HTTP (/metrics, /health) on http://{host}:{port}/", {
         address: this.#address,
@@ -183,12 +223,13 @@ export class Backend {
       address: this.#address,
       intervalMs: o.reportIntervalMs,
       source: o.loadSource,
+      meter: "slots" in this.#heavy ? new SlotMeter(this.#heavy.slots) : undefined,
       register: !o.etcd,
       tls: o.tls,
       token: o.token,
       tasks: () => ({
-        inFlight: this.#pool.inFlight,
-        queueLength: this.#pool.queueLength,
+        inFlight: this.#tasks.inFlight,
+        queueLength: this.#tasks.queueLength,
         completed: this.#counters.simple + this.#counters.heavy,
         failed: this.#counters.failed,
       }),
@@ -225,7 +266,7 @@ export class Backend {
     this.#health.close();
     await this.#http?.stop();
     await shutdownServer(this.#server, graceMs);
-    this.#pool.close();
+    this.#tasks.close();
     this.#etcd?.close();
     log.info("Backend {address} stopped", { address: this.#address });
   }

@@ -1,6 +1,7 @@
 /**
  * The `Backend` service handler: runs SIMPLE tasks at once and CPU_HEAVY tasks on the worker
- * pool. An unknown or empty `task_type` is INVALID_ARGUMENT naming the accepted values, so a
+ * pool, or, on a backend that emulates its tasks, by holding one of its slots for a drawn time.
+ * An unknown or empty `task_type` is INVALID_ARGUMENT naming the accepted values, so a
  * client's bug is not hidden behind a success.
  *
  * @module
@@ -11,6 +12,7 @@ import { ITERATIONS_PER_UNIT } from "./cpu_work.ts";
 import { type BackendMetrics, measured } from "../ops/metrics.ts";
 import type { StatsRequest, StatsResponse, TaskRequest, TaskResponse } from "../wire/proto.ts";
 import { statusError, statusName } from "../wire/status.ts";
+import type { SlotPool } from "./slot_pool.ts";
 import type { WorkerPool } from "./worker_pool.ts";
 
 /** Accepted `task_type` values. */
@@ -28,24 +30,40 @@ export interface TaskCounters {
   failed: number;
 }
 
+/** Where CPU_HEAVY tasks run: computed on the worker pool, or emulated on slots. */
+export type HeavyTasks =
+  | {
+    pool: WorkerPool;
+    /** Work units per CPU_HEAVY task, already multiplied by the slowdown. */
+    workUnits: number;
+  }
+  | { slots: SlotPool };
+
 /** What the handler works on. */
-export interface BackendServiceDeps {
+export type BackendServiceDeps = HeavyTasks & {
   /** This backend's advertised `host:port`, echoed in results. */
   address: string;
-  pool: WorkerPool;
-  /** Work units per CPU_HEAVY task, already multiplied by the slowdown. */
-  workUnits: number;
   /** True once the backend is draining: new tasks are refused with UNAVAILABLE. */
   draining: () => boolean;
   /** Counted into as tasks finish. */
   counters: TaskCounters;
   /** Where task latency and results are counted; none: not counted. */
   metrics?: BackendMetrics;
+};
+
+/** Runs one CPU_HEAVY task; resolves with what its result says of the work. */
+function heavyTask(heavy: HeavyTasks): () => Promise<string> {
+  if ("slots" in heavy) {
+    return () => heavy.slots.run().then((ms) => `held a slot for ${ms.toFixed(1)} ms`);
+  }
+  const iterations = Math.round(heavy.workUnits * ITERATIONS_PER_UNIT);
+  return () => heavy.pool.run(iterations).then((checksum) => `checksum ${checksum}`);
 }
 
 /** Creates the handlers of the `Backend` service. */
 export function createBackendHandlers(deps: BackendServiceDeps): grpc.UntypedServiceImplementation {
-  const iterations = Math.round(deps.workUnits * ITERATIONS_PER_UNIT);
+  const runHeavy = heavyTask(deps);
+  const tasks = "slots" in deps ? deps.slots : deps.pool;
   const startedAt = performance.now();
   const counters = deps.counters;
   const ProcessTask: grpc.handleUnaryCall<TaskRequest, TaskResponse> = (call, callback) => {
@@ -73,12 +91,10 @@ export function createBackendHandlers(deps: BackendServiceDeps): grpc.UntypedSer
       counters.simple++;
       return callback(null, { result: `Task ${task_id} (SIMPLE) done by ${deps.address}` });
     }
-    deps.pool.run(iterations).then(
-      (checksum) => {
+    runHeavy().then(
+      (work) => {
         counters.heavy++;
-        callback(null, {
-          result: `Task ${task_id} (CPU_HEAVY) done by ${deps.address}: checksum ${checksum}`,
-        });
+        callback(null, { result: `Task ${task_id} (CPU_HEAVY) done by ${deps.address}: ${work}` });
       },
       (error: Error) => {
         counters.failed++;
@@ -94,7 +110,7 @@ export function createBackendHandlers(deps: BackendServiceDeps): grpc.UntypedSer
       cpu_system_us: cpu.system,
       simple_completed: counters.simple,
       heavy_completed: counters.heavy,
-      in_flight: deps.pool.inFlight,
+      in_flight: tasks.inFlight,
       uptime_ms: performance.now() - startedAt,
     });
   };

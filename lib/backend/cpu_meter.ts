@@ -13,8 +13,14 @@ export const LOAD_SOURCES = ["process", "loadavg"] as const;
 /** A load source. */
 export type LoadSource = typeof LOAD_SOURCES[number];
 
+/** A load figure measured between calls, such as CPU use or busy slots. */
+export interface LoadMeter {
+  /** The load since the previous call (or since creation), in percent, 0 to 100. */
+  sample(): number;
+}
+
 /** Samples this process's CPU use between calls. */
-export class CpuMeter {
+export class CpuMeter implements LoadMeter {
   #last = process.cpuUsage();
   #lastAtMs = performance.now();
   #cores: number;

@@ -10,7 +10,7 @@ import * as grpc from "@grpc/grpc-js";
 import { getLogger } from "@logtape/logtape";
 import { withToken } from "../wire/auth.ts";
 import { retryDelayMs } from "../wire/backoff.ts";
-import { CpuMeter, loadavgPercent, type LoadSource } from "./cpu_meter.ts";
+import { CpuMeter, loadavgPercent, type LoadMeter, type LoadSource } from "./cpu_meter.ts";
 import { createLoadBalancerClient, type LoadBalancerClient, unary } from "../wire/proto.ts";
 import { statusName } from "../wire/status.ts";
 import { channelCredentials, type TlsConfig } from "../wire/tls.ts";
@@ -30,6 +30,12 @@ export interface LoadReporterOptions {
   intervalMs?: number;
   /** What `cpu_load` carries. @default {"process"} */
   source?: LoadSource;
+  /**
+   * What `cpu_load` carries in place of `source`: busy slots, for a backend that emulates its
+   * tasks and so uses next to no CPU. One meter per reporter, as each samples since its last
+   * call. @default {none}
+   */
+  meter?: LoadMeter;
   /** Call `RegisterServer` first and after NOT_FOUND (built-in discovery). */
   register: boolean;
   /** Current in-flight and queued task counts, and tasks completed and failed so far. */
@@ -44,7 +50,7 @@ export interface LoadReporterOptions {
 export class LoadReporter {
   #options: LoadReporterOptions;
   #client: LoadBalancerClient;
-  #meter = new CpuMeter();
+  #meter: LoadMeter;
   #lastCounts = { completed: 0, failed: 0, atMs: performance.now() };
   #timer: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
@@ -57,6 +63,7 @@ export class LoadReporter {
   constructor(options: LoadReporterOptions) {
     this.#options = options;
     this.#intervalMs = options.intervalMs ?? DEFAULT_REPORT_INTERVAL_MS;
+    this.#meter = options.meter ?? new CpuMeter();
     // Reports are heartbeats in built-in discovery: after the balancer was down, the channel
     // must not sit in grpc-js's default reconnect backoff (up to 120 s) while the TTL runs out.
     this.#client = createLoadBalancerClient(
@@ -108,7 +115,7 @@ export class LoadReporter {
       }
       const { inFlight, queueLength, completed, failed } = this.#options.tasks();
       const loadavg = loadavgPercent();
-      const processLoad = this.#meter.sample();
+      const load = this.#meter.sample();
       const now = performance.now();
       const seconds = Math.max(0.001, (now - this.#lastCounts.atMs) / 1_000);
       const qps = (completed - this.#lastCounts.completed) / seconds;
@@ -116,7 +123,7 @@ export class LoadReporter {
       this.#lastCounts = { completed, failed, atMs: now };
       await unary(this.#client.ReportLoad, this.#client, {
         server_address: this.#options.address,
-        cpu_load: this.#options.source === "loadavg" ? loadavg : processLoad,
+        cpu_load: this.#options.source === "loadavg" && !this.#options.meter ? loadavg : load,
         in_flight: inFlight,
         queue_length: queueLength,
         loadavg_percent: loadavg,
