@@ -36,8 +36,8 @@ export function flagDocs(helps: Record<EntryName, string>): string {
     "",
     "This file is generated: change the flag tables (`lib/balancer/balancer_flags.ts`,",
     "`lib/backend/backend_flags.ts`, `lib/client/client_flags.ts`, `lib/harness/demo_flags.ts`,",
-    `\`lib/bench/bench_flags.ts\`), then run \`${FLAG_DOCS_TASK}\`. \`tests/help_test.ts\` fails while it`,
-    "differs from what the entries print.",
+    `\`lib/bench/bench_flags.ts\`, \`lib/sim/sim_flags.ts\`), then run \`${FLAG_DOCS_TASK}\`.`,
+    "`tests/help_test.ts` fails while it differs from what the entries print.",
     "",
     ...ENTRIES.flatMap((entry) => [
       `## ${entry}`,

@@ -13,6 +13,7 @@ import { BALANCER_FLAGS } from "../balancer/balancer_flags.ts";
 import { BENCH_FLAGS } from "../bench/bench_flags.ts";
 import { CLIENT_FLAGS } from "../client/client_flags.ts";
 import { DEMO_FLAGS } from "./demo_flags.ts";
+import { SIM_FLAGS } from "../sim/sim_flags.ts";
 import { envFlags, envName, type FlagSpecs } from "../runtime/flags.ts";
 
 /** Environment variables grpc-js and our entries (`LB_*`, their flags) read. */
@@ -74,6 +75,7 @@ export const ENTRY_PERMISSIONS = {
     "--allow-sys=osRelease,systemMemoryInfo",
     `--allow-env=${ENV_ALLOW}`,
   ],
+  simulate: ["--allow-env=LB_*"],
 } as const;
 
 /** An entry that can be started. */
@@ -89,6 +91,7 @@ export const ENTRY_FLAGS = {
   client: CLIENT_FLAGS,
   demo: DEMO_FLAGS,
   bench: BENCH_FLAGS,
+  simulate: SIM_FLAGS,
 } as const satisfies Record<EntryName, FlagSpecs>;
 
 /** Project root (where deno.json is). */

@@ -1,0 +1,332 @@
+/**
+ * A deterministic discrete-event simulation of clients, balancers and servers that runs the real
+ * policies of `policies/`. Servers have `slots` workers and a FIFO queue each; a request holds a
+ * slot for a service time drawn from the `--service-time` distribution and stretched by 1 / F for
+ * a server of capacity F. Requests arrive open-loop (Poisson) at a share of the pool's capacity,
+ * from `clients` client ids. Servers report their load every report interval, so a policy sees
+ * load as stale as a balancer does. The same seed gives the same run. The model and its limits
+ * are in `docs/simulator.md`.
+ *
+ * @module
+ */
+import { createPolicy, isPolicyName } from "../../policies/mod.ts";
+import { createSnapshot, type ServerView, type Snapshot } from "../../policies/types.ts";
+import { meanServiceTime, sampleServiceTime, type ServiceTime } from "../backend/service_time.ts";
+import { EventQueue } from "./event_queue.ts";
+import { Fifo } from "./fifo.ts";
+import { PolicyDriver } from "./policy_driver.ts";
+import { createSimPicker, isSimPolicyName } from "./sim_policies.ts";
+import { streamRandom } from "./sim_random.ts";
+import type { SimPicker, SimServers } from "./sim_state.ts";
+import { type LatencySummary, QueueTrend, summarize } from "./sim_stats.ts";
+
+/** How a client reaches a server, as in `client --mode`. */
+export type SimMode = "lookaside" | "watch";
+
+/** The modes, for flags. */
+export const SIM_MODES: readonly SimMode[] = ["lookaside", "watch"];
+
+/** A backend's default report interval (as `backend --report-interval`). */
+export const DEFAULT_SIM_REPORT_INTERVAL_MS = 1_000;
+/** How often a balancer sends a watch update at most (as its `WatchServers` broadcast). */
+export const WATCH_PUBLISH_INTERVAL_MS = 100;
+/** When servers joined: long before the run, so no slow start or blackout is left from it. */
+const ADDED_AT_MS = -3_600_000;
+
+/** One simulated run. */
+export interface SimOptions {
+  /** Capacity factor of each server (0 < F <= 1); its length is the number of servers. */
+  capacities: readonly number[];
+  /** Service time of a request at capacity 1. */
+  service: ServiceTime;
+  /** Worker slots per server. */
+  slots: number;
+  /** Offered load as a share of the pool's capacity (sum of slots × F / mean service time). */
+  load: number;
+  /** A policy of `policies/mod.ts`, or a sim-only one (`oracle`, `jsq`, `random`). */
+  policy: string;
+  /** Requests to send. */
+  requests: number;
+  /** Share of the first requests left out of the figures (the empty system warming up). */
+  warmup: number;
+  /** Client ids the requests come from, uniformly. */
+  clients: number;
+  mode: SimMode;
+  /** Balancers; client k asks balancer k mod B. */
+  balancers: number;
+  /** Servers report their load this often (ms). */
+  reportIntervalMs: number;
+  seed: number;
+}
+
+/** One server's part in a run. */
+export interface SimServerResult {
+  readonly capacity: number;
+  /** Share of all requests sent to it. */
+  readonly share: number;
+  /** Busy slot time over the run's slot time, 0 to 1. */
+  readonly utilization: number;
+  /** Its queue grew without bound over the second half of the arrivals. */
+  readonly overloaded: boolean;
+}
+
+/** What a run measured. Times in ms. */
+export interface SimResult {
+  /** Requests measured (all but the warm-up). */
+  readonly measured: number;
+  /** Sojourn time (queueing plus service) of the measured requests. */
+  readonly latencyMs: LatencySummary;
+  /** Mean time the measured requests waited for a slot. */
+  readonly meanWaitMs: number;
+  /** Mean requests in the system over the measured arrivals' window (time average). */
+  readonly meanInSystem: number;
+  /** Completions per second over the same window. */
+  readonly throughputPerS: number;
+  /** Simulated time until the last request completed (s). */
+  readonly simulatedS: number;
+  readonly servers: readonly SimServerResult[];
+}
+
+const ARRIVAL = 0;
+const DEPARTURE = 1;
+const REPORT = 2;
+const REFRESH = 3;
+const PUBLISH = 4;
+
+/** Runs one simulation; throws a `RangeError` for options out of range. */
+export function simulate(options: SimOptions): SimResult {
+  const { capacities, service, slots, requests, clients, balancers, mode } = options;
+  const n = capacities.length;
+  if (n === 0) throw new RangeError("Cannot simulate as there must be at least one server");
+  if (!capacities.every((f) => f > 0 && f <= 1)) {
+    throw new RangeError("Cannot simulate as every capacity must be above 0 and at most 1");
+  }
+  const meanMs = meanServiceTime(service);
+  if (!(meanMs > 0)) throw new RangeError("Cannot simulate as the mean service time must be > 0");
+  const capacity = Float64Array.from(capacities);
+  const ratePerMs = options.load * capacities.reduce((sum, f) => sum + slots * f / meanMs, 0);
+  const arrivalRng = streamRandom(options.seed, "arrivals");
+  const serviceRng = streamRandom(options.seed, "service");
+  const policyRng = streamRandom(options.seed, "policy");
+  const setupRng = streamRandom(options.seed, "setup");
+
+  const state: SimServers = {
+    count: n,
+    slots,
+    capacity,
+    meanServiceMs: meanMs,
+    busy: new Int32Array(n),
+    queued: new Int32Array(n),
+    queuedWorkMs: new Float64Array(n),
+    slotEndMs: new Float64Array(n * slots),
+  };
+  const slotRequest = new Int32Array(n * slots).fill(-1);
+  const fifos = Array.from({ length: n }, () => new Fifo());
+  const arrivalMs = new Float64Array(requests);
+  const workMs = new Float64Array(requests);
+  const sojournMs = new Float64Array(requests);
+  const sent = new Float64Array(n);
+  const completions = new Float64Array(n);
+  const busyArea = new Float64Array(n);
+  const busyTotal = new Float64Array(n);
+  const busySince = new Float64Array(n);
+  const reportSeq = new Float64Array(n);
+
+  // What policies see: the servers' views, rebuilt into a new snapshot on every report.
+  const views: ServerView[] = capacities.map((_, i) => ({
+    id: i,
+    address: `server-${i}:50051`,
+    load: undefined,
+    addedAtMs: ADDED_AT_MS,
+  }));
+  let snapshot: Snapshot = createSnapshot(1, views);
+  const clientIds = Array.from({ length: clients }, (_, k) => `client-${k}`);
+  const drivers: PolicyDriver[] = [];
+  let picker: (clientIndex: number, nowMs: number) => number;
+  if (isSimPolicyName(options.policy)) {
+    const sim: SimPicker = createSimPicker(options.policy, state, policyRng);
+    picker = (k, now) => sim.pick(k, now);
+  } else if (isPolicyName(options.policy)) {
+    const name = options.policy;
+    // Lookaside: one state per balancer, told how many balancers there are. Watch: one per
+    // client, which, like the client's own picker, counts only its own picks.
+    const holders = mode === "lookaside" ? balancers : clients;
+    const replicas = mode === "lookaside" ? balancers : 1;
+    for (let h = 0; h < holders; h++) {
+      drivers.push(
+        new PolicyDriver(createPolicy(name), snapshot, 0, policyRng, replicas, clientIds),
+      );
+    }
+    picker = mode === "lookaside"
+      ? (k, now) => drivers[k % balancers].pick(k, now)
+      : (k, now) => drivers[k].pick(k, now);
+  } else {
+    throw new RangeError(`Cannot simulate as '${options.policy}' is not a policy`);
+  }
+
+  const events = new EventQueue(4 * (n * slots + n + drivers.length + balancers));
+  const interval = options.reportIntervalMs;
+  for (let i = 0; i < n; i++) events.push(setupRng() * interval, REPORT, i);
+  drivers.forEach((driver, h) => {
+    if (driver.refreshMs !== undefined) events.push(driver.refreshMs, REFRESH, h);
+  });
+  const publishPending = new Uint8Array(balancers);
+  const lastPublishMs = new Float64Array(balancers).fill(-Infinity);
+  const nextArrival = () => -Math.log(1 - arrivalRng()) / ratePerMs;
+  events.push(nextArrival(), ARRIVAL, 0);
+
+  const warmupCount = Math.min(requests - 1, Math.floor(options.warmup * requests));
+  const trendStartMs = requests / ratePerMs / 2;
+  const trend = new QueueTrend(n);
+  let arrived = 0;
+  let inSystem = 0;
+  let measuring = false;
+  let windowStartMs = 0;
+  let windowEndMs = 0;
+  let areaInSystem = 0;
+  let completedInWindow = 0;
+  let serviceOfMeasured = 0;
+  let lastMs = 0;
+  let now = 0;
+
+  const markBusy = (s: number) => {
+    const dt = now - busySince[s];
+    busyArea[s] += state.busy[s] * dt;
+    busyTotal[s] += state.busy[s] * dt;
+    busySince[s] = now;
+  };
+  const start = (slot: number, request: number, s: number) => {
+    slotRequest[slot] = request;
+    const end = now + workMs[request] / capacity[s];
+    state.slotEndMs[slot] = end;
+    markBusy(s);
+    state.busy[s]++;
+    events.push(end, DEPARTURE, slot);
+  };
+  const running = () => arrived < requests || inSystem > 0;
+
+  while (events.pop()) {
+    now = events.time;
+    if (measuring) areaInSystem += inSystem * (now - lastMs);
+    lastMs = now;
+    const payload = events.payload;
+    switch (events.kind) {
+      case ARRIVAL: {
+        const request = arrived++;
+        const client = clients === 1 ? 0 : Math.floor(arrivalRng() * clients);
+        const work = sampleServiceTime(service, serviceRng);
+        arrivalMs[request] = now;
+        workMs[request] = work;
+        const s = picker(client, now);
+        if (s < 0) throw new Error(`Cannot simulate as '${options.policy}' named no server`);
+        sent[s]++;
+        if (now >= trendStartMs) trend.sent[s]++;
+        inSystem++;
+        if (request >= warmupCount) serviceOfMeasured += work / capacity[s];
+        if (state.busy[s] < slots) {
+          let slot = s * slots;
+          while (slotRequest[slot] !== -1) slot++;
+          start(slot, request, s);
+        } else {
+          fifos[s].push(request);
+          state.queued[s]++;
+          state.queuedWorkMs[s] += work;
+        }
+        if (request === warmupCount) {
+          measuring = true;
+          windowStartMs = now;
+        }
+        if (arrived < requests) events.push(now + nextArrival(), ARRIVAL, 0);
+        else {
+          measuring = false;
+          windowEndMs = now;
+        }
+        break;
+      }
+      case DEPARTURE: {
+        const slot = payload;
+        const s = (slot / slots) | 0;
+        const request = slotRequest[slot];
+        sojournMs[request] = now - arrivalMs[request];
+        slotRequest[slot] = -1;
+        markBusy(s);
+        state.busy[s]--;
+        completions[s]++;
+        inSystem--;
+        if (measuring) completedInWindow++;
+        const next = fifos[s].shift();
+        if (next >= 0) {
+          state.queued[s]--;
+          state.queuedWorkMs[s] = state.queued[s] === 0 ? 0 : state.queuedWorkMs[s] - workMs[next];
+          start(slot, next, s);
+        }
+        break;
+      }
+      case REPORT: {
+        const s = payload;
+        markBusy(s);
+        const inFlight = state.busy[s] + state.queued[s];
+        views[s] = {
+          ...views[s],
+          load: {
+            cpuLoad: 100 * busyArea[s] / (slots * interval),
+            inFlight,
+            queueLength: state.queued[s],
+            qps: completions[s] * 1_000 / interval,
+            eps: 0,
+            reportedAtMs: now,
+            seq: ++reportSeq[s],
+          },
+        };
+        busyArea[s] = 0;
+        completions[s] = 0;
+        snapshot = createSnapshot(snapshot.version + 1, views);
+        if (mode === "lookaside") { for (const driver of drivers) driver.update(snapshot, now); }
+        else {
+          for (let b = 0; b < balancers; b++) {
+            if (publishPending[b]) continue;
+            publishPending[b] = 1;
+            events.push(Math.max(now, lastPublishMs[b] + WATCH_PUBLISH_INTERVAL_MS), PUBLISH, b);
+          }
+        }
+        if (now >= trendStartMs && arrived < requests) {
+          trend.sample(s, (now - trendStartMs) / 1_000, inFlight);
+        }
+        if (running()) events.push(now + interval, REPORT, s);
+        break;
+      }
+      case REFRESH: {
+        const driver = drivers[payload];
+        driver.refresh(now);
+        if (running()) events.push(now + driver.refreshMs!, REFRESH, payload);
+        break;
+      }
+      case PUBLISH: {
+        publishPending[payload] = 0;
+        lastPublishMs[payload] = now;
+        for (let k = payload; k < drivers.length; k += balancers) drivers[k].update(snapshot, now);
+        break;
+      }
+    }
+    if (!running()) break;
+  }
+
+  const measured = sojournMs.subarray(warmupCount);
+  const latencyMs = summarize(measured);
+  const windowMs = windowEndMs - windowStartMs;
+  for (let s = 0; s < n; s++) markBusy(s);
+  return {
+    measured: measured.length,
+    latencyMs,
+    meanWaitMs: latencyMs.mean - serviceOfMeasured / measured.length,
+    meanInSystem: windowMs > 0 ? areaInSystem / windowMs : NaN,
+    throughputPerS: windowMs > 0 ? completedInWindow * 1_000 / windowMs : NaN,
+    simulatedS: now / 1_000,
+    servers: capacities.map((f, s) => ({
+      capacity: f,
+      share: sent[s] / requests,
+      utilization: now > 0 ? busyTotal[s] / (slots * now) : 0,
+      overloaded: trend.overloaded(s),
+    })),
+  };
+}
