@@ -11,6 +11,10 @@ import {
   type ServerView,
   type Snapshot,
 } from "../policies/types.ts";
+import { seededRandom } from "../lib/sim/sim_random.ts";
+
+/** Mulberry32, the seeded generator the simulator uses. */
+export { seededRandom };
 
 /** A server for a test snapshot. `load` is cpu_load; `inFlight` defaults to 0. */
 export interface TestServer {
@@ -43,18 +47,6 @@ export function snapshotOf(servers: TestServer[], version = 1): Snapshot {
       addedAtMs: s.addedAtMs ?? -1_000_000,
     })),
   );
-}
-
-/** Mulberry32: a small seeded generator, uniform in [0, 1). */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** A pick context at time `nowMs`. */

@@ -336,6 +336,9 @@ Deno.test("backend answers malformed, empty or oversized ProcessTask and GetStat
   assert.match(ok.result, /done/);
 });
 
+/** A backend that emulates its tasks, with a balancer it never reaches. */
+const EMULATED = ["--port", "0", "--balancer", "127.0.0.1:1", "--service-time", "exp:20ms"];
+
 const BAD_FLAGS: [
   ("balancer" | "backend" | "client"),
   string[],
@@ -392,12 +395,12 @@ const BAD_FLAGS: [
   ],
   [
     "backend",
-    ["--port", "0", "--balancer", "127.0.0.1:1", "--service-time", "exp:20ms", "--capacity", "0"],
+    [...EMULATED, "--capacity", "0"],
     /'--capacity' must be a number above 0 and at most 1: current value is '0'/,
   ],
   [
     "backend",
-    ["--port", "0", "--balancer", "127.0.0.1:1", "--service-time", "exp:20ms", "--capacity", "1.5"],
+    [...EMULATED, "--capacity", "1.5"],
     /'--capacity' must be a number above 0 and at most 1: current value is '1\.5'/,
   ],
   [
@@ -407,51 +410,22 @@ const BAD_FLAGS: [
   ],
   [
     "backend",
-    [
-      "--port",
-      "0",
-      "--balancer",
-      "127.0.0.1:1",
-      "--service-time",
-      "exp:20ms",
-      "--capacity-schedule",
-      "0s:1,40s:0.3,20s:1",
-    ],
+    [...EMULATED, "--capacity-schedule", "0s:1,40s:0.3,20s:1"],
     /'--capacity-schedule' is invalid: '0s:1,40s:0\.3,20s:1' is not a capacity schedule \(times must be ascending\); use T:F,T:F,\.\.\./,
   ],
   [
     "backend",
-    [
-      "--port",
-      "0",
-      "--balancer",
-      "127.0.0.1:1",
-      "--service-time",
-      "exp:20ms",
-      "--capacity-schedule",
-      "0s:1,20s:0",
-    ],
+    [...EMULATED, "--capacity-schedule", "0s:1,20s:0"],
     /'--capacity-schedule' is invalid: .*\(capacity 0 is not above 0 and at most 1\)/,
   ],
   [
     "backend",
-    [
-      "--port",
-      "0",
-      "--balancer",
-      "127.0.0.1:1",
-      "--service-time",
-      "exp:20ms",
-      "--capacity",
-      "0.5",
-      "--capacity-schedule",
-      "0s:1",
-    ],
+    [...EMULATED, "--capacity", "0.5", "--capacity-schedule", "0s:1"],
     /'--capacity' and '--capacity-schedule' exclude each other/,
   ],
   [
     "backend",
-    ["--port", "0", "--balancer", "127.0.0.1:1", "--service-time", "exp:20ms", "--slowdown", "4"],
+    [...EMULATED, "--slowdown", "4"],
     /'--slowdown' and '--service-time' exclude each other \(use '--capacity'\)/,
   ],
   ["client", ["--task", "heavy"], /'--task' must be one of simple, cpu_heavy/],

@@ -5,26 +5,22 @@
  *
  * @module
  */
-import type { PickContext, PickResult, Policy, Snapshot } from "../../policies/types.ts";
+import type { PickResult, Policy, Snapshot } from "../../policies/types.ts";
+import { PolicyHolder } from "./policy_holder.ts";
 import type { ServerSet } from "./server_set.ts";
 
 /** Picks servers from a set under one policy at a time. */
 export class Picker {
-  #policy: Policy<unknown>;
-  #snapshot: Snapshot;
-  #state: unknown;
-  #context: PickContext;
+  #held: PolicyHolder;
   #clock: () => number;
-  #rng: () => number;
   #unsubscribe: () => void;
   #set: ServerSet;
   #timer: ReturnType<typeof setInterval> | undefined;
-  /** Picks of each server of `#snapshot` (by index) since the last fold. */
+  /** Picks of each server of the held snapshot (by index) since the last fold. */
   #counts: Float64Array;
   /** Picks folded so far: policy name → address → count. */
   #totals = new Map<string, Map<string, number>>();
   /** Live balancer replicas, handed to the policy's prepare. */
-  #replicas = 1;
 
   /** Creates a picker; `clock` (ms) and `rng` are handed to the policy. */
   constructor(
@@ -33,31 +29,27 @@ export class Picker {
     clock: () => number = performance.now.bind(performance),
     rng: () => number = Math.random,
   ) {
-    this.#policy = policy;
     this.#set = set;
     this.#clock = clock;
-    this.#rng = rng;
-    this.#snapshot = set.snapshot;
-    this.#counts = new Float64Array(this.#snapshot.servers.length);
-    this.#state = policy.prepare(this.#snapshot, { nowMs: clock(), rng });
-    this.#context = { clientId: "", nowMs: 0, rng };
+    this.#held = new PolicyHolder(policy, set.snapshot, clock(), rng);
+    this.#counts = new Float64Array(set.snapshot.servers.length);
     this.#unsubscribe = set.onSnapshot((snapshot) => this.#update(snapshot));
     this.#startTimer();
   }
 
   /** The active policy's name. */
   get policyName(): string {
-    return this.#policy.name;
+    return this.#held.policy.name;
   }
 
   /** The snapshot the policy's state was built for. */
   get snapshot(): Snapshot {
-    return this.#snapshot;
+    return this.#held.snapshot;
   }
 
   /** The live balancer replicas the policy assumes. */
   get replicas(): number {
-    return this.#replicas;
+    return this.#held.replicas;
   }
 
   /**
@@ -66,9 +58,9 @@ export class Picker {
    */
   setReplicas(count: number): void {
     const replicas = Math.max(1, count);
-    if (replicas === this.#replicas) return;
-    this.#replicas = replicas;
-    this.#update(this.#snapshot, true);
+    if (replicas === this.#held.replicas) return;
+    this.#held.replicas = replicas;
+    this.#update(this.#held.snapshot, true);
   }
 
   /** Swaps in `policy` (slow path); picks from now on use it. */
@@ -77,21 +69,13 @@ export class Picker {
     // state. A new policy never sees another policy's state as its `previous`.
     const snapshot = this.#set.snapshot;
     this.#fold(snapshot);
-    this.#policy = policy;
-    this.#snapshot = snapshot;
-    this.#state = policy.prepare(snapshot, {
-      nowMs: this.#clock(),
-      rng: this.#rng,
-      replicas: this.#replicas,
-    });
+    this.#held.replace(policy, snapshot, this.#clock());
     this.#startTimer();
   }
 
   /** Each server's weight under the active policy (1 each when it has none). Slow path. */
   weights(): number[] {
-    const snapshot = this.#snapshot;
-    return this.#policy.weights?.(snapshot, this.#state, this.#clock()) ??
-      snapshot.servers.map(() => 1);
+    return this.#held.weights(this.#clock());
   }
 
   /**
@@ -99,7 +83,7 @@ export class Picker {
    * their counts.
    */
   pickCounts(): ReadonlyMap<string, ReadonlyMap<string, number>> {
-    this.#fold(this.#snapshot);
+    this.#fold(this.#held.snapshot);
     return this.#totals;
   }
 
@@ -114,19 +98,18 @@ export class Picker {
   }
 
   #pick(clientId: string, avoid: readonly string[] | undefined): PickResult {
-    if (this.#set.snapshot !== this.#snapshot) this.#update(this.#set.snapshot);
-    const context = this.#context;
-    context.clientId = clientId;
-    context.nowMs = this.#clock();
-    const snapshot = this.#snapshot;
-    const result = this.#policy.pick(snapshot, this.#state, context);
+    const held = this.#held;
+    if (this.#set.snapshot !== held.snapshot) this.#update(this.#set.snapshot);
+    const nowMs = this.#clock();
+    const snapshot = held.snapshot;
+    const result = held.pick(clientId, nowMs);
     if (!avoid?.length || result.kind === "none" || !avoid.includes(result.server.address)) {
       return result;
     }
     // A retry after a failure: ask the policy again a few times (it may rotate away), then take
     // the first server not avoided (a policy such as pick_first always names the same one).
     for (let i = 0; i < Math.min(snapshot.servers.length, 4); i++) {
-      const again = this.#policy.pick(snapshot, this.#state, context);
+      const again = held.pick(clientId, nowMs);
       if (again.kind === "pick" && !avoid.includes(again.server.address)) return again;
     }
     for (const candidate of snapshot.picks) {
@@ -144,23 +127,24 @@ export class Picker {
   #startTimer(): void {
     clearInterval(this.#timer);
     this.#timer = undefined;
-    const every = this.#policy.refreshMs;
+    const every = this.#held.policy.refreshMs;
     if (every !== undefined) {
-      this.#timer = setInterval(() => this.#update(this.#snapshot, true), every);
+      this.#timer = setInterval(() => this.#update(this.#held.snapshot, true), every);
       Deno.unrefTimer(this.#timer as unknown as number);
     }
   }
 
   /**
-   * Adds the picks counted against `#snapshot` to the totals of the active policy, and starts
-   * counting afresh against `next`.
+   * Adds the picks counted against the held snapshot to the totals of the active policy, and
+   * starts counting afresh against `next`.
    */
   #fold(next: Snapshot): void {
-    const servers = this.#snapshot.servers;
-    let totals = this.#totals.get(this.#policy.name);
+    const servers = this.#held.snapshot.servers;
+    const name = this.#held.policy.name;
+    let totals = this.#totals.get(name);
     for (let i = 0; i < servers.length; i++) {
       if (this.#counts[i] === 0) continue;
-      if (totals === undefined) this.#totals.set(this.#policy.name, totals = new Map());
+      if (totals === undefined) this.#totals.set(name, totals = new Map());
       const address = servers[i].address;
       totals.set(address, (totals.get(address) ?? 0) + this.#counts[i]);
     }
@@ -169,15 +153,8 @@ export class Picker {
   }
 
   #update(snapshot: Snapshot, refresh = false): void {
-    if (snapshot === this.#snapshot && !refresh) return;
-    if (snapshot !== this.#snapshot) this.#fold(snapshot);
-    this.#state = this.#policy.prepare(snapshot, {
-      previous: this.#state,
-      previousSnapshot: this.#snapshot,
-      nowMs: this.#clock(),
-      rng: this.#rng,
-      replicas: this.#replicas,
-    });
-    this.#snapshot = snapshot;
+    if (snapshot === this.#held.snapshot && !refresh) return;
+    if (snapshot !== this.#held.snapshot) this.#fold(snapshot);
+    this.#held.prepare(snapshot, this.#clock());
   }
 }
