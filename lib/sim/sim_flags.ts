@@ -6,6 +6,11 @@
  * @module
  */
 import { POLICY_NAMES } from "../../policies/mod.ts";
+import {
+  CAPACITY_SCHEDULE_FORM,
+  type CapacitySchedule,
+  parseCapacitySchedule,
+} from "../backend/capacity_schedule.ts";
 import { parseServiceTime, SERVICE_TIME_FORMS, type ServiceTime } from "../backend/service_time.ts";
 import {
   FlagReader,
@@ -38,6 +43,13 @@ export const SIM_FLAGS = {
     arg: "LIST",
     help: "each server's capacity factor F, 0 < F <= 1, comma-separated, one per server; " +
       "service times are stretched by 1/F (default: 1 each)",
+  },
+  "capacity-schedule": {
+    type: "string",
+    arg: "I=SPEC;...",
+    help: "server I's capacity over time since the start, in place of its --capacities factor " +
+      `(which still sets the offered rate); SPEC is ${CAPACITY_SCHEDULE_FORM}; several servers ` +
+      "separated by ';', e.g. '1=0s:1,20s:0.3,40s:1' (a noisy neighbour from 20 to 40 s)",
   },
   service: {
     type: "string",
@@ -80,6 +92,12 @@ export const SIM_FLAGS = {
     default: DEFAULT_SIM_REPORT_INTERVAL_MS,
   },
   seed: { type: "string", arg: "S", help: "seed of every random draw", default: 1 },
+  "steady-start": {
+    type: "boolean",
+    help: "servers start with a report of their share of the offered load, as in the middle of " +
+      "a long run: no policy starts blind, and weighted_round_robin's 10 s blackout is over " +
+      "(default: no report yet, as a balancer that has just started)",
+  },
   json: { type: "boolean", help: "print the result as one JSON object" },
   ...HELP_FLAG,
 } as const satisfies FlagSpecs;
@@ -95,6 +113,7 @@ export const SIM_USAGE = usage({
     "deno task simulate --capacities 1,1,0.25 --load 0.5 --policy least_load",
     "deno task simulate --servers 8 --load 0.9 --policy oracle --json",
     "deno task simulate --servers 20 --clients 40 --mode watch --balancers 2 --policy power_of_two",
+    "deno task simulate --servers 2 --load 0.5 --policy least_load --capacity-schedule '1=0s:1,150s:0.3,300s:1'",
   ],
 }, SIM_FLAGS);
 
@@ -117,9 +136,11 @@ export function parseSimFlags(args: string[]): SimConfig | "help" {
   const given = read.int("servers", 1, 100_000);
   const capacities = capacitiesFlag(flags.capacities, given);
   const serviceText = read.string("service");
+  const schedules = schedulesFlag(flags["capacity-schedule"], capacities.length);
   return {
     options: {
       capacities,
+      ...(schedules ? { schedules } : {}),
       service: serviceFlag(serviceText),
       slots: read.int("slots", 1, 1_000),
       load: read.number("load", 0.001, 10),
@@ -131,6 +152,7 @@ export function parseSimFlags(args: string[]): SimConfig | "help" {
       balancers: read.int("balancers", 1, 1_000),
       reportIntervalMs: read.number("report-interval-ms", 1, 3_600_000),
       seed: read.int("seed", 0, 0xffff_ffff),
+      ...(read.boolean("steady-start") ? { steadyStart: true } : {}),
     },
     serviceText,
     json: read.boolean("json"),
@@ -164,4 +186,36 @@ function capacitiesFlag(value: string | undefined, servers: number | undefined):
     );
   }
   return factors;
+}
+
+/**
+ * Reads `--capacity-schedule` for `servers` servers: `I=SPEC` parts separated by `;`, each server
+ * at most once; the others keep their `--capacities` factor.
+ */
+function schedulesFlag(
+  value: string | undefined,
+  servers: number,
+): (CapacitySchedule | undefined)[] | undefined {
+  if (value === undefined) return undefined;
+  const schedules: (CapacitySchedule | undefined)[] = Array(servers).fill(undefined);
+  const fail = (why: string): never => {
+    throw new UsageError(
+      `Cannot start ${PROGRAM} as '--capacity-schedule' must be I=SPEC;... with I a server ` +
+        `index from 0 to ${servers - 1} given once and SPEC ${CAPACITY_SCHEDULE_FORM} ` +
+        `(${why}): current value is '${value}'`,
+    );
+  };
+  for (const part of value.split(";")) {
+    const match = /^\s*(\d+)\s*=(.*)$/.exec(part);
+    if (!match) fail(`'${part}' is not I=SPEC`);
+    const index = Number(match![1]);
+    if (index >= servers) fail(`there is no server ${index}`);
+    if (schedules[index] !== undefined) fail(`server ${index} is given twice`);
+    try {
+      schedules[index] = parseCapacitySchedule(match![2]);
+    } catch {
+      fail(`'${match![2].trim()}' is not a schedule`);
+    }
+  }
+  return schedules;
 }

@@ -30,10 +30,17 @@ export function simText(settings: SimSettings, result: SimResult): string {
     `on ${s.capacities.length} servers (${s.slots} slot${s.slots === 1 ? "" : "s"} each), ` +
     `${s.policy}, ${s.mode}, ${s.balancers} balancer${s.balancers === 1 ? "" : "s"}, ` +
     `${s.clients} client${s.clients === 1 ? "" : "s"}, reports every ${s.reportIntervalMs} ms, ` +
-    `seed ${s.seed}: ${result.simulatedS.toFixed(1)} s simulated`,
+    `seed ${s.seed}${s.steadyStart ? ", steady start" : ""}: ` +
+    `${result.simulatedS.toFixed(1)} s simulated`,
     `latency ms (${result.measured} measured): mean ${ms(l.mean)}  p50 ${ms(l.p50)}  ` +
     `p90 ${ms(l.p90)}  p99 ${ms(l.p99)}  p99.9 ${ms(l.p999)}`,
   ];
+  const scheduled = (s.schedules ?? []).flatMap((schedule, i) =>
+    schedule
+      ? [`server ${i} ${schedule.map((p) => `${p.atMs / 1_000}s:${p.capacity}`).join(",")}`]
+      : []
+  );
+  if (scheduled.length) lines.push(`capacity schedules: ${scheduled.join("; ")}`);
   if (overloaded.length) {
     lines.push(
       `OVERLOADED: server${overloaded.length === 1 ? "" : "s"} ${overloaded.join(", ")} ` +

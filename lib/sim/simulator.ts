@@ -4,17 +4,19 @@
  * slot for a service time drawn from the `--service-time` distribution and stretched by 1 / F for
  * a server of capacity F. Requests arrive open-loop (Poisson) at a share of the pool's capacity,
  * from `clients` client ids. Servers report their load every report interval, so a policy sees
- * load as stale as a balancer does. The same seed gives the same run. The model and its limits
- * are in `docs/simulator.md`.
+ * load as stale as a balancer does. A server's capacity may follow a schedule (a noisy
+ * neighbour). The same seed gives the same run. The model and its limits are in
+ * `docs/simulator.md`.
  *
  * @module
  */
 import { createPolicy, isPolicyName } from "../../policies/mod.ts";
-import { createSnapshot, type ServerView, type Snapshot } from "../../policies/types.ts";
+import type { ServerView } from "../../policies/types.ts";
+import type { CapacitySchedule } from "../backend/capacity_schedule.ts";
 import { meanServiceTime, sampleServiceTime, type ServiceTime } from "../backend/service_time.ts";
 import { EventQueue } from "./event_queue.ts";
 import { Fifo } from "./fifo.ts";
-import { PolicyDriver } from "./policy_driver.ts";
+import { PolicyDriver, SnapshotFeed } from "./policy_driver.ts";
 import { createSimPicker, isSimPolicyName } from "./sim_policies.ts";
 import { streamRandom } from "./sim_random.ts";
 import type { SimPicker, SimServers } from "./sim_state.ts";
@@ -32,11 +34,22 @@ export const DEFAULT_SIM_REPORT_INTERVAL_MS = 1_000;
 export const WATCH_PUBLISH_INTERVAL_MS = 100;
 /** When servers joined: long before the run, so no slow start or blackout is left from it. */
 const ADDED_AT_MS = -3_600_000;
+/** How often the busiest server's requests are sampled (ms of simulated time, at an arrival). */
+export const BUSIEST_SAMPLE_MS = 10;
 
 /** One simulated run. */
 export interface SimOptions {
-  /** Capacity factor of each server (0 < F <= 1); its length is the number of servers. */
+  /**
+   * Capacity factor of each server (0 < F <= 1); its length is the number of servers. The offered
+   * rate is computed from these, even for servers with a schedule.
+   */
   capacities: readonly number[];
+  /**
+   * Capacity over time of each server (ms since the run's start), in place of its
+   * `capacities` entry; `undefined` (or no entry) keeps that one. A request's service time is
+   * stretched by the capacity when it gets its slot, as on the backend's `SlotPool`.
+   */
+  schedules?: readonly (CapacitySchedule | undefined)[];
   /** Service time of a request at capacity 1. */
   service: ServiceTime;
   /** Worker slots per server. */
@@ -57,6 +70,22 @@ export interface SimOptions {
   /** Servers report their load this often (ms). */
   reportIntervalMs: number;
   seed: number;
+  /**
+   * Servers reported before the run: each starts with a report of its share of the offered load
+   * (utilization `load`, its capacity's share of the rate as `qps`, nothing in flight), as if the
+   * run were a stretch of a long one, so no policy starts blind and `weighted_round_robin`'s
+   * blackout (A58: a weight is trusted 10 s after its first usable report) is over. Without it,
+   * policies start with no report, as a balancer that has just started.
+   */
+  steadyStart?: boolean;
+  /** Record completions per server per simulated second ({@linkcode SimResult.timeline}). */
+  timeline?: boolean;
+  /**
+   * Prepare every holder on every new snapshot at once, as the balancer's picker does, instead of
+   * at its next pick: the same result for policies whose `prepare` draws no random number, and
+   * much slower with many servers (see `policy_driver.ts`). For tests.
+   */
+  eagerPrepare?: boolean;
 }
 
 /** One server's part in a run. */
@@ -84,7 +113,17 @@ export interface SimResult {
   readonly throughputPerS: number;
   /** Simulated time until the last request completed (s). */
   readonly simulatedS: number;
+  /**
+   * Herding: the largest number of requests (in service and waiting) at any one server, averaged
+   * over samples every {@linkcode BUSIEST_SAMPLE_MS} during the measured window.
+   */
+  readonly busiestInFlight: number;
   readonly servers: readonly SimServerResult[];
+  /**
+   * With `options.timeline`: `timeline[t][s]` is the requests server `s` completed in simulated
+   * second `t` (from `t` s to `t + 1` s after the start).
+   */
+  readonly timeline?: number[][];
 }
 
 const ARRIVAL = 0;
@@ -92,6 +131,8 @@ const DEPARTURE = 1;
 const REPORT = 2;
 const REFRESH = 3;
 const PUBLISH = 4;
+const FLUSH = 5;
+const CAPACITY = 6;
 
 /** Runs one simulation; throws a `RangeError` for options out of range. */
 export function simulate(options: SimOptions): SimResult {
@@ -103,7 +144,8 @@ export function simulate(options: SimOptions): SimResult {
   }
   const meanMs = meanServiceTime(service);
   if (!(meanMs > 0)) throw new RangeError("Cannot simulate as the mean service time must be > 0");
-  const capacity = Float64Array.from(capacities);
+  const schedules = checkSchedules(options.schedules, n);
+  const capacity = Float64Array.from(capacities, (f, s) => schedules[s]?.[0].capacity ?? f);
   const ratePerMs = options.load * capacities.reduce((sum, f) => sum + slots * f / meanMs, 0);
   const arrivalRng = streamRandom(options.seed, "arrivals");
   const serviceRng = streamRandom(options.seed, "service");
@@ -123,6 +165,7 @@ export function simulate(options: SimOptions): SimResult {
   const slotRequest = new Int32Array(n * slots).fill(-1);
   const fifos = Array.from({ length: n }, () => new Fifo());
   const arrivalMs = new Float64Array(requests);
+  // A request's work at capacity 1 until it gets a slot, then the time it holds the slot.
   const workMs = new Float64Array(requests);
   const sojournMs = new Float64Array(requests);
   const sent = new Float64Array(n);
@@ -131,17 +174,34 @@ export function simulate(options: SimOptions): SimResult {
   const busyTotal = new Float64Array(n);
   const busySince = new Float64Array(n);
   const reportSeq = new Float64Array(n);
+  const timeline: number[][] | undefined = options.timeline ? [] : undefined;
 
-  // What policies see: the servers' views, rebuilt into a new snapshot on every report.
-  const views: ServerView[] = capacities.map((_, i) => ({
+  // What policies see: the servers' views, one snapshot for the reports between two reads.
+  const views: ServerView[] = capacities.map((f, i) => ({
     id: i,
     address: `server-${i}:50051`,
-    load: undefined,
+    load: options.steadyStart
+      ? {
+        cpuLoad: Math.min(100, 100 * options.load),
+        inFlight: 0,
+        queueLength: 0,
+        qps: options.load * slots * f * 1_000 / meanMs,
+        eps: 0,
+        reportedAtMs: 0,
+        seq: 0,
+      }
+      : undefined,
     addedAtMs: ADDED_AT_MS,
   }));
-  let snapshot: Snapshot = createSnapshot(1, views);
+  const serverSet = new SnapshotFeed(views);
+  const eager = options.eagerPrepare === true;
   const clientIds = Array.from({ length: clients }, (_, k) => `client-${k}`);
   const drivers: PolicyDriver[] = [];
+  // Watch: what each balancer last published to its clients.
+  const published: SnapshotFeed[] = [];
+  if (mode === "watch") {
+    for (let b = 0; b < balancers; b++) published.push(new SnapshotFeed(views.slice()));
+  }
   let picker: (clientIndex: number, nowMs: number) => number;
   if (isSimPolicyName(options.policy)) {
     const sim: SimPicker = createSimPicker(options.policy, state, policyRng);
@@ -153,8 +213,9 @@ export function simulate(options: SimOptions): SimResult {
     const holders = mode === "lookaside" ? balancers : clients;
     const replicas = mode === "lookaside" ? balancers : 1;
     for (let h = 0; h < holders; h++) {
+      const feed = mode === "lookaside" ? serverSet : published[h % balancers];
       drivers.push(
-        new PolicyDriver(createPolicy(name), snapshot, 0, policyRng, replicas, clientIds),
+        new PolicyDriver(createPolicy(name), feed, 0, policyRng, replicas, clientIds, eager),
       );
     }
     picker = mode === "lookaside"
@@ -165,11 +226,21 @@ export function simulate(options: SimOptions): SimResult {
   }
 
   const events = new EventQueue(4 * (n * slots + n + drivers.length + balancers));
+  const stepServer: number[] = [];
+  const stepCapacity: number[] = [];
+  schedules.forEach((schedule, s) => {
+    for (const step of schedule?.slice(1) ?? []) {
+      events.push(step.atMs, CAPACITY, stepServer.length);
+      stepServer.push(s);
+      stepCapacity.push(step.capacity);
+    }
+  });
   const interval = options.reportIntervalMs;
   for (let i = 0; i < n; i++) events.push(setupRng() * interval, REPORT, i);
   drivers.forEach((driver, h) => {
     if (driver.refreshMs !== undefined) events.push(driver.refreshMs, REFRESH, h);
   });
+  let flushPending = false;
   const publishPending = new Uint8Array(balancers);
   const lastPublishMs = new Float64Array(balancers).fill(-Infinity);
   const nextArrival = () => -Math.log(1 - arrivalRng()) / ratePerMs;
@@ -185,9 +256,11 @@ export function simulate(options: SimOptions): SimResult {
   let windowEndMs = 0;
   let areaInSystem = 0;
   let completedInWindow = 0;
-  let serviceOfMeasured = 0;
   let lastMs = 0;
   let now = 0;
+  let busiestSum = 0;
+  let busiestSamples = 0;
+  let nextSampleMs = 0;
 
   const markBusy = (s: number) => {
     const dt = now - busySince[s];
@@ -197,7 +270,9 @@ export function simulate(options: SimOptions): SimResult {
   };
   const start = (slot: number, request: number, s: number) => {
     slotRequest[slot] = request;
-    const end = now + workMs[request] / capacity[s];
+    const heldMs = workMs[request] / capacity[s];
+    workMs[request] = heldMs;
+    const end = now + heldMs;
     state.slotEndMs[slot] = end;
     markBusy(s);
     state.busy[s]++;
@@ -217,12 +292,21 @@ export function simulate(options: SimOptions): SimResult {
         const work = sampleServiceTime(service, serviceRng);
         arrivalMs[request] = now;
         workMs[request] = work;
+        if (measuring && now >= nextSampleMs) {
+          let busiest = 0;
+          for (let i = 0; i < n; i++) {
+            const held = state.busy[i] + state.queued[i];
+            if (held > busiest) busiest = held;
+          }
+          busiestSum += busiest;
+          busiestSamples++;
+          nextSampleMs = now + BUSIEST_SAMPLE_MS;
+        }
         const s = picker(client, now);
         if (s < 0) throw new Error(`Cannot simulate as '${options.policy}' named no server`);
         sent[s]++;
         if (now >= trendStartMs) trend.sent[s]++;
         inSystem++;
-        if (request >= warmupCount) serviceOfMeasured += work / capacity[s];
         if (state.busy[s] < slots) {
           let slot = s * slots;
           while (slotRequest[slot] !== -1) slot++;
@@ -252,6 +336,11 @@ export function simulate(options: SimOptions): SimResult {
         markBusy(s);
         state.busy[s]--;
         completions[s]++;
+        if (timeline) {
+          const second = Math.floor(now / 1_000);
+          while (timeline.length <= second) timeline.push(new Array(n).fill(0));
+          timeline[second][s]++;
+        }
         inSystem--;
         if (measuring) completedInWindow++;
         const next = fifos[s].shift();
@@ -266,7 +355,7 @@ export function simulate(options: SimOptions): SimResult {
         const s = payload;
         markBusy(s);
         const inFlight = state.busy[s] + state.queued[s];
-        views[s] = {
+        serverSet.set(s, {
           ...views[s],
           load: {
             cpuLoad: 100 * busyArea[s] / (slots * interval),
@@ -277,12 +366,16 @@ export function simulate(options: SimOptions): SimResult {
             reportedAtMs: now,
             seq: ++reportSeq[s],
           },
-        };
+        }, now);
         busyArea[s] = 0;
         completions[s] = 0;
-        snapshot = createSnapshot(snapshot.version + 1, views);
-        if (mode === "lookaside") { for (const driver of drivers) driver.update(snapshot, now); }
-        else {
+        if (mode === "lookaside") {
+          // Reports that land at one instant make one snapshot, as the server set's microtask.
+          if (eager && !flushPending) {
+            flushPending = true;
+            events.push(now, FLUSH, 0);
+          }
+        } else {
           for (let b = 0; b < balancers; b++) {
             if (publishPending[b]) continue;
             publishPending[b] = 1;
@@ -292,19 +385,30 @@ export function simulate(options: SimOptions): SimResult {
         if (now >= trendStartMs && arrived < requests) {
           trend.sample(s, (now - trendStartMs) / 1_000, inFlight);
         }
-        if (running()) events.push(now + interval, REPORT, s);
+        // After the last arrival no policy picks again, so reports change nothing.
+        if (arrived < requests) events.push(now + interval, REPORT, s);
+        break;
+      }
+      case FLUSH: {
+        flushPending = false;
+        for (const driver of drivers) driver.update(now);
         break;
       }
       case REFRESH: {
         const driver = drivers[payload];
         driver.refresh(now);
-        if (running()) events.push(now + driver.refreshMs!, REFRESH, payload);
+        if (arrived < requests) events.push(now + driver.refreshMs!, REFRESH, payload);
         break;
       }
       case PUBLISH: {
         publishPending[payload] = 0;
         lastPublishMs[payload] = now;
-        for (let k = payload; k < drivers.length; k += balancers) drivers[k].update(snapshot, now);
+        published[payload].publish(serverSet.snapshot, now);
+        for (let k = payload; k < drivers.length; k += balancers) drivers[k].update(now);
+        break;
+      }
+      case CAPACITY: {
+        capacity[stepServer[payload]] = stepCapacity[payload];
         break;
       }
     }
@@ -313,6 +417,8 @@ export function simulate(options: SimOptions): SimResult {
 
   const measured = sojournMs.subarray(warmupCount);
   const latencyMs = summarize(measured);
+  let serviceOfMeasured = 0;
+  for (let r = warmupCount; r < requests; r++) serviceOfMeasured += workMs[r];
   const windowMs = windowEndMs - windowStartMs;
   for (let s = 0; s < n; s++) markBusy(s);
   return {
@@ -322,11 +428,40 @@ export function simulate(options: SimOptions): SimResult {
     meanInSystem: windowMs > 0 ? areaInSystem / windowMs : NaN,
     throughputPerS: windowMs > 0 ? completedInWindow * 1_000 / windowMs : NaN,
     simulatedS: now / 1_000,
+    busiestInFlight: busiestSamples > 0 ? busiestSum / busiestSamples : NaN,
     servers: capacities.map((f, s) => ({
       capacity: f,
       share: sent[s] / requests,
       utilization: now > 0 ? busyTotal[s] / (slots * now) : 0,
       overloaded: trend.overloaded(s),
     })),
+    ...(timeline ? { timeline } : {}),
   };
+}
+
+/** Checks `schedules` against `n` servers: one per server at most, each as the backend takes it. */
+function checkSchedules(
+  schedules: SimOptions["schedules"],
+  n: number,
+): readonly (CapacitySchedule | undefined)[] {
+  if (schedules === undefined) return [];
+  if (schedules.length > n) {
+    throw new RangeError(
+      "Cannot simulate as there must be at most one capacity schedule per server",
+    );
+  }
+  for (const schedule of schedules) {
+    if (schedule === undefined) continue;
+    const ok = schedule.length > 0 && schedule[0].atMs === 0 &&
+      schedule.every((step, i) =>
+        step.capacity > 0 && step.capacity <= 1 && (i === 0 || step.atMs > schedule[i - 1].atMs)
+      );
+    if (!ok) {
+      throw new RangeError(
+        "Cannot simulate as a capacity schedule must start at 0 ms, ascend in time and keep " +
+          "every capacity above 0 and at most 1",
+      );
+    }
+  }
+  return schedules;
 }
