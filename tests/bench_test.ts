@@ -4,11 +4,11 @@
  */
 import assert from "node:assert/strict";
 import { PROJECT_ROOT, spawnEntry } from "../lib/harness/entry_process.ts";
-import { DEFAULT_SCENARIOS, SCENARIOS } from "../lib/bench/bench_scenarios.ts";
+import { QUICK_SCENARIOS, type ScenarioName, SCENARIOS } from "../lib/bench/bench_scenarios.ts";
 import { freePort } from "../lib/harness/ports.ts";
 import { POLICY_NAMES } from "../policies/mod.ts";
 
-Deno.test("bench --quick runs every default scenario for every policy and baseline and writes its report", async () => {
+Deno.test("bench --quick runs its scenarios for every policy and baseline and writes its report", async () => {
   const out = `bench-results/test-${Deno.pid}`;
   const dir = new URL(out, PROJECT_ROOT);
   try {
@@ -19,13 +19,22 @@ Deno.test("bench --quick runs every default scenario for every policy and baseli
       await Deno.readTextFile(new URL(`${out}/results.json`, PROJECT_ROOT)),
     );
 
-    // --quick: every policy in lookaside mode, and in watch mode in the simple scenario.
-    const expected = DEFAULT_SCENARIOS.flatMap((s) => [
-      ...POLICY_NAMES.map((t) => `${s}/${t}/tasks`),
-      ...(s === "simple" ? POLICY_NAMES.map((t) => `${s}/${t} (watch)/tasks`) : []),
-      `${s}/direct/tasks`,
-      ...(SCENARIOS[s].lookups ? [...POLICY_NAMES, "echo"].map((t) => `${s}/${t}/lookups`) : []),
-    ]);
+    // --quick: every policy in lookaside mode, and in watch mode in the simple scenario; a sweep
+    // runs every policy at its quick load in its own mode.
+    const expected = QUICK_SCENARIOS.flatMap((s) =>
+      SCENARIOS[s].sweep
+        ? POLICY_NAMES.map((t) =>
+          `${s}/${t}${SCENARIOS[s].sweep!.mode === "watch" ? " (watch)" : ""}/tasks`
+        )
+        : [
+          ...POLICY_NAMES.map((t) => `${s}/${t}/tasks`),
+          ...(s === "simple" ? POLICY_NAMES.map((t) => `${s}/${t} (watch)/tasks`) : []),
+          `${s}/direct/tasks`,
+          ...(SCENARIOS[s].lookups
+            ? [...POLICY_NAMES, "echo"].map((t) => `${s}/${t}/lookups`)
+            : []),
+        ]
+    );
     assert.deepEqual(
       results.runs.map((r: { scenario: string; target: string; kind: string }) =>
         `${r.scenario}/${r.target}/${r.kind}`
@@ -42,6 +51,32 @@ Deno.test("bench --quick runs every default scenario for every policy and baseli
         );
         assert.equal(served, run.completed, `${run.scenario}/${run.target} per-server counts`);
       }
+    }
+    const sweeps = results.runs.filter((r: { sweep?: unknown }) => r.sweep);
+    assert.equal(
+      sweeps.length,
+      QUICK_SCENARIOS.filter((s) => SCENARIOS[s].sweep).length * POLICY_NAMES.length,
+    );
+    for (const run of sweeps) {
+      const { sweep } = run;
+      assert.equal(sweep.offeredLoad, SCENARIOS[run.scenario as ScenarioName].sweep!.quickLoads[0]);
+      assert.ok(sweep.rate > 0);
+      assert.equal(sweep.sloMs, 100);
+      assert.ok(sweep.sim.p99Ms > 0 && sweep.oracle.p99Ms > 0, `${run.scenario}/${run.target}`);
+      // The oracle is the bound: no policy's simulated p99 beats it at the same point.
+      assert.ok(sweep.oracle.p99Ms <= sweep.sim.p99Ms, `${run.scenario}/${run.target} vs oracle`);
+      assert.ok(sweep.oracleCapacityAtSlo >= sweep.simCapacityAtSlo);
+      assert.equal(sweep.sim.shares.length, run.servers.length);
+      assert.ok(Array.isArray(sweep.overloaded));
+    }
+    // The noisy neighbour's first backend dropped to 0.3 and came back, in each run.
+    for (
+      const run of sweeps.filter((r: { scenario: string }) => r.scenario === "noisy_neighbour")
+    ) {
+      assert.deepEqual(
+        run.sweep.capacityChanges.map((c: { capacity: number }) => c.capacity),
+        [0.3, 1],
+      );
     }
     const churn = results.runs.filter((r: { scenario: string }) => r.scenario === "churn");
     for (const run of churn) {
@@ -60,10 +95,14 @@ Deno.test("bench --quick runs every default scenario for every policy and baseli
 
     const files = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
     const charts = [
-      ...DEFAULT_SCENARIOS.flatMap((s) =>
-        ["servers", "latency", "throughput"].map((c) => `${s}-${c}.svg`)
+      ...QUICK_SCENARIOS.flatMap((s) =>
+        (SCENARIOS[s].sweep
+          ? ["p99-load", "capacity-at-slo"]
+          : ["servers", "latency", "throughput"])
+          .map((c) => `${s}-${c}.svg`)
       ),
       "slow_start-ramp.svg",
+      "noisy_neighbour-share-over-time.svg",
     ];
     assert.deepEqual(
       files,
@@ -75,7 +114,7 @@ Deno.test("bench --quick runs every default scenario for every policy and baseli
       assert.match(svg, /<text/); // rendered axes and titles, not an empty canvas
     }
     const report = await Deno.readTextFile(new URL(`${out}/report.md`, PROJECT_ROOT));
-    for (const s of DEFAULT_SCENARIOS) assert.match(report, new RegExp(`^## ${s}$`, "m"));
+    for (const s of QUICK_SCENARIOS) assert.match(report, new RegExp(`^## ${s}$`, "m"));
     // No process of the benchmark is left behind: its etcd's data folder is gone.
     const leftovers = [...Deno.readDirSync(new URL(".bench-etcd", PROJECT_ROOT))];
     assert.deepEqual(leftovers, []);
@@ -128,7 +167,7 @@ Deno.test("bench --scenarios scale --quick registers its fleet, follows every ch
 Deno.test("bench refuses bad flags with one line", async () => {
   for (
     const [args, pattern] of [
-      [["--scenarios", "nope"], /'--scenarios' must be one of homogeneous, heterogeneous/],
+      [["--scenarios", "nope"], /'--scenarios' must be one of capacity_mix, .*, heterogeneous,/],
       [["--quick", "--duration", "3"], /'--quick' and '--duration' exclude each other/],
       [["--out", "/somewhere/else"], /'--out' must be a folder it may write/],
       [["--http-port", "0"], /'--http-port' must be an integer from 1 to 65535/],

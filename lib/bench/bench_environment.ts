@@ -159,6 +159,29 @@ export class BenchEnvironment {
    * backend with a load report.
    */
   async startDeployment(scenario: Scenario, count: BalancerCount = {}): Promise<Deployment> {
+    return await this.startCustomDeployment(
+      scenario.name,
+      scenario.balancers,
+      scenario.slowdowns.map((slowdown, i) => ({
+        slowdown,
+        label: `s${i + 1}${slowdown !== 1 ? ` (x${slowdown} slow)` : ""}`,
+        extra: [],
+      })),
+      count,
+    );
+  }
+
+  /**
+   * Starts `count` balancers (registering under their own prefix when `replicas` is set) and
+   * `backends`, and waits until every balancer lists every backend with a load report.
+   */
+  async startCustomDeployment(
+    name: ScenarioName,
+    replicas: number | undefined,
+    backends: { slowdown: number; label: string; extra: string[] }[],
+    count: BalancerCount = {},
+  ): Promise<Deployment> {
+    const scenario = { name, balancers: replicas };
     const prefixes = this.prefixes(scenario.name);
     // Outside the servers' prefix, so a balancer is never taken for a server.
     const balancerPrefix = scenario.balancers === undefined ? undefined : prefixes.balancers;
@@ -180,13 +203,7 @@ export class BenchEnvironment {
       balancers,
       backends: [],
     };
-    scenario.slowdowns.forEach((slowdown, i) =>
-      this.startBackend(
-        deployment,
-        slowdown,
-        `s${i + 1}${slowdown !== 1 ? ` (x${slowdown} slow)` : ""}`,
-      )
-    );
+    for (const b of backends) this.startBackend(deployment, b.slowdown, b.label, b.extra);
     try {
       await waitForBalancers(deployment);
       await Promise.all(deployment.backends.map(waitForStats));
@@ -197,20 +214,29 @@ export class BenchEnvironment {
     return deployment;
   }
 
-  /** Starts one more backend of `deployment`, registered under its prefix. */
-  startBackend(deployment: Deployment, slowdown: number, label: string): Backend {
+  /**
+   * Starts one more backend of `deployment`, registered under its prefix, with `extra` flags (an
+   * emulated backend's service time and capacity).
+   */
+  startBackend(
+    deployment: Deployment,
+    slowdown: number,
+    label: string,
+    extra: string[] = [],
+  ): Backend {
     const port = freePort();
     const process = this.spawn("backend", [
       ...this.#etcdFlags(port, deployment.prefix),
       ...(deployment.balancerPrefix === undefined
         ? ["--balancer", deployment.balancers[0].address]
         : ["--balancer-prefix", deployment.balancerPrefix]),
-      "--slowdown",
-      String(slowdown),
-      "--work-units",
-      String(this.#options.workUnits),
+      // An emulated backend's speed is its capacity, in `extra`.
+      ...(extra.includes("--service-time")
+        ? []
+        : ["--slowdown", String(slowdown), "--work-units", String(this.#options.workUnits)]),
       "--report-interval-ms",
       String(this.#options.reportIntervalMs),
+      ...extra,
       "--log-level",
       "warning",
     ], { name: `backend ${label}` });
@@ -277,19 +303,22 @@ export class BenchEnvironment {
 
   /**
    * Starts the load clients of one run: `count` of them (one per task in flight at most), the
-   * `i`th with `args(i)`, sharing `concurrency` and printing JSON progress and summary lines.
+   * `i`th with `args(i)`, sharing `concurrency` (and, open loop, `rate` tasks a second) and
+   * printing JSON progress and summary lines.
    */
   startClients(
     args: (i: number) => string[],
     concurrency: number,
     durationS: number,
     count: number,
+    rate?: number,
   ): EntryProcess[] {
     const n = Math.max(1, Math.min(count, concurrency));
     return Array.from({ length: n }, (_, i) => {
       const share = Math.floor(concurrency / n) + (i < concurrency % n ? 1 : 0);
       return this.spawn("client", [
         ...args(i),
+        ...(rate === undefined ? [] : ["--rate", String(rate / n)]),
         "--duration",
         String(durationS),
         "--concurrency",

@@ -6,7 +6,13 @@
  * @module
  */
 import { POLICY_NAMES } from "../../policies/mod.ts";
-import { DEFAULT_SCENARIOS, SCENARIO_NAMES, type ScenarioName } from "./bench_scenarios.ts";
+import {
+  DEFAULT_SCENARIOS,
+  QUICK_SCENARIOS,
+  SCENARIO_NAMES,
+  type ScenarioName,
+  SWEEP_LOADS,
+} from "./bench_scenarios.ts";
 import { DEFAULT_WORK_UNITS } from "../backend/cpu_work.ts";
 import { DEFAULT_REPORT_INTERVAL_MS } from "../backend/load_reporter.ts";
 import { CLIENT_MODES } from "../client/task_client.ts";
@@ -34,7 +40,9 @@ export const BENCH_FLAGS = {
   scenarios: {
     type: "string",
     arg: "LIST",
-    help: `comma-separated, from ${SCENARIO_NAMES.join(", ")} (default all but scale)`,
+    help: `comma-separated, from ${
+      SCENARIO_NAMES.join(", ")
+    } (default all but scale and replicas; --quick: not original_three and uniform either)`,
   },
   policies: {
     type: "string",
@@ -63,6 +71,12 @@ export const BENCH_FLAGS = {
     type: "string",
     arg: "C",
     help: "tasks in flight (default: each scenario's own)",
+  },
+  loads: {
+    type: "string",
+    arg: "LIST",
+    help: "offered loads of the sweep scenarios, comma-separated shares of the pool's capacity " +
+      `above 0 and below 2 (default ${SWEEP_LOADS.join(",")}; --quick: 0.7)`,
   },
   clients: {
     type: "string",
@@ -153,7 +167,7 @@ export function parseBenchFlags(args: string[], startedAt = new Date()): BenchCo
   }
   const run: BenchSettings = {
     scenarios: flags.scenarios === undefined
-      ? DEFAULT_SCENARIOS
+      ? quick ? QUICK_SCENARIOS : DEFAULT_SCENARIOS
       : listFlag("scenarios", flags.scenarios, SCENARIO_NAMES),
     policies: listFlag("policies", flags.policies, POLICY_NAMES),
     modes: listFlag("modes", flags.modes, CLIENT_MODES),
@@ -165,6 +179,7 @@ export function parseBenchFlags(args: string[], startedAt = new Date()): BenchCo
     workUnits: read.number("work-units", 0.01, 10_000),
     reportIntervalMs: read.int("report-interval-ms", 50, 60_000),
     quick,
+    loads: loadsFlag(flags.loads),
     httpPort: read.int("http-port", 1, 65535),
   };
   const log = {
@@ -180,4 +195,18 @@ function listFlag<C extends string>(flag: string, value: string | undefined, all
   const items = value.split(",").map((v) => v.trim()).filter((v) => v !== "");
   if (items.length === 0) throw new UsageError(`Cannot start ${PROGRAM} as '--${flag}' is empty`);
   return items.map((item) => choiceFlag(PROGRAM, flag, item, all[0], all));
+}
+
+/** Reads `--loads`: shares of capacity above 0 and below 2; the scenarios' own when absent. */
+function loadsFlag(value: string | undefined): number[] | undefined {
+  if (value === undefined) return undefined;
+  const items = value.split(",").map((v) => v.trim());
+  const loads = items.map(Number);
+  const bad = items.find((item, i) => item === "" || !(loads[i] > 0 && loads[i] < 2));
+  if (bad !== undefined) {
+    throw new UsageError(
+      `Cannot start ${PROGRAM} as '--loads' must be comma-separated shares of capacity above 0 and below 2, e.g. 0.5,0.7: current value is '${value}'`,
+    );
+  }
+  return loads;
 }

@@ -35,6 +35,13 @@ export interface Load {
   durationS: number;
   /** Load client processes (the concurrency is split between them). */
   clients: number;
+  /** Open loop: tasks a second from all clients together (Poisson); closed loop when absent. */
+  rate?: number;
+  /**
+   * Seconds of the same load sent, and not measured, after the policy switch and before the run,
+   * so the run sees the policy's state warmed by traffic (the queues drain in between).
+   */
+  warmupS?: number;
   progress: RunProgress;
 }
 
@@ -54,18 +61,6 @@ export async function measureTasks(
   if (target.policy !== "direct") {
     await Promise.all(deployment.balancers.map(({ lb }) => setPolicy(lb, target.policy)));
   }
-  // Every target starts from idle backends, whatever the previous one left queued.
-  await waitFor(
-    "the backends to drain",
-    async () => {
-      await readLiveStats(deployment);
-      return backends.every((b) => b.killed || b.last?.in_flight === 0);
-    },
-    60_000,
-    100,
-  );
-  for (const b of backends) b.first = b.last;
-
   const addresses = deployment.balancers.map((b) => b.address);
   const clientArgs = (i: number) => [
     "--task",
@@ -76,17 +71,40 @@ export async function measureTasks(
       ? ["--direct", backends.map((b) => b.address).join(",")]
       : ["--balancer", addresses[i % addresses.length]]),
   ];
+  // Every target starts from idle backends, whatever the previous one left queued.
+  await waitFor(
+    "the backends to drain",
+    async () => {
+      await readLiveStats(deployment);
+      return backends.every((b) => b.killed || b.last?.in_flight === 0);
+    },
+    60_000,
+    100,
+  );
+  if (load.warmupS) {
+    await runLoad(
+      env,
+      { ...load, label: `${load.label}, warming up`, durationS: load.warmupS },
+      clientArgs,
+      () => Promise.resolve(),
+    );
+    await readLiveStats(deployment);
+  }
+  for (const b of backends) b.first = b.last;
+
   const events: Measurement["events"] = [];
   const timeline: Measurement["timeline"] = [];
   const inFlight: Measurement["inFlight"] = [];
+  const inFlightAtS: number[] = [];
   let nextSecond = 1;
   let lastCompleted = completedBy(backends);
-  const { summaries, durationS } = await runLoad(
+  const { summaries, durationS, startedAtMs } = await runLoad(
     env,
     load,
     clientArgs,
     async (elapsedS, windowP99Ms) => {
       await readLiveStats(deployment);
+      inFlightAtS.push(elapsedS);
       inFlight.push(
         Object.fromEntries(
           liveBackends(deployment).map((b) => [b.address, b.last?.in_flight ?? 0]),
@@ -106,7 +124,7 @@ export async function measureTasks(
   );
   await readLiveStats(deployment);
   for (const b of backends) addUsage(b, targetLabel(target));
-  return { summaries, durationS, events, timeline, inFlight };
+  return { summaries, durationS, events, timeline, inFlight, inFlightAtS, startedAtMs };
 }
 
 /**
@@ -162,9 +180,9 @@ async function runLoad(
   load: Load,
   args: (i: number) => string[],
   tick: (elapsedS: number, windowP99Ms: number) => Promise<void>,
-): Promise<{ summaries: LoadRunSummary[]; durationS: number }> {
+): Promise<{ summaries: LoadRunSummary[]; durationS: number; startedAtMs: number }> {
   const { durationS } = load;
-  const clients = env.startClients(args, load.concurrency, durationS, load.clients);
+  const clients = env.startClients(args, load.concurrency, durationS, load.clients, load.rate);
   // The run's clock starts when every client has started sending (its first progress line),
   // so events land at the same point of the load for every target.
   await waitFor(
@@ -206,7 +224,11 @@ async function runLoad(
       }
       return summary as unknown as LoadRunSummary;
     });
-    return { summaries, durationS: Math.max(...summaries.map((s) => s.durationS)) };
+    return {
+      summaries,
+      durationS: Math.max(...summaries.map((s) => s.durationS)),
+      startedAtMs: t0,
+    };
   } finally {
     clearInterval(timer);
     while (ticking) await new Promise((r) => setTimeout(r, 10));

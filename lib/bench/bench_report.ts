@@ -9,6 +9,7 @@ import { type Chart, lookupChart, scaleMemoryChart, scenarioCharts } from "./ben
 import type { RunResult } from "./bench_results.ts";
 import type { ScaleFigures } from "./bench_scale.ts";
 import { type ScenarioName, SCENARIOS } from "./bench_scenarios.ts";
+import { sweepCharts, sweepSection } from "./sweep_report.ts";
 
 /** Everything `results.json` holds. */
 export interface BenchResults {
@@ -43,7 +44,11 @@ export async function writeReport(dir: string, results: BenchResults): Promise<s
   const scenarios = [...new Set(results.runs.map((r) => r.scenario))];
   const charts: Chart[] = [];
   for (const scenario of scenarios.filter((s) => !SCENARIOS[s].fleet)) {
-    charts.push(...await scenarioCharts(scenario, results.runs));
+    charts.push(
+      ...SCENARIOS[scenario].sweep
+        ? await sweepCharts(scenario, results.runs)
+        : await scenarioCharts(scenario, results.runs),
+    );
   }
   const scale = results.runs.find((r) => r.scale)?.scale;
   if (scale?.rssSamplesMiB.length) charts.push(await scaleMemoryChart(scale));
@@ -184,6 +189,7 @@ export function scaleTable(scale: ScaleFigures): string[] {
 
 function scenarioSection(scenario: ScenarioName, runs: RunResult[], charts: Chart[]): string[] {
   const s = SCENARIOS[scenario];
+  if (s.sweep) return sweepSection(scenario, s.description, runs, charts);
   const scale = runs.find((r) => r.scenario === scenario && r.scale)?.scale;
   if (scale) {
     const lines = [`## ${scenario}`, "", `${s.description}.`, "", ...scaleTable(scale), ""];

@@ -12,6 +12,7 @@ import type { ClientMode } from "../client/task_client.ts";
 import type { Backend } from "./bench_environment.ts";
 import type { ScaleFigures } from "./bench_scale.ts";
 import type { Scenario, ScenarioName } from "./bench_scenarios.ts";
+import type { SweepFigures } from "./bench_sweep.ts";
 
 /** What a run is measured against: a policy (in a client mode), or a baseline. */
 export interface Target {
@@ -91,6 +92,8 @@ export interface RunResult {
   timeline: TimelinePoint[];
   /** The `scale` scenario's figures. */
   scale?: ScaleFigures;
+  /** A sweep run's figures: offered load, overloaded servers, the simulator's and oracle's. */
+  sweep?: SweepFigures;
 }
 
 /** What one or more runs of a target measured, before it becomes a {@linkcode RunResult}. */
@@ -103,6 +106,10 @@ export interface Measurement {
   timeline: TimelinePoint[];
   /** Tasks in flight at each live server (by address), one sample per tick. */
   inFlight: Record<string, number>[];
+  /** When each of those samples was taken, in seconds of the run. */
+  inFlightAtS?: number[];
+  /** When the run's clock started (`performance.now()`), for a run measured by itself. */
+  startedAtMs?: number;
 }
 
 /** The rounds of one target as one measurement: their loads added up, one after another. */
@@ -113,6 +120,7 @@ export function mergeRounds(rounds: Measurement[]): Measurement {
     events: rounds.flatMap((r) => r.events),
     timeline: rounds.flatMap((r) => r.timeline),
     inFlight: rounds.flatMap((r) => r.inFlight),
+    inFlightAtS: rounds.flatMap((r) => r.inFlightAtS ?? []),
   };
 }
 

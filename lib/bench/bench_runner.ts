@@ -28,6 +28,7 @@ import {
   targetLabel,
 } from "./bench_results.ts";
 import { runScale } from "./bench_scale.ts";
+import { runSweep, sweepRuns } from "./bench_sweep.ts";
 import { type Scenario, type ScenarioName, SCENARIOS } from "./bench_scenarios.ts";
 
 export {
@@ -69,8 +70,10 @@ export interface BenchOptions {
    * after another, so one port serves them all in turn); off when absent.
    */
   httpPort?: number;
-  /** `--quick`: the `scale` scenario runs its small size. */
+  /** `--quick`: the `scale` scenario runs its small size, and sweeps their quick loads. */
   quick?: boolean;
+  /** Offered loads of the sweep scenarios in place of their own (shares of capacity). */
+  loads?: number[];
 }
 
 /** A progress sample for the bar. */
@@ -105,7 +108,11 @@ export class BenchRunner {
     const lookups = options.policies.length + 1;
     this.#runs = options.scenarios.reduce(
       (n, s) =>
-        n + (SCENARIOS[s].fleet ? 1 : this.#targets(s).length * this.#rounds(SCENARIOS[s])) +
+        n + (SCENARIOS[s].fleet
+          ? 1
+          : SCENARIOS[s].sweep
+          ? sweepRuns(SCENARIOS[s], this.#sweepOptions())
+          : this.#targets(s).length * this.#rounds(SCENARIOS[s])) +
         (SCENARIOS[s].lookups ? lookups : 0),
       0,
     );
@@ -127,6 +134,15 @@ export class BenchRunner {
           results.push(await this.#scale(scenario));
           continue;
         }
+        if (scenario.sweep) {
+          results.push(
+            ...await runSweep(this.#env, scenario, {
+              ...this.#sweepOptions(),
+              nextRun: () => this.#nextRun(),
+            }),
+          );
+          continue;
+        }
         results.push(...await this.#scenario(scenario));
         if (scenario.lookups) results.push(...await this.#lookups(scenario));
       }
@@ -139,6 +155,17 @@ export class BenchRunner {
   /** Stops every process started (Ctrl-C). */
   async abort(): Promise<void> {
     await this.#env.abort();
+  }
+
+  #sweepOptions() {
+    const o = this.#options;
+    return {
+      policies: o.policies,
+      durationS: o.durationS,
+      quick: o.quick ?? false,
+      reportIntervalMs: o.reportIntervalMs,
+      loads: o.loads,
+    };
   }
 
   #targets(scenario: ScenarioName): Target[] {

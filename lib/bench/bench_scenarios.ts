@@ -6,6 +6,11 @@
 
 /** Names accepted by `bench --scenarios`. */
 export const SCENARIO_NAMES = [
+  "capacity_mix",
+  "original_three",
+  "noisy_neighbour",
+  "uniform",
+  "watch_herd",
   "homogeneous",
   "heterogeneous",
   "simple",
@@ -26,6 +31,14 @@ export const DEFAULT_SCENARIOS: ScenarioName[] = SCENARIO_NAMES.filter((s) =>
   s !== "scale" && s !== "replicas"
 );
 
+/**
+ * What `bench --quick` runs when `--scenarios` is not given: the default list but `original_three`
+ * and `uniform`, sweeps that differ from `capacity_mix` by their pool only.
+ */
+export const QUICK_SCENARIOS: ScenarioName[] = DEFAULT_SCENARIOS.filter((s) =>
+  s !== "original_three" && s !== "uniform"
+);
+
 /** Size of the `scale` scenario. */
 export interface FleetSize {
   /** Servers registered, spread over the fleet processes. */
@@ -37,6 +50,37 @@ export interface FleetSize {
   /** Time between two of those steps. */
   intervalMs: number;
 }
+
+/**
+ * A load sweep on emulated backends (`backend --service-time`): each policy at each offered load,
+ * open loop, with the simulator's figures for the same pool and the oracle's beside the real ones.
+ */
+export interface Sweep {
+  /** Capacity factor of each backend (`--capacity`); their sum is the pool's capacity. */
+  capacities: number[];
+  /**
+   * Capacity over the run for some backends, by index: times as shares of the run, e.g. one at 0.3
+   * from 1/3 to 2/3 of it (a noisy neighbour).
+   */
+  schedules?: Record<number, { fromShare: number; toShare: number; capacity: number }>;
+  /** Service time at capacity 1 (`--service-time`); one worker slot per backend. */
+  serviceTime: string;
+  /** Offered loads swept, as shares of the pool's capacity. */
+  loads: number[];
+  /** The loads `--quick` runs. */
+  quickLoads: number[];
+  /** Client mode of every run. */
+  mode: "lookaside" | "watch";
+  /** Load client processes, each its own client (in watch mode, its own picker). */
+  clients: number;
+}
+
+/** Offered loads of a sweep, as shares of the pool's capacity. */
+export const SWEEP_LOADS = [0.5, 0.7, 0.85, 0.95];
+/** Service time of the sweeps' emulated tasks at capacity 1. */
+export const SWEEP_SERVICE_TIME = "lognormal:20ms:0.5";
+/** What `--quick` runs of a sweep. */
+const QUICK_LOADS = [0.7];
 
 /** One scenario. */
 export interface Scenario {
@@ -65,10 +109,68 @@ export interface Scenario {
   balancers?: number;
   /** A scale run instead of a load run: this many servers from fleet processes (and `--quick`'s). */
   fleet?: { full: FleetSize; quick: FleetSize };
+  /** A load sweep on emulated backends instead of one load on CPU-heavy ones. */
+  sweep?: Sweep;
+}
+
+/** A sweep scenario on backends of `capacities`, in `mode` from `clients` load clients. */
+function sweepScenario(
+  name: ScenarioName,
+  description: string,
+  sweep: Omit<Sweep, "serviceTime" | "loads" | "quickLoads">,
+): Scenario {
+  return {
+    name,
+    description,
+    slowdowns: sweep.capacities.map(() => 1),
+    task: "cpu_heavy",
+    concurrency: 2_000,
+    churn: false,
+    joins: false,
+    lookups: false,
+    sweep: {
+      ...sweep,
+      serviceTime: SWEEP_SERVICE_TIME,
+      loads: SWEEP_LOADS,
+      quickLoads: QUICK_LOADS,
+    },
+  };
 }
 
 /** Every scenario, by name. */
 export const SCENARIOS: Record<ScenarioName, Scenario> = {
+  capacity_mix: sweepScenario(
+    "capacity_mix",
+    "8 emulated backends of capacities 1, 1, 1, 1, 0.5, 0.5, 0.25, 0.25",
+    { capacities: [1, 1, 1, 1, 0.5, 0.5, 0.25, 0.25], mode: "lookaside", clients: 1 },
+  ),
+  original_three: sweepScenario(
+    "original_three",
+    "3 emulated backends, as many as the original system runs, the third at capacity 0.25",
+    { capacities: [1, 1, 0.25], mode: "lookaside", clients: 1 },
+  ),
+  noisy_neighbour: sweepScenario(
+    "noisy_neighbour",
+    "4 emulated backends of capacity 1; the first drops to 0.3 for the middle third of each run " +
+      "(a noisy neighbour), the offered load being a share of the full pool",
+    {
+      capacities: [1, 1, 1, 1],
+      schedules: { 0: { fromShare: 1 / 3, toShare: 2 / 3, capacity: 0.3 } },
+      mode: "lookaside",
+      clients: 1,
+    },
+  ),
+  uniform: sweepScenario(
+    "uniform",
+    "4 equal emulated backends",
+    { capacities: [1, 1, 1, 1], mode: "lookaside", clients: 1 },
+  ),
+  watch_herd: sweepScenario(
+    "watch_herd",
+    "4 equal emulated backends and 20 load clients in watch mode, each picking on its own from " +
+      "the same pushed loads (where herding shows)",
+    { capacities: [1, 1, 1, 1], mode: "watch", clients: 20 },
+  ),
   homogeneous: {
     name: "homogeneous",
     description: "3 equal backends, CPU-heavy tasks",
