@@ -58,3 +58,35 @@ Deno.test("emulated backends: least_load sends the --capacity 0.25 one fewer tas
   const results = await Promise.all(sent);
   assert.ok(results.every((r) => /held a slot for/.test((r as { result: string }).result)));
 });
+
+Deno.test("emulated backend drops a queued task whose caller's deadline passed, and finishes the one it started", async () => {
+  await using sys = await startSystem();
+  const balancer = await sys.balancer();
+  const backend = sys.backend([
+    "--balancer",
+    balancer.address,
+    "--service-time",
+    "fixed:1s",
+    "--workers",
+    "1",
+  ]);
+  const be = sys.backendClient(backend.address);
+  await waitFor("the backend to serve", async () => {
+    await unary(be.GetStats, be, {});
+    return true;
+  }, 15_000);
+  // Three tasks with a 300 ms deadline on one slot: the first holds it for 1 s, two wait.
+  const calls = [0, 1, 2].map((i) =>
+    unary(be.ProcessTask, be, { task_id: `late-${i}`, task_type: "CPU_HEAVY" }, {
+      deadline: Date.now() + 300,
+    }).then(() => "ok", (e: { code: number }) => e.code)
+  );
+  assert.deepEqual(await Promise.all(calls), [4, 4, 4], "every caller gives up: DEADLINE_EXCEEDED");
+  let stats = await unary(be.GetStats, be, {});
+  await waitFor("the started task to end", async () => {
+    stats = await unary(be.GetStats, be, {});
+    return Number(stats.in_flight) === 0;
+  }, 10_000);
+  // The queue emptied when the callers gave up: only the started task ran.
+  assert.equal(Number(stats.heavy_completed), 1);
+});

@@ -9,7 +9,12 @@ import {
   parseCapacitySchedule,
 } from "../lib/backend/capacity_schedule.ts";
 import { parseServiceTime } from "../lib/backend/service_time.ts";
-import { type SlotClock, SlotMeter, SlotPool } from "../lib/backend/slot_pool.ts";
+import {
+  type SlotClock,
+  SlotMeter,
+  SlotPool,
+  TaskCancelledError,
+} from "../lib/backend/slot_pool.ts";
 import { PoolClosedError } from "../lib/backend/worker_pool.ts";
 
 /** A clock that moves only when told, firing due timers in order; it records every delay asked. */
@@ -76,6 +81,27 @@ Deno.test("SlotPool runs at most `slots` tasks at once and queues the rest in or
   assert.equal(pool.inFlight, 0);
   assert.equal(pool.queueLength, 0);
   assert.equal(clock.nowMs, 30, "five 10 ms tasks on two slots end at 30 ms");
+});
+
+Deno.test("SlotPool drops a waiting task whose caller gave up, and runs a started one to the end", async () => {
+  const clock = new FakeClock();
+  const pool = new SlotPool({ slots: 1, serviceTime: FIXED_10MS, clock });
+  const callers = [0, 1, 2].map(() => new AbortController());
+  const outcomes = callers.map((c) =>
+    pool.run(c.signal).then(() => "done", (e: Error) => e.constructor.name)
+  );
+  callers[0].abort(); // holds the slot already: runs on
+  callers[1].abort(); // waits: leaves the queue at once
+  assert.equal(pool.inFlight, 2);
+  assert.equal(pool.queueLength, 1);
+  await clock.advance(100);
+  assert.deepEqual(await Promise.all(outcomes), ["done", "TaskCancelledError", "done"]);
+  assert.equal(clock.nowMs, 100);
+  assert.deepEqual(clock.asked, [10, 10], "the dropped task never held a slot");
+  const aborted = new AbortController();
+  aborted.abort();
+  await assert.rejects(pool.run(aborted.signal), TaskCancelledError);
+  assert.equal(pool.inFlight, 0);
 });
 
 Deno.test("SlotPool divides the drawn time by the capacity", async () => {

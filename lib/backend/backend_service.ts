@@ -12,7 +12,7 @@ import { ITERATIONS_PER_UNIT } from "./cpu_work.ts";
 import { type BackendMetrics, measured } from "../ops/metrics.ts";
 import type { StatsRequest, StatsResponse, TaskRequest, TaskResponse } from "../wire/proto.ts";
 import { statusError, statusName } from "../wire/status.ts";
-import type { SlotPool } from "./slot_pool.ts";
+import { type SlotPool, TaskCancelledError } from "./slot_pool.ts";
 import type { WorkerPool } from "./worker_pool.ts";
 
 /** Accepted `task_type` values. */
@@ -51,10 +51,13 @@ export type BackendServiceDeps = HeavyTasks & {
   metrics?: BackendMetrics;
 };
 
-/** Runs one CPU_HEAVY task; resolves with what its result says of the work. */
-function heavyTask(heavy: HeavyTasks): () => Promise<string> {
+/**
+ * Runs one CPU_HEAVY task; resolves with what its result says of the work. An emulated task
+ * whose call is cancelled (`signal`) while it waits for a slot is dropped; computed tasks run.
+ */
+function heavyTask(heavy: HeavyTasks): (signal: AbortSignal) => Promise<string> {
   if ("slots" in heavy) {
-    return () => heavy.slots.run().then((ms) => `held a slot for ${ms.toFixed(1)} ms`);
+    return (signal) => heavy.slots.run(signal).then((ms) => `held a slot for ${ms.toFixed(1)} ms`);
   }
   const iterations = Math.round(heavy.workUnits * ITERATIONS_PER_UNIT);
   return () => heavy.pool.run(iterations).then((checksum) => `checksum ${checksum}`);
@@ -91,12 +94,18 @@ export function createBackendHandlers(deps: BackendServiceDeps): grpc.UntypedSer
       counters.simple++;
       return callback(null, { result: `Task ${task_id} (SIMPLE) done by ${deps.address}` });
     }
-    runHeavy().then(
+    // A caller past its deadline, or gone, no longer waits: its queued task is dropped.
+    const cancelled = new AbortController();
+    call.once("cancelled", () => cancelled.abort());
+    runHeavy(cancelled.signal).then(
       (work) => {
         counters.heavy++;
         callback(null, { result: `Task ${task_id} (CPU_HEAVY) done by ${deps.address}: ${work}` });
       },
       (error: Error) => {
+        if (error instanceof TaskCancelledError) {
+          return callback(statusError(grpc.status.CANCELLED, `Task ${task_id}: ${error.message}`));
+        }
         counters.failed++;
         callback(statusError(grpc.status.UNAVAILABLE, `Task ${task_id} aborted: ${error.message}`));
       },

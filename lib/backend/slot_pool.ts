@@ -44,6 +44,16 @@ interface Job {
   resolve: (heldMs: number) => void;
   reject: (error: Error) => void;
   timer?: unknown;
+  /** Stops listening for the caller giving up (once the job has its slot). */
+  forget?: () => void;
+}
+
+/** A task whose caller gave up (its call was cancelled) while it waited for a slot. */
+export class TaskCancelledError extends Error {
+  constructor() {
+    super("the call was cancelled while the task waited for a slot");
+    this.name = "TaskCancelledError";
+  }
 }
 
 /** Runs emulated tasks on a fixed number of slots. */
@@ -96,11 +106,28 @@ export class SlotPool {
     return this.#busySlotMs;
   }
 
-  /** Runs one task: waits for a slot, holds it; resolves with the ms it held it. */
-  run(): Promise<number> {
+  /**
+   * Runs one task: waits for a slot, holds it; resolves with the ms it held it. When `signal`
+   * aborts while the task waits (its caller gave up), the task leaves the queue and rejects with
+   * {@linkcode TaskCancelledError}, as a server skips work nobody waits for; once it holds a slot
+   * it runs to the end.
+   */
+  run(signal?: AbortSignal): Promise<number> {
     if (this.#closed) return Promise.reject(new PoolClosedError());
+    if (signal?.aborted) return Promise.reject(new TaskCancelledError());
     return new Promise((resolve, reject) => {
-      this.#queue.push({ resolve, reject });
+      const job: Job = { resolve, reject };
+      if (signal) {
+        const onAbort = () => {
+          const i = this.#queue.indexOf(job);
+          if (i < 0) return;
+          this.#queue.splice(i, 1);
+          reject(new TaskCancelledError());
+        };
+        signal.addEventListener("abort", onAbort, { once: true });
+        job.forget = () => signal.removeEventListener("abort", onAbort);
+      }
+      this.#queue.push(job);
       this.#dispatch();
     });
   }
@@ -122,6 +149,7 @@ export class SlotPool {
   #dispatch(): void {
     while (this.#running.size < this.#slots && this.#queue.length > 0) {
       const job = this.#queue.shift()!;
+      job.forget?.();
       this.#account();
       this.#running.add(job);
       const capacity = capacityAt(this.#capacity, this.#accountedAtMs - this.#startMs);
