@@ -354,7 +354,8 @@ async function shareChart(scenario: ScenarioName, runs: SweepRun[]): Promise<Cha
   const atLoad = changed.filter((r) => r.sweep.offeredLoad === load);
   const server = atLoad[0].sweep.capacityChanges[0].server;
   const values = atLoad.flatMap((r) =>
-    r.timeline.map((point) => {
+    // The arrivals' window only: an overloaded run's backlog drains long after it.
+    r.timeline.filter((point) => point.atS <= r.sweep.loadS).map((point) => {
       const total = Object.values(point.completed).reduce((a, b) => a + b, 0);
       return {
         policy: r.policy,
@@ -365,7 +366,7 @@ async function shareChart(scenario: ScenarioName, runs: SweepRun[]): Promise<Cha
   );
   const [from, to] = atLoad[0].sweep.capacityChanges;
   const fair = 100 / atLoad[0].sweep.capacities.length;
-  const title = `${scenario}: ${server}'s share of the tasks each second at ${
+  const title = `${scenario}: ${server}'s share of the tasks completed each second at ${
     percent(load)
   } load (shaded: capacity ${from.capacity})`;
   return {
