@@ -48,6 +48,8 @@ const WARMED_POLICIES: ReadonlySet<string> = new Set(["weighted_round_robin"]);
  * where schedules begin.
  */
 const SCHEDULE_LEAD_S = 2.5;
+/** Load client processes of a `--quick` sweep at most: a smoke test, not 20 pickers on 2 cores. */
+const QUICK_CLIENTS = 2;
 
 /** What the simulator gives for one point. Times in ms. */
 export interface SimFigures {
@@ -133,7 +135,7 @@ export async function runSweep(
             label: `${scenario.name} / ${policy} at ${Math.round(load * 100)} %`,
             concurrency: scenario.concurrency,
             durationS: options.durationS,
-            clients: sweep.clients,
+            clients: sweepClients(sweep, options.quick),
             rate,
             warmupS,
             progress: options.nextRun(),
@@ -199,6 +201,11 @@ export async function runSweep(
   } finally {
     if (shared) await env.stopDeployment(shared);
   }
+}
+
+/** The load client processes a sweep's runs use (in watch mode, its pickers). */
+function sweepClients(sweep: Sweep, quick: boolean): number {
+  return quick ? Math.min(sweep.clients, QUICK_CLIENTS) : sweep.clients;
 }
 
 /** The loads a sweep runs: `--loads`, else `--quick`'s, else the scenario's. */
@@ -289,7 +296,7 @@ function capacityChanges(
 /** The simulator's options for one point, mirroring the real run. */
 function simOptions(
   sweep: Sweep,
-  options: Pick<SweepOptions, "reportIntervalMs">,
+  options: Pick<SweepOptions, "reportIntervalMs" | "quick">,
   policy: string,
   load: number,
   requests: number,
@@ -311,7 +318,7 @@ function simOptions(
     policy,
     requests,
     warmup: 0,
-    clients: sweep.mode === "watch" ? sweep.clients : 1_000,
+    clients: sweep.mode === "watch" ? sweepClients(sweep, options.quick) : 1_000,
     mode: sweep.mode,
     balancers: 1,
     reportIntervalMs: options.reportIntervalMs,
