@@ -17,6 +17,9 @@ export interface Chart {
   svg: string;
 }
 
+/** The Vega-Lite schema every chart names. */
+export const VEGA_LITE_SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json";
+
 const WIDTH = 420;
 const HEIGHT = 220;
 
@@ -33,7 +36,7 @@ export async function renderSvg(spec: vl.TopLevelSpec): Promise<string> {
 
 function base(title: string, values: Record<string, unknown>[]) {
   return {
-    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    $schema: VEGA_LITE_SCHEMA,
     title,
     width: WIDTH,
     height: HEIGHT,
@@ -174,7 +177,7 @@ async function rampChart(scenario: ScenarioName, runs: RunResult[]): Promise<Cha
     file: `${scenario}-ramp.svg`,
     title,
     svg: await renderSvg({
-      $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+      $schema: VEGA_LITE_SCHEMA,
       title,
       background: "white",
       data: { values },

@@ -116,7 +116,7 @@ export async function runSweep(
   const sloMs = SLO_FACTOR * meanMs;
   const fresh = sweep.schedules !== undefined;
   const warmupOf = (policy: string) =>
-    WARMED_POLICIES.has(policy) ? options.quick ? SWEEP_WARMUP_S.quick : SWEEP_WARMUP_S.full : 0;
+    WARMED_POLICIES.has(policy) ? SWEEP_WARMUP_S[options.quick ? "quick" : "full"] : 0;
   const results: RunResult[] = [];
   const sloSearch = new Map<string, number>();
   let shared: Deployment | undefined;

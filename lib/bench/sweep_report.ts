@@ -7,7 +7,7 @@
  * @module
  */
 import type { Chart } from "./bench_charts.ts";
-import { renderSvg } from "./bench_charts.ts";
+import { renderSvg, VEGA_LITE_SCHEMA } from "./bench_charts.ts";
 import type { RunResult } from "./bench_results.ts";
 import type { ScenarioName } from "./bench_scenarios.ts";
 
@@ -231,8 +231,6 @@ export async function sweepCharts(scenario: ScenarioName, runs: RunResult[]): Pr
   return charts;
 }
 
-const SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json";
-
 async function p99Chart(scenario: ScenarioName, runs: SweepRun[]): Promise<Chart> {
   const values: { policy: string; load: number; p99: number; state: string }[] = runs.map((r) => ({
     policy: r.policy,
@@ -255,7 +253,7 @@ async function p99Chart(scenario: ScenarioName, runs: SweepRun[]): Promise<Chart
     file: `${scenario}-p99-load.svg`,
     title,
     svg: await renderSvg({
-      $schema: SCHEMA,
+      $schema: VEGA_LITE_SCHEMA,
       title,
       width: 420,
       height: 260,
@@ -314,7 +312,7 @@ async function capacityChart(scenario: ScenarioName, runs: SweepRun[]): Promise<
     file: `${scenario}-capacity-at-slo.svg`,
     title,
     svg: await renderSvg({
-      $schema: SCHEMA,
+      $schema: VEGA_LITE_SCHEMA,
       title,
       width: 420,
       height: 220,
@@ -373,7 +371,7 @@ async function shareChart(scenario: ScenarioName, runs: SweepRun[]): Promise<Cha
     file: `${scenario}-share-over-time.svg`,
     title,
     svg: await renderSvg({
-      $schema: SCHEMA,
+      $schema: VEGA_LITE_SCHEMA,
       title,
       width: 460,
       height: 240,

@@ -9,7 +9,7 @@
  */
 import { POLICY_NAMES } from "../../policies/mod.ts";
 import { meanServiceTime, parseServiceTime } from "../backend/service_time.ts";
-import { renderSvg } from "../bench/bench_charts.ts";
+import { renderSvg, VEGA_LITE_SCHEMA } from "../bench/bench_charts.ts";
 import {
   FlagReader,
   type FlagSpecs,
@@ -401,7 +401,7 @@ function intervalChart(
     },
   });
   return renderSvg({
-    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    $schema: VEGA_LITE_SCHEMA,
     title,
     background: "white",
     hconcat: [panel("lookaside"), panel("watch")],
