@@ -231,6 +231,14 @@ export class DataCentre {
     await ip("-n", this.host(b).ns, "route", "del", `${this.host(a).ip}/32`);
   }
 
+  /** Prints the last `lines` lines of the log of each entry whose name matches `pattern`. */
+  printLogs(pattern: RegExp, lines: number): void {
+    for (const p of this.#entries.filter((e) => pattern.test(e.name))) {
+      console.error(`--- ${p.name}: its last ${lines} log lines ---`);
+      console.error(p.log().trimEnd().split("\n").slice(-lines).join("\n"));
+    }
+  }
+
   /**
    * Stops every process started here, then removes the hosts, the switch and the folders. With
    * `LB_DATACENTRE_LOGS=<dir>` set, the entries' logs are kept there first, to see what happened.

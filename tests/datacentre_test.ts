@@ -53,6 +53,12 @@ Deno.test({
   sanitizeResources: false,
 }, async (t) => {
   const dc = await DataCentre.build([...ETCD_HOSTS, ...BALANCER_HOSTS, ...BACKEND_HOSTS, CLIENT]);
+  let failed = false;
+  /** A step whose failure also prints the balancers' logs, the one record of what they saw. */
+  const step = async (name: string, fn: () => Promise<void>) => {
+    if (await t.step(name, fn)) return;
+    failed = true;
+  };
   try {
     const dir = await dc.tempDir();
     const cluster = ETCD_HOSTS.map((h) => `${h}=http://${h}:2380`).join(",");
@@ -113,8 +119,12 @@ Deno.test({
       }[];
       return servers.filter((s) => s.healthy).map((s) => s.server_address).sort();
     };
-    const listsEqual = async (balancer: string, expected: string[]) =>
-      JSON.stringify(await healthy(balancer)) === JSON.stringify([...expected].sort());
+    /** Whether `balancer` lists exactly `expected` as healthy; otherwise throws with what it lists. */
+    const listsEqual = async (balancer: string, expected: string[]) => {
+      const listed = JSON.stringify(await healthy(balancer));
+      if (listed === JSON.stringify([...expected].sort())) return true;
+      throw new Error(`${balancer} lists ${listed} as healthy`);
+    };
     for (const b of BALANCER_HOSTS) {
       await waitFor(
         `${b} to list every backend, healthy`,
@@ -152,7 +162,7 @@ Deno.test({
       return { started, result };
     };
 
-    await t.step("every backend is picked and reached, in lookaside and watch mode", async () => {
+    await step("every backend is picked and reached, in lookaside and watch mode", async () => {
       for (const mode of ["lookaside", "watch"]) {
         const { result } = load([
           ...["--balancer", BALANCERS, "--mode", mode, "--requests", "90", "--concurrency", "3"],
@@ -172,7 +182,7 @@ Deno.test({
       assert.equal((await result).failed, 0);
     });
 
-    await t.step(
+    await step(
       "a backend's cable pulled under load: out of the picks, nothing fails, back in when plugged",
       async () => {
         const runs = ["lookaside", "watch"].map((mode) =>
@@ -233,7 +243,7 @@ Deno.test({
       },
     );
 
-    await t.step(
+    await step(
       "a client cut from its balancer but not the other fails over without a failed task",
       async () => {
         // A client id that prefers lb-1, so the cut is between the client and its own balancer.
@@ -270,7 +280,7 @@ Deno.test({
       },
     );
 
-    await t.step(
+    await step(
       "each etcd member's cable pulled in turn: no interruption, a join still reaches both balancers",
       async () => {
         // Each member in turn, so that whichever member a backend's lease keepalive or a
@@ -324,7 +334,7 @@ Deno.test({
       },
     );
 
-    await t.step(
+    await step(
       "a balancer cut from etcd keeps serving its last set, and converges when the link is back",
       async () => {
         for (const e of ETCD_HOSTS) await dc.partition("lb-1", e);
@@ -378,6 +388,7 @@ Deno.test({
       },
     );
   } finally {
+    if (failed) dc.printLogs(/^balancer@/, 60);
     await dc.close();
   }
 });
