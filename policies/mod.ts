@@ -9,12 +9,21 @@ import { consistentHash } from "./consistent_hash.ts";
 import { leastLoad } from "./least_load.ts";
 import { pickFirst } from "./pick_first.ts";
 import { powerOfTwo } from "./power_of_two.ts";
+import { prequal } from "./prequal.ts";
 import { roundRobin } from "./round_robin.ts";
 import { weightedRoundRobin } from "./weighted_round_robin.ts";
 import type { Policy } from "./types.ts";
 
 export * from "./types.ts";
-export { consistentHash, leastLoad, pickFirst, powerOfTwo, roundRobin, weightedRoundRobin };
+export {
+  consistentHash,
+  leastLoad,
+  pickFirst,
+  powerOfTwo,
+  prequal,
+  roundRobin,
+  weightedRoundRobin,
+};
 
 /** Factories of every policy, by `--policy` name. */
 export const POLICIES = {
@@ -24,6 +33,7 @@ export const POLICIES = {
   power_of_two: powerOfTwo,
   weighted_round_robin: weightedRoundRobin,
   consistent_hash: consistentHash,
+  prequal,
 };
 
 /** A name accepted by `--policy`. */

@@ -93,6 +93,27 @@ export interface PrepareContext<S> {
   replicas?: number;
 }
 
+/**
+ * The probes a policy asks for and the answers it learns from (`prequal`). The holder takes the
+ * server ids to probe after a pick, probes them off the pick path, and hands back each answer
+ * or failure; all three run on the slow path.
+ */
+export interface Probing<S> {
+  /** The next server id to probe, taken off the policy's queue; -1 when none is waiting. */
+  take(state: S): number;
+  /** Server `id` answered at `nowMs`: `rif` requests in flight, `latencyMs` expected now. */
+  answered(
+    snapshot: Snapshot,
+    state: S,
+    id: number,
+    rif: number,
+    latencyMs: number,
+    nowMs: number,
+  ): void;
+  /** A probe of server `id` failed; `silent`: it cannot answer probes at all (UNIMPLEMENTED). */
+  failed(snapshot: Snapshot, state: S, id: number, silent: boolean): void;
+}
+
 /** A load-balancing policy. `S` is its state, owned by whoever holds the snapshot. */
 export interface Policy<S = unknown> {
   /** The name used by `--policy`. */
@@ -111,6 +132,8 @@ export interface Policy<S = unknown> {
    * `snapshot.servers[i]`, 1 for an average server), for `ListServers` and `WatchServers`.
    */
   weights?(snapshot: Snapshot, state: S, nowMs: number): number[];
+  /** Present when the policy learns from probes its holder sends for it. */
+  readonly probing?: Probing<S>;
 }
 
 /** The result returned when the snapshot has no server. */

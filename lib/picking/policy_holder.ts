@@ -82,6 +82,21 @@ export class PolicyHolder {
     return this.#policy.pick(this.#snapshot, this.#state, context);
   }
 
+  /** The next server id the policy wants probed; -1 when none (or it does not probe). */
+  takeProbe(): number {
+    return this.#policy.probing?.take(this.#state) ?? -1;
+  }
+
+  /** Server `id` answered a probe at `nowMs` (ignored by a policy that does not probe). */
+  probeAnswered(id: number, rif: number, latencyMs: number, nowMs: number): void {
+    this.#policy.probing?.answered(this.#snapshot, this.#state, id, rif, latencyMs, nowMs);
+  }
+
+  /** A probe of server `id` failed; `silent`: it cannot answer probes at all. */
+  probeFailed(id: number, silent: boolean): void {
+    this.#policy.probing?.failed(this.#snapshot, this.#state, id, silent);
+  }
+
   /** The policy's weight per server, or 1 each when it has none. */
   weights(nowMs: number): number[] {
     return this.#policy.weights?.(this.#snapshot, this.#state, nowMs) ??

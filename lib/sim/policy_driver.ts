@@ -129,6 +129,16 @@ export class PolicyDriver implements SimPicker {
     return result.kind === "pick" ? result.index : -1;
   }
 
+  /** The next server id the policy wants probed; -1 when none (or it does not probe). */
+  takeProbe(): number {
+    return this.#held.takeProbe();
+  }
+
+  /** Server `id` answered a probe at `nowMs`. */
+  probeAnswered(id: number, rif: number, latencyMs: number, nowMs: number): void {
+    this.#held.probeAnswered(id, rif, latencyMs, nowMs);
+  }
+
   /** Lazy: one prepare for what happened since the last pick, at the time of its last event. */
   #catchUp(): void {
     const dueMs = this.#refreshDueMs;

@@ -14,6 +14,7 @@ import { createPolicy, isPolicyName } from "../../policies/mod.ts";
 import type { ServerView } from "../../policies/types.ts";
 import type { CapacitySchedule } from "../backend/capacity_schedule.ts";
 import { meanServiceTime, sampleServiceTime, type ServiceTime } from "../backend/service_time.ts";
+import { RifLatency } from "../backend/rif_latency.ts";
 import { EventQueue } from "./event_queue.ts";
 import { Fifo } from "./fifo.ts";
 import { PolicyDriver, SnapshotFeed } from "./policy_driver.ts";
@@ -86,6 +87,12 @@ export interface SimOptions {
    * much slower with many servers (see `policy_driver.ts`). For tests.
    */
   eagerPrepare?: boolean;
+  /**
+   * Round trip of a probe for policies that probe (`prequal`), ms: the answer reads the server
+   * when the probe is sent and reaches the policy this much later.
+   * @default {DEFAULT_SIM_PROBE_RTT_MS}
+   */
+  probeRttMs?: number;
 }
 
 /** One server's part in a run. */
@@ -118,6 +125,8 @@ export interface SimResult {
    * over samples every {@linkcode BUSIEST_SAMPLE_MS} during the measured window.
    */
   readonly busiestInFlight: number;
+  /** Probes sent per request (0 for policies that do not probe). */
+  readonly probesPerRequest: number;
   readonly servers: readonly SimServerResult[];
   /**
    * With `options.timeline`: `timeline[t][s]` is the requests server `s` completed in simulated
@@ -133,6 +142,11 @@ const REFRESH = 3;
 const PUBLISH = 4;
 const FLUSH = 5;
 const CAPACITY = 6;
+const PROBE = 7;
+/** Probes on their way back at once, at most (a ring); far more than any run has. */
+const PROBES_IN_FLIGHT = 1 << 16;
+/** Round trip of a probe by default (ms): a gRPC call across a LAN. */
+export const DEFAULT_SIM_PROBE_RTT_MS = 1;
 
 /** Runs one simulation; throws a `RangeError` for options out of range. */
 export function simulate(options: SimOptions): SimResult {
@@ -175,6 +189,16 @@ export function simulate(options: SimOptions): SimResult {
   const busySince = new Float64Array(n);
   const reportSeq = new Float64Array(n);
   const timeline: number[][] | undefined = options.timeline ? [] : undefined;
+  // What each server answers probes with, and the RIF each request found on arrival.
+  const rifLatency = Array.from({ length: n }, () => new RifLatency());
+  const foundRif = new Int32Array(requests);
+  const probeRttMs = options.probeRttMs ?? DEFAULT_SIM_PROBE_RTT_MS;
+  const probeHolder = new Int32Array(PROBES_IN_FLIGHT);
+  const probeServer = new Int32Array(PROBES_IN_FLIGHT);
+  const probeRif = new Float64Array(PROBES_IN_FLIGHT);
+  const probeLatency = new Float64Array(PROBES_IN_FLIGHT);
+  let probesSent = 0;
+  let probesBack = 0;
 
   // What policies see: the servers' views, one snapshot for the reports between two reads.
   const views: ServerView[] = capacities.map((f, i) => ({
@@ -218,9 +242,25 @@ export function simulate(options: SimOptions): SimResult {
         new PolicyDriver(createPolicy(name), feed, 0, policyRng, replicas, clientIds, eager),
       );
     }
+    const pickAndProbe = (h: number, k: number, now: number) => {
+      const driver = drivers[h];
+      const s = driver.pick(k, now);
+      for (let id = driver.takeProbe(); id >= 0; id = driver.takeProbe()) {
+        if (probesSent - probesBack === PROBES_IN_FLIGHT) {
+          throw new Error("Cannot simulate as too many probes are in flight at once");
+        }
+        const slot = probesSent++ % PROBES_IN_FLIGHT;
+        probeHolder[slot] = h;
+        probeServer[slot] = id;
+        probeRif[slot] = rifLatency[id].rif;
+        probeLatency[slot] = rifLatency[id].estimateMs();
+        events.push(now + probeRttMs, PROBE, slot);
+      }
+      return s;
+    };
     picker = mode === "lookaside"
-      ? (k, now) => drivers[k % balancers].pick(k, now)
-      : (k, now) => drivers[k].pick(k, now);
+      ? (k, now) => pickAndProbe(k % balancers, k, now)
+      : (k, now) => pickAndProbe(k, k, now);
   } else {
     throw new RangeError(`Cannot simulate as '${options.policy}' is not a policy`);
   }
@@ -305,6 +345,7 @@ export function simulate(options: SimOptions): SimResult {
         const s = picker(client, now);
         if (s < 0) throw new Error(`Cannot simulate as '${options.policy}' named no server`);
         sent[s]++;
+        foundRif[request] = rifLatency[s].start();
         if (now >= trendStartMs) trend.sent[s]++;
         inSystem++;
         if (state.busy[s] < slots) {
@@ -332,6 +373,7 @@ export function simulate(options: SimOptions): SimResult {
         const s = (slot / slots) | 0;
         const request = slotRequest[slot];
         sojournMs[request] = now - arrivalMs[request];
+        rifLatency[s].end(foundRif[request], sojournMs[request]);
         slotRequest[slot] = -1;
         markBusy(s);
         state.busy[s]--;
@@ -407,6 +449,17 @@ export function simulate(options: SimOptions): SimResult {
         for (let k = payload; k < drivers.length; k += balancers) drivers[k].update(now);
         break;
       }
+      case PROBE: {
+        probesBack++;
+        const latency = probeLatency[payload];
+        drivers[probeHolder[payload]].probeAnswered(
+          probeServer[payload],
+          probeRif[payload],
+          latency === latency ? latency : -1,
+          now,
+        );
+        break;
+      }
       case CAPACITY: {
         capacity[stepServer[payload]] = stepCapacity[payload];
         break;
@@ -429,6 +482,7 @@ export function simulate(options: SimOptions): SimResult {
     throughputPerS: windowMs > 0 ? completedInWindow * 1_000 / windowMs : NaN,
     simulatedS: now / 1_000,
     busiestInFlight: busiestSamples > 0 ? busiestSum / busiestSamples : NaN,
+    probesPerRequest: probesSent / requests,
     servers: capacities.map((f, s) => ({
       capacity: f,
       share: sent[s] / requests,
