@@ -348,7 +348,7 @@ const BAD_FLAGS: [
   [
     "balancer",
     ["--policy", "rr"],
-    /'--policy' must be one of round_robin, pick_first, least_load, power_of_two, weighted_round_robin, consistent_hash: current value is 'rr'/,
+    /'--policy' must be one of round_robin, pick_first, least_load, power_of_two, weighted_round_robin, consistent_hash, prequal: current value is 'rr'/,
   ],
   ["balancer", ["--port", "70000"], /'--port' must be an integer from 0 to 65535/],
   ["balancer", ["--discovery", "etcd"], /'--discovery etcd' needs '--etcd URL'/],

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type * as grpc from "@grpc/grpc-js";
+import * as grpc from "@grpc/grpc-js";
 import { getLogger } from "@logtape/logtape";
 import { advertisedAddress } from "../wire/address.ts";
 import type { Etcd3 } from "etcd3";
@@ -15,6 +15,8 @@ import type { LoadSource } from "./cpu_meter.ts";
 import type { EtcdRegistration } from "../etcd/etcd_registration.ts";
 import { loadEtcd } from "../etcd/etcd_loader.ts";
 import { HealthService } from "../wire/grpc_health.ts";
+import { encodeOrcaReport, LATENCY_METRIC, ORCA_TRAILER, RIF_METRIC } from "../wire/orca.ts";
+import { RifLatency } from "./rif_latency.ts";
 import { healthRoute, HttpServer, type Route } from "../ops/http_server.ts";
 import { LoadReporter } from "./load_reporter.ts";
 import { type BackendMetrics, createBackendMetrics, metricsRoute } from "../ops/metrics.ts";
@@ -91,7 +93,13 @@ export class Backend {
   #reporters = new Map<string, LoadReporter>();
   #balancers: BalancerFollower | undefined;
   #draining = false;
-  #health = new HealthService(["", BACKEND_SERVICE_NAME]);
+  /** Tasks in flight and their latency by RIF: what a health check's ORCA trailer reports. */
+  #rifLatency = new RifLatency();
+  #health = new HealthService(
+    ["", BACKEND_SERVICE_NAME],
+    "NOT_SERVING",
+    () => orcaTrailer(this.#rifLatency),
+  );
   #http: HttpServer | undefined;
   #httpPort = 0;
   #counters: TaskCounters = { simple: 0, heavy: 0, failed: 0 };
@@ -154,6 +162,7 @@ export class Backend {
         draining: () => this.#draining,
         counters: this.#counters,
         metrics: this.#metrics,
+        rifLatency: this.#rifLatency,
       }),
     );
     this.#health.addTo(this.#server);
@@ -270,4 +279,16 @@ export class Backend {
     this.#etcd?.close();
     log.info("Backend {address} stopped", { address: this.#address });
   }
+}
+
+/** An ORCA load report with Prequal's signals, as trailing metadata of a health check. */
+function orcaTrailer(rifLatency: RifLatency): grpc.Metadata {
+  const metadata = new grpc.Metadata();
+  metadata.set(
+    ORCA_TRAILER,
+    encodeOrcaReport({
+      namedMetrics: { [RIF_METRIC]: rifLatency.rif, [LATENCY_METRIC]: rifLatency.estimateMs() },
+    }),
+  );
+  return metadata;
 }

@@ -13,6 +13,7 @@ import { type BackendMetrics, measured } from "../ops/metrics.ts";
 import type { StatsRequest, StatsResponse, TaskRequest, TaskResponse } from "../wire/proto.ts";
 import { statusError, statusName } from "../wire/status.ts";
 import { type SlotPool, TaskCancelledError } from "./slot_pool.ts";
+import type { RifLatency } from "./rif_latency.ts";
 import type { WorkerPool } from "./worker_pool.ts";
 
 /** Accepted `task_type` values. */
@@ -49,6 +50,8 @@ export type BackendServiceDeps = HeavyTasks & {
   counters: TaskCounters;
   /** Where task latency and results are counted; none: not counted. */
   metrics?: BackendMetrics;
+  /** CPU_HEAVY tasks in flight and their latency by RIF, for Prequal's probes; none: not kept. */
+  rifLatency?: RifLatency;
 };
 
 /**
@@ -97,7 +100,12 @@ export function createBackendHandlers(deps: BackendServiceDeps): grpc.UntypedSer
     // A caller past its deadline, or gone, no longer waits: its queued task is dropped.
     const cancelled = new AbortController();
     call.once("cancelled", () => cancelled.abort());
-    runHeavy(cancelled.signal).then(
+    // SIMPLE tasks take no slot and end at once: only CPU_HEAVY ones are in flight for probes.
+    const rif = deps.rifLatency;
+    const foundRif = rif?.start() ?? 0;
+    const startedMs = performance.now();
+    const ended = () => rif?.end(foundRif, performance.now() - startedMs);
+    runHeavy(cancelled.signal).finally(ended).then(
       (work) => {
         counters.heavy++;
         callback(null, { result: `Task ${task_id} (CPU_HEAVY) done by ${deps.address}: ${work}` });

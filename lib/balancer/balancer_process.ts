@@ -23,6 +23,7 @@ import type { EtcdRegistration } from "../etcd/etcd_registration.ts";
 import { loadEtcd } from "../etcd/etcd_loader.ts";
 import { HealthService } from "../wire/grpc_health.ts";
 import { HealthChecker } from "../health/health_checker.ts";
+import { LoadProber } from "./load_prober.ts";
 import { healthRoute, HttpServer, type Route } from "../ops/http_server.ts";
 import {
   type BalancerMetrics,
@@ -120,6 +121,8 @@ export class Balancer {
   #watch: WatchBroadcast;
   #health = new HealthService(["", BALANCER_SERVICE_NAME]);
   #checker: HealthChecker | undefined;
+  /** Sends a probing policy's probes (none without health checks: prequal then picks in turn). */
+  readonly prober: LoadProber | undefined;
   #unsubscribeHealth: () => void;
   #http: HttpServer | undefined;
   #httpPort = 0;
@@ -154,6 +157,7 @@ export class Balancer {
         whenChecked: (address) => this.#checker?.whenChecked(address) ?? Promise.resolve(),
         metrics: this.#metrics,
         sharedPolicy: () => this.#sharedPolicy,
+        prober: () => this.prober,
       }),
     );
     // SERVING while it can name a server: a probe in front of the balancer sees it useless
@@ -170,6 +174,7 @@ export class Balancer {
         tls: options.tls,
         metrics: this.#metrics,
       });
+      this.prober = new LoadProber({ picker: this.picker, checker: this.#checker });
     }
   }
 
@@ -296,6 +301,7 @@ export class Balancer {
     this.#watch.close();
     await this.#http?.stop();
     await shutdownServer(this.#server, graceMs);
+    this.prober?.close();
     this.#checker?.stop();
     this.#registry?.stop();
     await this.#discovery?.stop();

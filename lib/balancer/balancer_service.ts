@@ -11,6 +11,7 @@ import { MAX_ADDRESS_LENGTH, parseAddress } from "../wire/address.ts";
 import { checkToken } from "../wire/auth.ts";
 import type { BuiltinRegistry } from "./builtin_discovery.ts";
 import { type BalancerMetrics, measured } from "../ops/metrics.ts";
+import type { LoadProber, ProbeAnswer } from "./load_prober.ts";
 import type { Picker } from "../picking/picker.ts";
 import type {
   ClientRequest,
@@ -51,6 +52,8 @@ export const MAX_REPORTED_TASKS = 1_000_000;
 export interface BalancerServiceDeps {
   set: ServerSet;
   picker: Picker;
+  /** Sends the probing policy's probes; its last answers are listed. None: nothing listed. */
+  prober?: () => LoadProber | undefined;
   /** Present in builtin discovery; `undefined` when etcd is the source of membership. */
   registry: BuiltinRegistry | undefined;
   /** Where servers register in etcd mode, for error messages. */
@@ -270,6 +273,7 @@ export function createBalancerHandlers(
       qps: server.load?.qps ?? 0,
       weight,
       healthy,
+      ...probeStatus(deps.prober?.()?.answerOf(server.address), now),
     });
     callback(null, {
       policy: picker.policyName,
@@ -343,4 +347,20 @@ function guard(token: string | undefined): <H extends Handler>(handler: H) => H 
       if (callback) callback(denied);
       else (call as grpc.ServerWritableStream<unknown, unknown>).emit("error", denied); // ends it
     }) as H;
+}
+
+/** The `ServerStatus` fields of a server's last probe answer. */
+function probeStatus(
+  answer: Readonly<ProbeAnswer> | undefined,
+  nowMs: number,
+): Pick<ServerStatus, "has_probe" | "probe_rif" | "probe_latency_ms" | "probe_age_ms"> {
+  if (answer === undefined) {
+    return { has_probe: false, probe_rif: 0, probe_latency_ms: 0, probe_age_ms: 0 };
+  }
+  return {
+    has_probe: true,
+    probe_rif: Math.round(answer.rif),
+    probe_latency_ms: answer.latencyMs,
+    probe_age_ms: Math.max(0, Math.round(nowMs - answer.atMs)),
+  };
 }

@@ -36,7 +36,7 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { getLogger } from "@logtape/logtape";
-import { type CheckResult, HealthProbe } from "./health_probe.ts";
+import { type CheckCallback, type CheckResult, HealthProbe } from "./health_probe.ts";
 import { ProbeSweeper } from "./probe_sweeper.ts";
 import type { BalancerMetrics } from "../ops/metrics.ts";
 import type { ServerSet } from "../picking/server_set.ts";
@@ -147,6 +147,18 @@ export class HealthChecker {
    */
   whenChecked(address: string): Promise<void> {
     return this.#probes.get(address)?.checked ?? Promise.resolve();
+  }
+
+  /**
+   * Sends one more check to `address` on its probe's connection, for the load report its answer
+   * carries (Prequal's probes): `onResult` gets the result and the report, and the result counts
+   * nothing for health. False when `address` is not being checked.
+   */
+  probeLoad(address: string, timeoutMs: number, onResult: CheckCallback): boolean {
+    const probe = this.#probes.get(address);
+    if (probe === undefined || probe.closed) return false;
+    probe.connection.checkThen(this.#service, timeoutMs, onResult);
+    return true;
   }
 
   /** Stops every probe, and the sweeper that times their checks. */

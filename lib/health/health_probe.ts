@@ -59,6 +59,7 @@ import {
   type ServingStatus,
 } from "../wire/grpc_health.ts";
 import { encodeField, HpackDecoder, HpackError } from "./hpack.ts";
+import { ORCA_TRAILER } from "../wire/orca.ts";
 import { statusName } from "../wire/status.ts";
 import { http2TlsOptions, type TlsConfig } from "../wire/tls.ts";
 import { ProbeSweeper, type SweptCheck } from "./probe_sweeper.ts";
@@ -205,7 +206,7 @@ export class HealthProbe {
    * {@linkcode check} calling `onResult` instead of returning a promise (once, and never before
    * it returns): what the checker uses, so a check at 1,000 checks/s allocates no promise.
    */
-  checkThen(service: string, timeoutMs: number, onResult: (result: CheckResult) => void): void {
+  checkThen(service: string, timeoutMs: number, onResult: CheckCallback): void {
     const connection = this.#connect();
     if (connection === undefined) {
       const result = { code: grpc.status.UNAVAILABLE, details: this.#lastError };
@@ -336,6 +337,8 @@ interface StreamState extends SweptCheck {
    */
   message: CheckResult | undefined;
   body: Buffer | undefined;
+  /** The answer's ORCA load report (`endpoint-load-metrics-bin`, base64), if it had one. */
+  loadReport: string | undefined;
   /** The connection it is on (to reset it at its deadline); undefined before its first check. */
   connection: ProbeConnection | undefined;
   /** Its connection's count of reads when it was sent: unchanged at the deadline, it is silent. */
@@ -344,8 +347,11 @@ interface StreamState extends SweptCheck {
    * Called once, with the result (through {@linkcode complete}); `NO_RESULT` while no check
    * uses the state (a probe reuses it then).
    */
-  onResult: (result: CheckResult) => void;
+  onResult: CheckCallback;
 }
+
+/** Takes a check's result, and the ORCA load report (base64) its answer carried, if any. */
+export type CheckCallback = (result: CheckResult, loadReport?: string) => void;
 
 const NO_RESULT = (_result: CheckResult): void => {};
 
@@ -358,6 +364,7 @@ const BLANK_STREAM: Readonly<StreamState> = {
   bodyBytes: 0,
   message: undefined,
   body: undefined,
+  loadReport: undefined,
   connection: undefined,
   deadline: 0,
   timeoutMs: 0,
@@ -380,8 +387,9 @@ function expireStream(this: StreamState): void {
  */
 function complete(stream: StreamState, result: CheckResult): void {
   const onResult = stream.onResult;
+  const loadReport = stream.loadReport;
   Object.assign(stream, BLANK_STREAM);
-  onResult(result);
+  onResult(result, loadReport);
 }
 
 /** What a {@linkcode ProbeConnection} tells its probe. */
@@ -434,6 +442,7 @@ class ProbeConnection {
     if (name === ":status") stream.httpStatus = value;
     else if (name === "grpc-status") stream.grpcStatus = value;
     else if (name === "grpc-message") stream.grpcMessage = value;
+    else if (name === ORCA_TRAILER) stream.loadReport = value;
   };
   /** A header block still waiting for its CONTINUATION frames. */
   #block: { streamId: number; endStream: boolean; chunks: Buffer[]; bytes: number } | undefined;

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { PickResult, Policy, Snapshot } from "../../policies/types.ts";
+import { indexAfterId, type PickResult, type Policy, type Snapshot } from "../../policies/types.ts";
 import { PolicyHolder } from "./policy_holder.ts";
 import type { ServerSet } from "./server_set.ts";
 
@@ -20,7 +20,8 @@ export class Picker {
   #counts: Float64Array;
   /** Picks folded so far: policy name → address → count. */
   #totals = new Map<string, Map<string, number>>();
-  /** Live balancer replicas, handed to the policy's prepare. */
+  /** Called after a pick when the policy probes: sends the probes it asked for. */
+  #onProbes: (() => void) | undefined;
 
   /** Creates a picker; `clock` (ms) and `rng` are handed to the policy. */
   constructor(
@@ -94,7 +95,43 @@ export class Picker {
   pick(clientId: string, avoid?: readonly string[]): PickResult {
     const result = this.#pick(clientId, avoid);
     if (result.kind === "pick") this.#counts[result.index]++;
+    if (this.#onProbes !== undefined && this.#held.policy.probing) this.#onProbes();
     return result;
+  }
+
+  /**
+   * Who sends the probes a probing policy asks for (`prequal`): called after each pick, it takes
+   * them with {@linkcode takeProbe} off the pick path. None: a probing policy gets no answers.
+   */
+  set onProbes(fn: (() => void) | undefined) {
+    this.#onProbes = fn;
+  }
+
+  /** Whether the active policy probes servers. */
+  get probing(): boolean {
+    return this.#held.policy.probing !== undefined;
+  }
+
+  /** The next server id the policy wants probed, or -1. Slow path. */
+  takeProbe(): number {
+    return this.#held.takeProbe();
+  }
+
+  /** The address of server `id` in the held snapshot, or undefined if it left. */
+  addressOf(id: number): string | undefined {
+    const servers = this.#held.snapshot.servers;
+    const i = indexAfterId(servers, id) - 1;
+    return i >= 0 && servers[i].id === id ? servers[i].address : undefined;
+  }
+
+  /** Server `id` answered a probe: `rif` requests in flight, `latencyMs` expected (-1: unknown). */
+  probeAnswered(id: number, rif: number, latencyMs: number): void {
+    this.#held.probeAnswered(id, rif, latencyMs, this.#clock());
+  }
+
+  /** A probe of server `id` failed; `silent`: it cannot answer probes at all. */
+  probeFailed(id: number, silent: boolean): void {
+    this.#held.probeFailed(id, silent);
   }
 
   #pick(clientId: string, avoid: readonly string[] | undefined): PickResult {

@@ -59,10 +59,19 @@ export class HealthService {
   #statuses = new Map<string, ServingStatus>();
   #watchers = new Map<string, Set<WatchCall>>();
   #watching = 0;
+  #trailer: (() => grpc.Metadata | undefined) | undefined;
 
-  /** Creates the service with each of `services` at `initial`. */
-  constructor(services: readonly string[], initial: ServingStatus = "NOT_SERVING") {
+  /**
+   * Creates the service with each of `services` at `initial`. With `trailer`, every `Check`
+   * answer carries the metadata it returns (a backend's ORCA load report, for Prequal's probes).
+   */
+  constructor(
+    services: readonly string[],
+    initial: ServingStatus = "NOT_SERVING",
+    trailer?: () => grpc.Metadata | undefined,
+  ) {
     for (const service of services) this.#statuses.set(service, initial);
+    this.#trailer = trailer;
   }
 
   /** The status of `service` (`SERVICE_UNKNOWN` when it is not one of ours). */
@@ -110,7 +119,7 @@ export class HealthService {
         }`,
       });
     }
-    callback(null, { status });
+    callback(null, { status }, this.#trailer?.());
   };
 
   #watch: grpc.handleServerStreamingCall<HealthCheckRequest, HealthCheckResponse> = (call) => {

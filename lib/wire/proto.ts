@@ -153,6 +153,10 @@ export interface ServerStatus {
   weight: number;
   healthy: boolean;
   queue_length: number;
+  has_probe: boolean;
+  probe_rif: number;
+  probe_latency_ms: number;
+  probe_age_ms: number;
 }
 /** `ListServers` response. */
 export interface ListServersResponse {

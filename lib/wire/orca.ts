@@ -1,0 +1,162 @@
+/**
+ * ORCA load reports (`xds.data.orca.v3.OrcaLoadReport`), the load a gRPC server tells its
+ * callers in a call's trailers (`endpoint-load-metrics-bin`, gRPC A51). Backends attach one to
+ * every health `Check` answer; Prequal's two signals travel as named metrics
+ * ({@linkcode RIF_METRIC}, {@linkcode LATENCY_METRIC}). Only the fields used here are written
+ * and read, by hand: a report is a few dozen bytes, and the balancer reads one per probe.
+ *
+ * @module
+ */
+import { Buffer } from "node:buffer";
+
+/** The trailer an ORCA per-call load report travels in (binary, base64 on the wire). */
+export const ORCA_TRAILER = "endpoint-load-metrics-bin";
+/** Named metric: the server's requests in flight. */
+export const RIF_METRIC = "rif";
+/** Named metric: the latency (ms) a request arriving now should expect. */
+export const LATENCY_METRIC = "latency_ms";
+
+/** The fields of an ORCA load report written and read here. */
+export interface OrcaReport {
+  /** `cpu_utilization` (1): CPU use, 0 to 1 (more with several cores). */
+  cpuUtilization?: number;
+  /** `rps_fractional` (6): requests per second. */
+  rpsFractional?: number;
+  /** `eps` (7): errors per second. */
+  eps?: number;
+  /** `named_metrics` (8): free-form metrics by name. */
+  namedMetrics?: Record<string, number>;
+}
+
+const CPU_UTILIZATION = 1;
+const RPS_FRACTIONAL = 6;
+const EPS = 7;
+const NAMED_METRICS = 8;
+const FIXED64 = 1;
+const LENGTH_DELIMITED = 2;
+
+/** Encodes `report` as an `OrcaLoadReport` message. */
+export function encodeOrcaReport(report: OrcaReport): Buffer {
+  const parts: number[] = [];
+  const double = (field: number, value: number | undefined) => {
+    if (value === undefined || !Number.isFinite(value)) return;
+    parts.push((field << 3) | FIXED64, ...doubleBytes(value));
+  };
+  double(CPU_UTILIZATION, report.cpuUtilization);
+  double(RPS_FRACTIONAL, report.rpsFractional);
+  double(EPS, report.eps);
+  for (const [name, value] of Object.entries(report.namedMetrics ?? {})) {
+    if (!Number.isFinite(value)) continue;
+    const key = [...Buffer.from(name, "utf8")];
+    // A map entry: key (1, string) and value (2, double).
+    const entry = [(1 << 3) | LENGTH_DELIMITED, ...varint(key.length), ...key];
+    entry.push((2 << 3) | FIXED64, ...doubleBytes(value));
+    parts.push((NAMED_METRICS << 3) | LENGTH_DELIMITED, ...varint(entry.length), ...entry);
+  }
+  return Buffer.from(parts);
+}
+
+/**
+ * Decodes an `OrcaLoadReport`, keeping the fields of {@linkcode OrcaReport} and skipping the
+ * rest; throws a `RangeError` when the bytes are not a well-formed message.
+ */
+export function decodeOrcaReport(bytes: Uint8Array): OrcaReport {
+  const report: OrcaReport = {};
+  const reader = new Reader(bytes);
+  while (!reader.done) {
+    const tag = reader.varint();
+    const field = tag >>> 3;
+    const type = tag & 7;
+    if (type === FIXED64 && field === CPU_UTILIZATION) report.cpuUtilization = reader.double();
+    else if (type === FIXED64 && field === RPS_FRACTIONAL) report.rpsFractional = reader.double();
+    else if (type === FIXED64 && field === EPS) report.eps = reader.double();
+    else if (type === LENGTH_DELIMITED && field === NAMED_METRICS) {
+      const entry = new Reader(reader.bytes());
+      let name = "";
+      let value = 0;
+      while (!entry.done) {
+        const entryTag = entry.varint();
+        if (entryTag === ((1 << 3) | LENGTH_DELIMITED)) {
+          name = new TextDecoder().decode(entry.bytes());
+        } else if (entryTag === ((2 << 3) | FIXED64)) value = entry.double();
+        else entry.skip(entryTag & 7);
+      }
+      (report.namedMetrics ??= {})[name] = value;
+    } else reader.skip(type);
+  }
+  return report;
+}
+
+/** Prequal's signals in an ORCA report, if both are there and sane. */
+export function prequalSignals(report: OrcaReport): { rif: number; latencyMs: number } | undefined {
+  const rif = report.namedMetrics?.[RIF_METRIC];
+  const latencyMs = report.namedMetrics?.[LATENCY_METRIC] ?? -1;
+  if (rif === undefined || !(rif >= 0) || !Number.isFinite(latencyMs)) return undefined;
+  return { rif, latencyMs };
+}
+
+function doubleBytes(value: number): number[] {
+  const b = Buffer.alloc(8);
+  b.writeDoubleLE(value);
+  return [...b];
+}
+
+function varint(value: number): number[] {
+  const out: number[] = [];
+  while (value > 0x7f) {
+    out.push((value & 0x7f) | 0x80);
+    value >>>= 7;
+  }
+  out.push(value);
+  return out;
+}
+
+/** Reads protobuf wire format from a byte array, bounds-checked. */
+class Reader {
+  #bytes: Uint8Array;
+  #at = 0;
+
+  constructor(bytes: Uint8Array) {
+    this.#bytes = bytes;
+  }
+
+  get done(): boolean {
+    return this.#at >= this.#bytes.length;
+  }
+
+  varint(): number {
+    let value = 0;
+    for (let shift = 0; shift < 35; shift += 7) {
+      const byte = this.#take(1)[0];
+      value += (byte & 0x7f) * 2 ** shift;
+      if ((byte & 0x80) === 0) return value;
+    }
+    throw new RangeError("Cannot decode ORCA report as a varint is too long");
+  }
+
+  double(): number {
+    const b = this.#take(8);
+    return new DataView(b.buffer, b.byteOffset, 8).getFloat64(0, true);
+  }
+
+  bytes(): Uint8Array {
+    return this.#take(this.varint());
+  }
+
+  skip(type: number): void {
+    if (type === 0) this.varint();
+    else if (type === FIXED64) this.#take(8);
+    else if (type === LENGTH_DELIMITED) this.bytes();
+    else if (type === 5) this.#take(4);
+    else throw new RangeError(`Cannot decode ORCA report as wire type ${type} is not supported`);
+  }
+
+  #take(n: number): Uint8Array {
+    if (this.#at + n > this.#bytes.length) {
+      throw new RangeError("Cannot decode ORCA report as it ends inside a field");
+    }
+    const out = this.#bytes.subarray(this.#at, this.#at + n);
+    this.#at += n;
+    return out;
+  }
+}

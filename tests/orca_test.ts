@@ -1,0 +1,73 @@
+/** ORCA load reports: written and read by hand, checked against protobufjs and the real schema. */
+import assert from "node:assert/strict";
+import protobuf from "protobufjs";
+import {
+  decodeOrcaReport,
+  encodeOrcaReport,
+  LATENCY_METRIC,
+  prequalSignals,
+  RIF_METRIC,
+} from "../lib/wire/orca.ts";
+
+/** `xds.data.orca.v3.OrcaLoadReport` as cncf/xds defines it (validation rules left out). */
+const SCHEMA = `syntax = "proto3";
+package xds.data.orca.v3;
+message OrcaLoadReport {
+  double cpu_utilization = 1;
+  double mem_utilization = 2;
+  uint64 rps = 3;
+  map<string, double> request_cost = 4;
+  map<string, double> utilization = 5;
+  double rps_fractional = 6;
+  double eps = 7;
+  map<string, double> named_metrics = 8;
+  double application_utilization = 9;
+}`;
+const OrcaLoadReport = protobuf.parse(SCHEMA, { keepCase: true }).root
+  .lookupType("xds.data.orca.v3.OrcaLoadReport");
+
+Deno.test("encodeOrcaReport writes what protobufjs reads as an OrcaLoadReport", () => {
+  const bytes = encodeOrcaReport({
+    cpuUtilization: 0.5,
+    rpsFractional: 120.25,
+    eps: 0,
+    namedMetrics: { [RIF_METRIC]: 3, [LATENCY_METRIC]: 41.5 },
+  });
+  const decoded = OrcaLoadReport.toObject(OrcaLoadReport.decode(bytes));
+  assert.deepEqual(decoded, {
+    cpu_utilization: 0.5,
+    rps_fractional: 120.25,
+    eps: 0,
+    named_metrics: { rif: 3, latency_ms: 41.5 },
+  });
+});
+
+Deno.test("decodeOrcaReport reads protobufjs's encoding, skipping fields it does not keep", () => {
+  const message = OrcaLoadReport.fromObject({
+    cpu_utilization: 0.25,
+    mem_utilization: 0.75,
+    rps: 7,
+    utilization: { gpu: 0.5 },
+    eps: 2,
+    named_metrics: { rif: 9, latency_ms: 12 },
+    application_utilization: 0.6,
+  });
+  const report = decodeOrcaReport(OrcaLoadReport.encode(message).finish());
+  assert.deepEqual(report, {
+    cpuUtilization: 0.25,
+    eps: 2,
+    namedMetrics: { rif: 9, latency_ms: 12 },
+  });
+  assert.deepEqual(prequalSignals(report), { rif: 9, latencyMs: 12 });
+});
+
+Deno.test("prequalSignals needs a RIF; a report without latency yet says -1", () => {
+  assert.equal(prequalSignals({ cpuUtilization: 0.3 }), undefined);
+  assert.equal(prequalSignals({ namedMetrics: { rif: -1 } }), undefined);
+  assert.deepEqual(prequalSignals({ namedMetrics: { rif: 0 } }), { rif: 0, latencyMs: -1 });
+});
+
+Deno.test("decodeOrcaReport refuses bytes that end inside a field", () => {
+  const bytes = encodeOrcaReport({ namedMetrics: { rif: 1 } });
+  assert.throws(() => decodeOrcaReport(bytes.subarray(0, bytes.length - 3)), /ends inside a field/);
+});
