@@ -198,6 +198,7 @@ export class Balancer {
         token: this.#options.token,
         stopping: () => this.#http!.stopping,
         sharedPolicy: () => this.#sharedPolicy,
+        prober: () => this.prober,
       }),
       "/health": healthRoute(() => this.#health.status() === "SERVING"),
       "/metrics": metricsRoute(this.#metrics.registry),

@@ -17,6 +17,7 @@ import pageCss from "./dashboard/dashboard.css" with { type: "text" };
 import pageJs from "./dashboard/dashboard.js" with { type: "text" };
 import pageHtml from "./dashboard/index.html" with { type: "text" };
 import type { Route } from "../ops/http_server.ts";
+import type { LoadProber } from "./load_prober.ts";
 import type { Picker } from "../picking/picker.ts";
 import type { ServerSet } from "../picking/server_set.ts";
 import type { SharedPolicy } from "../etcd/shared_policy.ts";
@@ -43,6 +44,9 @@ export interface DashboardServer {
   reportAgeMs: number | null;
   /** Weight under the policy; `null` when the policy has none or the server is out of the picks. */
   weight: number | null;
+  /** Its last probe answer (`prequal`): requests in flight, expected latency (ms); `null`: none. */
+  probeRif: number | null;
+  probeLatencyMs: number | null;
   /** Picks of this server in the last interval. */
   picks: number;
   /** `picks` over all picks of the interval, 0 to 1; `null` when there were none. */
@@ -78,6 +82,8 @@ export interface DashboardDeps {
   clock?: () => number;
   /** The policy shared in etcd, once the balancer has started; none: a policy of its own. */
   sharedPolicy?: () => SharedPolicy | undefined;
+  /** Who probes for `prequal`, for each server's last answer; none: no probe columns filled. */
+  prober?: () => LoadProber | undefined;
 }
 
 /** The dashboard's routes: the page, its assets, `/events` and `POST /policy`. */
@@ -308,6 +314,7 @@ class DashboardFeed {
       weight: number | null,
     ): DashboardServer => {
       const picks = last?.picks.get(server.address) ?? 0;
+      const probe = this.#deps.prober?.()?.answerOf(server.address);
       return {
         address: server.address,
         healthy,
@@ -316,6 +323,8 @@ class DashboardFeed {
         queueLength: server.load ? server.load.queueLength ?? 0 : null,
         reportAgeMs: server.load ? Math.max(0, Math.round(now - server.load.reportedAtMs)) : null,
         weight,
+        probeRif: probe?.rif ?? null,
+        probeLatencyMs: probe && probe.latencyMs >= 0 ? probe.latencyMs : null,
         picks,
         share: last && last.total > 0 ? picks / last.total : null,
       };

@@ -150,6 +150,8 @@
         cell(gone ? "–" : number(row.queueLength)),
         cell(gone || row.reportAgeMs === null ? "–" : number(row.reportAgeMs / 1000, 1, " s")),
         cell(gone ? "–" : number(row.weight, 2)),
+        cell(row.probeRif === null ? "–" : number(row.probeRif)),
+        cell(row.probeLatencyMs === null ? "–" : number(row.probeLatencyMs, 1, " ms")),
         shareCell,
       );
       rows.push(tr);
