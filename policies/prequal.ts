@@ -36,6 +36,10 @@ export const DEFAULT_REMOVE_WORST_PER_PICK = 0.25;
 const RIF_HISTORY = 64;
 /** Requests for probes waiting for the holder, at most; more are dropped (and counted). */
 const WANTED_CAPACITY = 256;
+/** Pick intervals a slow holder keeps answers for (see `pick`). */
+const SLOW_HOLDER_PICKS = 4;
+/** Weight of the latest interval in the average time between picks. */
+const GAP_WEIGHT = 0.1;
 /** Slack of the reuse budget over what keeps the pool full (see {@linkcode prequal}). */
 const REUSE_SLACK = 0.25;
 /** Picks an answer serves at least by default: each use adds to its RIF, so reuse is safe. */
@@ -103,6 +107,9 @@ export interface PrequalState {
   /** Ids of the last servers named by the round robin fallbacks. */
   lastFallbackId: number;
   lastSilentId: number;
+  /** When the last pick was made, and the average time between picks (ms). */
+  lastPickMs: number;
+  pickGapMs: number;
   /** Picks made from the pool and by a fallback, for the dashboard and tests. */
   pooledPicks: number;
   fallbackPicks: number;
@@ -166,8 +173,14 @@ export function prequal(options: PrequalOptions = {}): Policy<PrequalState> {
       if (state.silentCount > 0 && rng() * n < state.silentCount) {
         return snapshot.picks[nextInTurn(snapshot, state, true)];
       }
+      // A holder that picks seldom (a watch client of many) keeps answers for a few of its
+      // pick intervals: its pool would otherwise never hold more than the last pick's probes.
+      const gap = now - state.lastPickMs;
+      state.lastPickMs = now;
+      if (gap >= 0 && gap < 60_000) state.pickGapMs += (gap - state.pickGapMs) * GAP_WEIGHT;
+      const oldestMs = now - Math.max(maxAgeMs, SLOW_HOLDER_PICKS * state.pickGapMs);
       for (let k = state.count - 1; k >= 0; k--) {
-        if (now - state.atMs[k] > maxAgeMs) removeAt(state, k);
+        if (state.atMs[k] < oldestMs) removeAt(state, k);
       }
       if (state.count === 0) {
         state.fallbackPicks++;
@@ -305,6 +318,8 @@ function carryOver(
     silentCount: 0,
     lastFallbackId: -1,
     lastSilentId: -1,
+    lastPickMs: -Infinity,
+    pickGapMs: 0,
     pooledPicks: 0,
     fallbackPicks: 0,
   };
@@ -334,6 +349,8 @@ function carryOver(
   state.removeCredit = previous.removeCredit;
   state.lastFallbackId = previous.lastFallbackId;
   state.lastSilentId = previous.lastSilentId;
+  state.lastPickMs = previous.lastPickMs;
+  state.pickGapMs = previous.pickGapMs;
   state.pooledPicks = previous.pooledPicks;
   state.fallbackPicks = previous.fallbackPicks;
   if (previousSnapshot) {

@@ -42,6 +42,31 @@ Deno.test("prequal: the capacity-0.25 backend gets far fewer tasks, all succeed,
   );
 });
 
+Deno.test("prequal in watch mode: the client probes the backends itself, and the slow one gets far fewer tasks", async () => {
+  await using sys = await startSystem();
+  const balancer = await sys.balancer(["--policy", "prequal"]);
+  const lb = sys.lbClient(balancer.address);
+  const fast = sys.backend(["--balancer", balancer.address, ...EMULATED]);
+  const slow = sys.backend(["--balancer", balancer.address, ...EMULATED, "--capacity", "0.25"]);
+  await waitForServers(lb, [fast.address, slow.address], 15_000, true);
+
+  const client = sys.timedClient({
+    clientId: "watcher",
+    balancer: balancer.address,
+    mode: "watch",
+  });
+  await waitFor("the watch client to take the balancer's policy", () => {
+    return client.watch?.policyName === "prequal";
+  }, 10_000);
+  const load = sys.load({ client, taskType: "CPU_HEAVY", concurrency: 4 });
+  await new Promise((r) => setTimeout(r, 3_000));
+  const totals = await load.stop();
+  const [toFast, toSlow] = [fast, slow].map((b) => totals.perServer[b.address] ?? 0);
+  console.log(`[prequal] watch, CPU_HEAVY x4: ${describe(totals)}; fast ${toFast}, slow ${toSlow}`);
+  assert.equal(totals.failed, 0, JSON.stringify(totals.failuresByCode));
+  assert.ok(toSlow * 2 < toFast, `slow got ${toSlow} tasks, fast ${toFast}`);
+});
+
 Deno.test("prequal picks a backend that answers no probe (an original one) by count, beside one that does", async () => {
   await using sys = await startSystem({ etcd: true });
   const balancer = await sys.balancer(sys.onEtcd("--policy", "prequal"));

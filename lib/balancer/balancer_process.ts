@@ -23,7 +23,7 @@ import type { EtcdRegistration } from "../etcd/etcd_registration.ts";
 import { loadEtcd } from "../etcd/etcd_loader.ts";
 import { HealthService } from "../wire/grpc_health.ts";
 import { HealthChecker } from "../health/health_checker.ts";
-import { LoadProber } from "./load_prober.ts";
+import { LoadProber } from "../picking/load_prober.ts";
 import { healthRoute, HttpServer, type Route } from "../ops/http_server.ts";
 import {
   type BalancerMetrics,
@@ -174,7 +174,7 @@ export class Balancer {
         tls: options.tls,
         metrics: this.#metrics,
       });
-      this.prober = new LoadProber({ picker: this.picker, checker: this.#checker });
+      this.prober = new LoadProber({ picker: this.picker, transport: this.#checker });
     }
   }
 

@@ -11,7 +11,7 @@ import { MAX_ADDRESS_LENGTH, parseAddress } from "../wire/address.ts";
 import { checkToken } from "../wire/auth.ts";
 import type { BuiltinRegistry } from "./builtin_discovery.ts";
 import { type BalancerMetrics, measured } from "../ops/metrics.ts";
-import type { LoadProber, ProbeAnswer } from "./load_prober.ts";
+import type { LoadProber, ProbeAnswer } from "../picking/load_prober.ts";
 import type { Picker } from "../picking/picker.ts";
 import type {
   ClientRequest,

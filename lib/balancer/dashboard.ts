@@ -17,7 +17,7 @@ import pageCss from "./dashboard/dashboard.css" with { type: "text" };
 import pageJs from "./dashboard/dashboard.js" with { type: "text" };
 import pageHtml from "./dashboard/index.html" with { type: "text" };
 import type { Route } from "../ops/http_server.ts";
-import type { LoadProber } from "./load_prober.ts";
+import type { LoadProber } from "../picking/load_prober.ts";
 import type { Picker } from "../picking/picker.ts";
 import type { ServerSet } from "../picking/server_set.ts";
 import type { SharedPolicy } from "../etcd/shared_policy.ts";

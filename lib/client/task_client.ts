@@ -192,6 +192,7 @@ export class TaskClient {
           return { address, client: choice.client(address) };
         },
         failOver: (address) => choice.failOver(address),
+        tls: options.tls,
       });
       this.#watch.start();
     }

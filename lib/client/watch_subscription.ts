@@ -16,6 +16,9 @@ import { retryDelayMs } from "../wire/backoff.ts";
 import { Picker } from "../picking/picker.ts";
 import type { LoadBalancerClient, ServerList } from "../wire/proto.ts";
 import { ServerSet } from "../picking/server_set.ts";
+import { LoadProber } from "../picking/load_prober.ts";
+import type { TlsConfig } from "../wire/tls.ts";
+import { ServerProbes } from "./server_probes.ts";
 
 const log = getLogger(["lb", "watch"]);
 
@@ -33,6 +36,8 @@ export interface WatchSubscriptionOptions {
   clock?: () => number;
   /** @default {Math.random} */
   rng?: () => number;
+  /** TLS of the backends' ports, for the client's own probes under `prequal`; none: plaintext. */
+  tls?: TlsConfig;
 }
 
 /** A local, continuously updated copy of the balancer's server set. */
@@ -41,6 +46,9 @@ export class WatchSubscription {
   #clock: () => number;
   #set: ServerSet;
   #picker: Picker;
+  /** The client's own probes of its servers, for a probing policy (`prequal`). */
+  #probes: ServerProbes;
+  #prober: LoadProber;
   #seqs = new Map<string, number>();
   #call: grpc.ClientReadableStream<ServerList> | undefined;
   /** The balancer the stream is (or was last) on. */
@@ -57,6 +65,8 @@ export class WatchSubscription {
     this.#clock = options.clock ?? (() => performance.now());
     this.#set = new ServerSet(this.#clock);
     this.#picker = new Picker(createPolicy("round_robin"), this.#set, this.#clock, options.rng);
+    this.#probes = new ServerProbes(this.#set, options.tls);
+    this.#prober = new LoadProber({ picker: this.#picker, transport: this.#probes });
   }
 
   /** Whether local picks can be made (a non-empty set has been received). */
@@ -134,6 +144,8 @@ export class WatchSubscription {
     clearTimeout(this.#timer);
     this.#call?.cancel();
     this.#call = undefined;
+    this.#prober.close();
+    this.#probes.close();
     this.#picker.close();
   }
 

@@ -1,8 +1,9 @@
 /**
  * Sends the probes a probing policy (`prequal`) asks for, and hands back the answers. A probe is
- * one more `grpc.health.v1.Health/Check` on the connection the health checker already holds to
- * the server; the backend's answer carries an ORCA load report (`lib/wire/orca.ts`) with its
- * requests in flight and latency estimate. The probes a burst of picks asks for are sent once
+ * one more `grpc.health.v1.Health/Check` to the server, over a {@linkcode LoadTransport}: the
+ * balancer's health checker (the connection it already holds to each server), or a watch
+ * client's own probes (`lib/client/server_probes.ts`). The backend's answer carries an ORCA load
+ * report (`lib/wire/orca.ts`) with its requests in flight and latency estimate. The probes a burst of picks asks for are sent once
  * the burst's synchronous work is done (a microtask), never from the pick itself.
  *
  * What an answer means to the policy:
@@ -15,9 +16,8 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
-import type { Picker } from "../picking/picker.ts";
-import type { HealthChecker } from "../health/health_checker.ts";
-import type { CheckResult } from "../health/health_probe.ts";
+import type { Picker } from "./picker.ts";
+import type { CheckCallback, CheckResult } from "../health/health_probe.ts";
 import { decodeOrcaReport, prequalSignals } from "../wire/orca.ts";
 
 /** How long a probe may take by default (ms): an answer later than the pool keeps one is moot. */
@@ -43,18 +43,23 @@ export interface ProbeAnswer {
   atMs: number;
 }
 
+/** Sends one health check to a server for its load report; false when it cannot be reached. */
+export interface LoadTransport {
+  probeLoad(address: string, timeoutMs: number, onResult: CheckCallback): boolean;
+}
+
 /** Options of {@linkcode LoadProber}. */
 export interface LoadProberOptions {
   picker: Picker;
-  checker: HealthChecker;
+  transport: LoadTransport;
   /** @default {DEFAULT_PROBE_TIMEOUT_MS} */
   timeoutMs?: number;
 }
 
-/** Sends a probing policy's probes over the health checker's connections. */
+/** Sends a probing policy's probes over a transport, and hands the answers to the picker. */
 export class LoadProber {
   readonly #picker: Picker;
-  readonly #checker: HealthChecker;
+  readonly #transport: LoadTransport;
   readonly #timeoutMs: number;
   #scheduled = false;
   #closed = false;
@@ -65,7 +70,7 @@ export class LoadProber {
   /** Starts taking the picker's probes. */
   constructor(options: LoadProberOptions) {
     this.#picker = options.picker;
-    this.#checker = options.checker;
+    this.#transport = options.transport;
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
     this.#picker.onProbes = this.#schedule;
   }
@@ -94,7 +99,7 @@ export class LoadProber {
     for (let id = this.#picker.takeProbe(); id >= 0; id = this.#picker.takeProbe()) {
       const address = this.#picker.addressOf(id);
       const sent = address !== undefined &&
-        this.#checker.probeLoad(address, this.#timeoutMs, (result, report) => {
+        this.#transport.probeLoad(address, this.#timeoutMs, (result, report) => {
           this.#answered(id, address, result, report);
         });
       if (sent) this.counts.sent++;
