@@ -23,6 +23,9 @@ import { decodeOrcaReport, prequalSignals } from "../wire/orca.ts";
 /** How long a probe may take by default (ms): an answer later than the pool keeps one is moot. */
 export const DEFAULT_PROBE_TIMEOUT_MS = 1_000;
 
+/** Probes on their way at once by default: the pool's size (prequal's default). */
+export const DEFAULT_MAX_PROBES_IN_FLIGHT = 16;
+
 /** What the prober counts (for `/metrics` and tests). */
 export interface ProbeCounts {
   sent: number;
@@ -30,7 +33,10 @@ export interface ProbeCounts {
   /** Answers from servers that cannot be probed (no report, or UNIMPLEMENTED). */
   silent: number;
   failed: number;
-  /** Probes asked for a server the health checker does not hold (it just left). */
+  /**
+   * Probes not sent: the server had one on its way, as many as allowed were, or the transport
+   * does not hold the server (it just left).
+   */
   skipped: number;
 }
 
@@ -54,6 +60,8 @@ export interface LoadProberOptions {
   transport: LoadTransport;
   /** @default {DEFAULT_PROBE_TIMEOUT_MS} */
   timeoutMs?: number;
+  /** Probes on their way at once, at most (besides one per server). */
+  maxInFlight?: number;
 }
 
 /** Sends a probing policy's probes over a transport, and hands the answers to the picker. */
@@ -64,6 +72,9 @@ export class LoadProber {
   #scheduled = false;
   #closed = false;
   readonly counts: ProbeCounts = { sent: 0, answered: 0, silent: 0, failed: 0, skipped: 0 };
+  /** Servers with a probe on its way. */
+  readonly #inFlight = new Set<string>();
+  readonly #maxInFlight: number;
   /** Each server's last answer, by address (for `ListServers` and the dashboard). */
   readonly #answers = new Map<string, ProbeAnswer>();
 
@@ -72,6 +83,7 @@ export class LoadProber {
     this.#picker = options.picker;
     this.#transport = options.transport;
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
+    this.#maxInFlight = options.maxInFlight ?? DEFAULT_MAX_PROBES_IN_FLIGHT;
     this.#picker.onProbes = this.#schedule;
   }
 
@@ -98,12 +110,18 @@ export class LoadProber {
     if (this.#closed) return;
     for (let id = this.#picker.takeProbe(); id >= 0; id = this.#picker.takeProbe()) {
       const address = this.#picker.addressOf(id);
-      const sent = address !== undefined &&
+      // One probe in flight per server, and a pool's worth in all: however fast the picks come
+      // (a lookup storm), probing costs at most that many round trips at a time.
+      const sent = address !== undefined && !this.#inFlight.has(address) &&
+        this.#inFlight.size < this.#maxInFlight &&
         this.#transport.probeLoad(address, this.#timeoutMs, (result, report) => {
+          this.#inFlight.delete(address);
           this.#answered(id, address, result, report);
         });
-      if (sent) this.counts.sent++;
-      else this.counts.skipped++;
+      if (sent) {
+        this.#inFlight.add(address);
+        this.counts.sent++;
+      } else this.counts.skipped++;
     }
   };
 
