@@ -115,6 +115,27 @@ Deno.test("simulate(): oracle is at least as good as every real policy on capaci
   }
 });
 
+Deno.test("simulate() probes for prequal: about the probes it asks per pick, none for others, and a slow server learnt from the answers", () => {
+  const options = {
+    capacities: [1, 1, 1, 1, 0.5, 0.5, 0.25, 0.25],
+    service: parseServiceTime("exp:20ms"),
+    load: 0.85,
+    requests: 30_000,
+    warmup: 0.1,
+    steadyStart: true,
+  };
+  const pq = run({ ...options, policy: "prequal" });
+  assert.ok(Math.abs(pq.probesPerRequest - 2) < 0.05, `2 probes per pick: ${pq.probesPerRequest}`);
+  assert.equal(run({ ...options, policy: "least_load" }).probesPerRequest, 0);
+  // The two 0.25 servers hold 9 % of the capacity; answers of their latency keep them well under.
+  const slowShare = pq.servers[6].share + pq.servers[7].share;
+  assert.ok(slowShare < 0.09, `the slow servers' share: ${slowShare}`);
+  assert.ok(!pq.servers.some((s) => s.overloaded));
+  // Answers that never come back (a round trip longer than the run) leave it picking in turn.
+  const blind = run({ ...options, policy: "prequal", probeRttMs: 1e9, requests: 8_000 });
+  for (const server of blind.servers) assert.ok(Math.abs(server.share - 1 / 8) < 0.01);
+});
+
 Deno.test("simulate() runs round_robin itself: a third each on 1,1,0.25, the 0.25 one overloaded", () => {
   const result = run({
     capacities: [1, 1, 0.25],

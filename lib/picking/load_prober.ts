@@ -17,7 +17,6 @@
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
 import type { Picker } from "./picker.ts";
-import type { CheckCallback, CheckResult } from "../health/health_probe.ts";
 import { decodeOrcaReport, prequalSignals } from "../wire/orca.ts";
 
 /** How long a probe may take by default (ms): an answer later than the pool keeps one is moot. */
@@ -49,9 +48,18 @@ export interface ProbeAnswer {
   atMs: number;
 }
 
-/** Sends one health check to a server for its load report; false when it cannot be reached. */
+/** A health check's result, as a transport hands it over: a serving status, or a gRPC code. */
+export type ProbeResult = { status: string } | { code: number; details: string };
+
+/** Takes a check's result and the ORCA load report (base64) its answer carried, if any. */
+export type ProbeCallback = (result: ProbeResult, loadReport?: string) => void;
+
+/**
+ * Sends one health check to a server for its load report; false when it cannot (the server is
+ * not one the transport holds). The balancer's `HealthChecker` is one.
+ */
 export interface LoadTransport {
-  probeLoad(address: string, timeoutMs: number, onResult: CheckCallback): boolean;
+  probeLoad(address: string, timeoutMs: number, onResult: ProbeCallback): boolean;
 }
 
 /** Options of {@linkcode LoadProber}. */
@@ -125,7 +133,7 @@ export class LoadProber {
     }
   };
 
-  #answered(id: number, address: string, result: CheckResult, report: string | undefined): void {
+  #answered(id: number, address: string, result: ProbeResult, report: string | undefined): void {
     if (this.#closed) return;
     if ("status" in result || result.code === grpc.status.UNIMPLEMENTED) {
       const signals = report === undefined ? undefined : readSignals(report);

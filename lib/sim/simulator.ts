@@ -10,8 +10,8 @@
  *
  * @module
  */
-import { createPolicy, isPolicyName } from "../../policies/mod.ts";
-import type { ServerView } from "../../policies/types.ts";
+import { createPolicy, isPolicyName, type PolicyName } from "../../policies/mod.ts";
+import type { Policy, ServerView } from "../../policies/types.ts";
 import type { CapacitySchedule } from "../backend/capacity_schedule.ts";
 import { meanServiceTime, sampleServiceTime, type ServiceTime } from "../backend/service_time.ts";
 import { RifLatency } from "../backend/rif_latency.ts";
@@ -93,6 +93,11 @@ export interface SimOptions {
    * @default {DEFAULT_SIM_PROBE_RTT_MS}
    */
   probeRttMs?: number;
+  /**
+   * Makes each holder's policy instead of `policy`'s defaults (a policy with other options, for
+   * a parameter study); `policy` then only names it.
+   */
+  policyFactory?: () => Policy<unknown>;
 }
 
 /** One server's part in a run. */
@@ -230,8 +235,9 @@ export function simulate(options: SimOptions): SimResult {
   if (isSimPolicyName(options.policy)) {
     const sim: SimPicker = createSimPicker(options.policy, state, policyRng);
     picker = (k, now) => sim.pick(k, now);
-  } else if (isPolicyName(options.policy)) {
+  } else if (isPolicyName(options.policy) || options.policyFactory) {
     const name = options.policy;
+    const create = options.policyFactory ?? (() => createPolicy(name as PolicyName));
     // Lookaside: one state per balancer, told how many balancers there are. Watch: one per
     // client, which, like the client's own picker, counts only its own picks.
     const holders = mode === "lookaside" ? balancers : clients;
@@ -239,7 +245,7 @@ export function simulate(options: SimOptions): SimResult {
     for (let h = 0; h < holders; h++) {
       const feed = mode === "lookaside" ? serverSet : published[h % balancers];
       drivers.push(
-        new PolicyDriver(createPolicy(name), feed, 0, policyRng, replicas, clientIds, eager),
+        new PolicyDriver(create(), feed, 0, policyRng, replicas, clientIds, eager),
       );
     }
     const pickAndProbe = (h: number, k: number, now: number) => {
