@@ -20,7 +20,7 @@
  *
  * @module
  */
-import { indexAfterId, NO_SERVERS, type Policy, type Snapshot } from "./types.ts";
+import { indexAfterId, indexOfId, NO_SERVERS, type Policy, type Snapshot } from "./types.ts";
 
 /** Probes asked for per pick by default (docs/prequal.md: why 2 with few servers). */
 export const DEFAULT_PROBES_PER_PICK = 2;
@@ -233,7 +233,7 @@ export function recordProbe(
   latencyMs: number,
   nowMs: number,
 ): void {
-  const index = indexOfId(snapshot, id);
+  const index = indexOfId(snapshot.servers, id);
   if (index < 0 || !(rif >= 0)) return;
   if (state.silent[index] === 1) {
     state.silent[index] = 0;
@@ -267,7 +267,7 @@ export function recordProbeFailure(
 ): void {
   const k = slotOf(state, id);
   if (k >= 0) removeAt(state, k);
-  const index = indexOfId(snapshot, id);
+  const index = indexOfId(snapshot.servers, id);
   if (silent && index >= 0 && state.silent[index] === 0) {
     state.silent[index] = 1;
     state.silentCount++;
@@ -325,7 +325,7 @@ function carryOver(
   };
   if (!previous) return state;
   for (let k = 0; k < previous.count; k++) {
-    const index = indexOfId(snapshot, previous.id[k]);
+    const index = indexOfId(snapshot.servers, previous.id[k]);
     if (index < 0) continue;
     const j = state.count++;
     state.id[j] = previous.id[k];
@@ -356,7 +356,7 @@ function carryOver(
   if (previousSnapshot) {
     previousSnapshot.servers.forEach((server, i) => {
       if (previous.silent[i] !== 1) return;
-      const index = indexOfId(snapshot, server.id);
+      const index = indexOfId(snapshot.servers, server.id);
       if (index >= 0) {
         state.silent[index] = 1;
         state.silentCount++;
@@ -364,12 +364,6 @@ function carryOver(
     });
   }
   return state;
-}
-
-/** Index of server `id` in `snapshot`, or -1. */
-function indexOfId(snapshot: Snapshot, id: number): number {
-  const i = indexAfterId(snapshot.servers, id) - 1;
-  return i >= 0 && snapshot.servers[i].id === id ? i : -1;
 }
 
 /** Pool slot of server `id`'s answer, or -1. */

@@ -164,3 +164,9 @@ export function indexAfterId(servers: readonly ServerView[], id: number): number
   }
   return lo;
 }
+
+/** Index of the server whose id is `id` in `servers`, or -1 when it is not there. */
+export function indexOfId(servers: readonly ServerView[], id: number): number {
+  const i = indexAfterId(servers, id) - 1;
+  return i >= 0 && servers[i].id === id ? i : -1;
+}

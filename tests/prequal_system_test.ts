@@ -9,19 +9,25 @@ import * as grpc from "@grpc/grpc-js";
 import { DEFAULT_ETCD_PREFIX } from "../lib/etcd/etcd_layout.ts";
 import { loadContract, type TaskRequest, unary } from "../lib/wire/proto.ts";
 import { describe } from "./_load.ts";
-import { startSystem } from "./_harness.ts";
+import { startSystem, type TestSystem } from "./_harness.ts";
 import { listServers, waitFor, waitForServers } from "./_system.ts";
 
 /** Two slots each, 20 ms a task at full speed. */
 const EMULATED = ["--service-time", "exp:20ms", "--workers", "2"];
 
-Deno.test("prequal: the capacity-0.25 backend gets far fewer tasks, all succeed, and ListServers shows each one's RIF and latency", async () => {
-  await using sys = await startSystem();
+/** A prequal balancer with a fast backend and one at capacity 0.25, both listed with load. */
+async function fastAndSlow(sys: TestSystem) {
   const balancer = await sys.balancer(["--policy", "prequal"]);
   const lb = sys.lbClient(balancer.address);
   const fast = sys.backend(["--balancer", balancer.address, ...EMULATED]);
   const slow = sys.backend(["--balancer", balancer.address, ...EMULATED, "--capacity", "0.25"]);
   await waitForServers(lb, [fast.address, slow.address], 15_000, true);
+  return { balancer, lb, fast, slow };
+}
+
+Deno.test("prequal: the capacity-0.25 backend gets far fewer tasks, all succeed, and ListServers shows each one's RIF and latency", async () => {
+  await using sys = await startSystem();
+  const { balancer, lb, fast, slow } = await fastAndSlow(sys);
 
   const client = sys.timedClient({ clientId: "prequal", balancer: balancer.address });
   const load = sys.load({ client, taskType: "CPU_HEAVY", concurrency: 4 });
@@ -44,11 +50,7 @@ Deno.test("prequal: the capacity-0.25 backend gets far fewer tasks, all succeed,
 
 Deno.test("prequal in watch mode: the client probes the backends itself, and the slow one gets far fewer tasks", async () => {
   await using sys = await startSystem();
-  const balancer = await sys.balancer(["--policy", "prequal"]);
-  const lb = sys.lbClient(balancer.address);
-  const fast = sys.backend(["--balancer", balancer.address, ...EMULATED]);
-  const slow = sys.backend(["--balancer", balancer.address, ...EMULATED, "--capacity", "0.25"]);
-  await waitForServers(lb, [fast.address, slow.address], 15_000, true);
+  const { balancer, fast, slow } = await fastAndSlow(sys);
 
   const client = sys.timedClient({
     clientId: "watcher",

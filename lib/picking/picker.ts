@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { indexAfterId, type PickResult, type Policy, type Snapshot } from "../../policies/types.ts";
+import { indexOfId, type PickResult, type Policy, type Snapshot } from "../../policies/types.ts";
 import { PolicyHolder } from "./policy_holder.ts";
 import type { ServerSet } from "./server_set.ts";
 
@@ -120,8 +120,8 @@ export class Picker {
   /** The address of server `id` in the held snapshot, or undefined if it left. */
   addressOf(id: number): string | undefined {
     const servers = this.#held.snapshot.servers;
-    const i = indexAfterId(servers, id) - 1;
-    return i >= 0 && servers[i].id === id ? servers[i].address : undefined;
+    const i = indexOfId(servers, id);
+    return i >= 0 ? servers[i].address : undefined;
   }
 
   /** Server `id` answered a probe: `rif` requests in flight, `latencyMs` expected (-1: unknown). */
