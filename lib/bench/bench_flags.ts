@@ -8,6 +8,7 @@
 import { POLICY_NAMES } from "../../policies/mod.ts";
 import {
   DEFAULT_SCENARIOS,
+  QUICK_FRESH_POLICIES,
   QUICK_SCENARIOS,
   SCENARIO_NAMES,
   type ScenarioName,
@@ -99,7 +100,8 @@ export const BENCH_FLAGS = {
   quick: {
     type: "boolean",
     help: `every scenario and policy, ${QUICK_DURATION_S} s each (watch mode in ` +
-      `${QUICK_WATCH_SCENARIOS.join(", ")} only): checks that it all works`,
+      `${QUICK_WATCH_SCENARIOS.join(", ")} only; where each target gets fresh servers, ` +
+      `${QUICK_FRESH_POLICIES.join(", ")} only): checks that it all works`,
   },
   out: {
     type: "string",

@@ -29,7 +29,13 @@ import {
 } from "./bench_results.ts";
 import { runScale } from "./bench_scale.ts";
 import { runSweep, sweepRuns } from "./bench_sweep.ts";
-import { type Scenario, type ScenarioName, SCENARIOS } from "./bench_scenarios.ts";
+import {
+  freshServers,
+  type Scenario,
+  type ScenarioName,
+  scenarioPolicies,
+  SCENARIOS,
+} from "./bench_scenarios.ts";
 
 export {
   type RunResult,
@@ -111,7 +117,7 @@ export class BenchRunner {
         n + (SCENARIOS[s].fleet
           ? 1
           : SCENARIOS[s].sweep
-          ? sweepRuns(SCENARIOS[s], this.#sweepOptions())
+          ? sweepRuns(SCENARIOS[s], this.#sweepOptions(SCENARIOS[s]))
           : this.#targets(s).length * this.#rounds(SCENARIOS[s])) +
         (SCENARIOS[s].lookups ? lookups : 0),
       0,
@@ -137,7 +143,7 @@ export class BenchRunner {
         if (scenario.sweep) {
           results.push(
             ...await runSweep(this.#env, scenario, {
-              ...this.#sweepOptions(),
+              ...this.#sweepOptions(scenario),
               nextRun: () => this.#nextRun(),
             }),
           );
@@ -157,10 +163,10 @@ export class BenchRunner {
     await this.#env.abort();
   }
 
-  #sweepOptions() {
+  #sweepOptions(scenario: Scenario) {
     const o = this.#options;
     return {
-      policies: o.policies,
+      policies: scenarioPolicies(scenario, o.policies, o.quick ?? false),
       durationS: o.durationS,
       quick: o.quick ?? false,
       reportIntervalMs: o.reportIntervalMs,
@@ -170,19 +176,20 @@ export class BenchRunner {
 
   #targets(scenario: ScenarioName): Target[] {
     const o = this.#options;
+    const policies = scenarioPolicies(SCENARIOS[scenario], o.policies, o.quick ?? false);
     const modes = o.modes.filter((mode) =>
       mode !== "watch" || o.watchScenarios === undefined || o.watchScenarios.includes(scenario)
     );
     const balancers = SCENARIOS[scenario].balancers;
     if (balancers !== undefined) {
-      return o.policies.flatMap((policy): Target[] => [
+      return policies.flatMap((policy): Target[] => [
         { policy, mode: "lookaside" },
         { policy, mode: "lookaside", balancers },
         { policy, mode: "lookaside", balancers, replicaUnaware: true },
       ]);
     }
     return [
-      ...modes.flatMap((mode) => o.policies.map((policy): Target => ({ policy, mode }))),
+      ...modes.flatMap((mode) => policies.map((policy): Target => ({ policy, mode }))),
       { policy: "direct", mode: "lookaside" },
     ];
   }
@@ -192,7 +199,7 @@ export class BenchRunner {
    * target, on fresh servers.
    */
   #rounds(scenario: Scenario): number {
-    return fresh(scenario) ? 1 : this.#options.rounds;
+    return freshServers(scenario) ? 1 : this.#options.rounds;
   }
 
   #concurrency(scenario: Scenario): number {
@@ -208,7 +215,7 @@ export class BenchRunner {
 
   /** Every target of a scenario with tasks, round after round. */
   async #scenario(scenario: Scenario): Promise<RunResult[]> {
-    const isFresh = fresh(scenario);
+    const isFresh = freshServers(scenario);
     const rounds = this.#rounds(scenario);
     const targets = this.#targets(scenario.name);
     const measured = new Map<Target, Measurement[]>(targets.map((t) => [t, []]));
@@ -297,9 +304,4 @@ export class BenchRunner {
     const durationS = (performance.now() - startedAt) / 1_000;
     return scaleResult(scenario, this.#concurrency(scenario), durationS, figures);
   }
-}
-
-/** Whether each target of `scenario` runs on servers (and balancers) of its own. */
-function fresh(scenario: Scenario): boolean {
-  return scenario.churn || scenario.joins || scenario.balancers !== undefined;
 }

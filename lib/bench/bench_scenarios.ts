@@ -4,6 +4,8 @@
  * @module
  */
 
+import type { PolicyName } from "../../policies/mod.ts";
+
 /** Names accepted by `bench --scenarios`. */
 export const SCENARIO_NAMES = [
   "capacity_mix",
@@ -257,3 +259,35 @@ export const SCENARIOS: Record<ScenarioName, Scenario> = {
     balancers: 4,
   },
 };
+
+/**
+ * The policies `bench --quick` runs in a scenario that starts fresh servers for each target: the
+ * baseline, the weights, the probes. Each such target costs a deployment (seconds), and every
+ * policy's pick path already runs in the scenarios whose servers are shared.
+ */
+export const QUICK_FRESH_POLICIES: readonly PolicyName[] = [
+  "round_robin",
+  "weighted_round_robin",
+  "prequal",
+];
+
+/**
+ * Whether each target of `scenario` runs on servers (and balancers) of its own: churn and slow
+ * start change their servers, a capacity schedule runs from its deployment's start, and replicas
+ * change the balancers.
+ */
+export function freshServers(scenario: Scenario): boolean {
+  return scenario.churn || scenario.joins || scenario.balancers !== undefined ||
+    scenario.sweep?.schedules !== undefined;
+}
+
+/** The policies of `policies` that run in `scenario` (with `--quick`, fewer where servers are fresh). */
+export function scenarioPolicies(
+  scenario: Scenario,
+  policies: readonly PolicyName[],
+  quick: boolean,
+): PolicyName[] {
+  if (!quick || !freshServers(scenario)) return [...policies];
+  const few = policies.filter((p) => QUICK_FRESH_POLICIES.includes(p));
+  return few.length > 0 ? few : [...policies];
+}

@@ -23,7 +23,7 @@ import {
 } from "./bench_environment.ts";
 import { measureTasks, type RunProgress } from "./bench_measure.ts";
 import { type Measurement, round, type RunResult, runResult } from "./bench_results.ts";
-import type { Scenario, Sweep } from "./bench_scenarios.ts";
+import { freshServers, type Scenario, type Sweep } from "./bench_scenarios.ts";
 
 /** The service-level objective of capacity at SLO: p99 at most this many mean service times. */
 export const SLO_FACTOR = 5;
@@ -114,7 +114,7 @@ export async function runSweep(
   const meanMs = meanServiceTime(service);
   const poolRate = sweep.capacities.reduce((sum, f) => sum + f, 0) * 1_000 / meanMs;
   const sloMs = SLO_FACTOR * meanMs;
-  const fresh = sweep.schedules !== undefined;
+  const fresh = freshServers(scenario);
   const warmupOf = (policy: string) =>
     WARMED_POLICIES.has(policy) ? SWEEP_WARMUP_S[options.quick ? "quick" : "full"] : 0;
   const results: RunResult[] = [];
