@@ -146,6 +146,12 @@ export const BALANCER_FLAGS = {
     help: "CA trusted for client certificates and the servers' (health checks)",
   },
   "tls-mutual": { type: "boolean", help: "require client certificates signed by --tls-ca" },
+  "xds-service": {
+    type: "string",
+    arg: "NAME[,NAME]",
+    help: "serve these services over xDS (ADS, on the balancer's port): gRPC clients with an xDS " +
+      "resolver target xds:///NAME with a bootstrap naming this balancer (default: no xDS)",
+  },
   "http-port": {
     type: "string",
     arg: "PORT",
@@ -230,6 +236,7 @@ export function parseBalancerFlags(args: string[]): BalancerConfig | "help" {
     policy: read.choice("policy", POLICY_NAMES),
     discovery,
     watchIntervalMs: read.int("watch-interval-ms", 0, 60_000),
+    xdsServices: xdsServicesFlag(flags["xds-service"]),
     healthCheck: {
       intervalMs: read.int("health-interval-ms", 0, 600_000),
       timeoutMs: read.int("health-timeout-ms", 1, 600_000),
@@ -244,4 +251,27 @@ export function parseBalancerFlags(args: string[]): BalancerConfig | "help" {
       format: read.choice("log-format", LOG_FORMATS),
     },
   };
+}
+
+/** Characters of an xDS service name (a Listener's name: a DNS name, maybe with a port). */
+const XDS_SERVICE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,252}$/;
+
+/** `--xds-service`: the names, checked; `undefined` when not given. */
+function xdsServicesFlag(value: string | undefined): string[] | undefined {
+  if (value === undefined) return undefined;
+  const names = value.split(",").map((name) => name.trim());
+  for (const name of names) {
+    if (!XDS_SERVICE_PATTERN.test(name)) {
+      throw new UsageError(
+        `Cannot start ${PROGRAM} as '--xds-service' takes names of letters, digits and '.', '_', ` +
+          `':', '-' separated by commas: got '${value}'`,
+      );
+    }
+  }
+  if (new Set(names).size !== names.length) {
+    throw new UsageError(
+      `Cannot start ${PROGRAM} as '--xds-service' names a service twice: got '${value}'`,
+    );
+  }
+  return names;
 }

@@ -37,7 +37,8 @@ import { addReflection } from "../wire/reflection.ts";
 import { bindServer, createServer, shutdownServer } from "../wire/grpc_server.ts";
 import { ServerSet } from "../picking/server_set.ts";
 import { DEFAULT_POLICY_KEY, SharedPolicy } from "../etcd/shared_policy.ts";
-import { WatchBroadcast, withEncodedWatch } from "./watch_broadcast.ts";
+import { DEFAULT_WATCH_INTERVAL_MS, WatchBroadcast, withEncodedWatch } from "./watch_broadcast.ts";
+import { addAds, type AdsServer } from "../xds/ads_server.ts";
 import { sleep } from "../wire/backoff.ts";
 import type { TlsConfig } from "../wire/tls.ts";
 
@@ -72,8 +73,10 @@ export interface BalancerOptions {
   port: number;
   policy: PolicyName;
   discovery: DiscoveryConfig;
-  /** Shortest time between two `WatchServers` messages. @default {100} */
+  /** Shortest time between two `WatchServers` messages, and two xDS pushes. @default {100} */
   watchIntervalMs?: number;
+  /** Serve these services over xDS (`lib/xds/`); none when absent. */
+  xdsServices?: string[];
   /**
    * Active health checks of the servers (`grpc.health.v1`); `intervalMs: 0` turns them off, and
    * servers are then in the picks from registration until discovery drops them.
@@ -119,6 +122,7 @@ export class Balancer {
   #stopLagMonitor = () => {};
   #port = 0;
   #watch: WatchBroadcast;
+  #ads: AdsServer | undefined;
   #health = new HealthService(["", BALANCER_SERVICE_NAME]);
   #checker: HealthChecker | undefined;
   /** Sends a probing policy's probes (none without health checks: prequal then picks in turn). */
@@ -160,6 +164,16 @@ export class Balancer {
         prober: () => this.prober,
       }),
     );
+    if (options.xdsServices) {
+      this.#ads = addAds(this.#server, {
+        services: options.xdsServices,
+        set: this.set,
+        picker: this.picker,
+        clock,
+        intervalMs: options.watchIntervalMs ?? DEFAULT_WATCH_INTERVAL_MS,
+        token: options.protectGetServer ? options.token : undefined,
+      });
+    }
     // SERVING while it can name a server: a probe in front of the balancer sees it useless
     // before any client does.
     this.#health.addTo(this.#server);
@@ -300,6 +314,7 @@ export class Balancer {
     this.#health.setAll("NOT_SERVING");
     this.#health.close();
     this.#watch.close();
+    this.#ads?.close();
     await this.#http?.stop();
     await shutdownServer(this.#server, graceMs);
     this.prober?.close();

@@ -1,0 +1,68 @@
+/**
+ * A stock grpc-js client with `@grpc/grpc-js-xds`, run as its own process by `xds_test.ts`: no
+ * code of ours picks, only the xDS resolver and the policy the balancer's resources name. It
+ * sends `SIMPLE` `ProcessTask` calls to `xds:///<service>` (`GRPC_XDS_BOOTSTRAP_CONFIG` names
+ * the balancer), `concurrency` at a time, until stdin closes, and prints one JSON line per
+ * 100 ms: the calls each server answered in it (from "done by <address>") and those that failed.
+ * The Python client (`_xds_client.py`) prints the same lines.
+ *
+ * Usage: `_xds_client.ts <service> <concurrency> [header=value]`
+ */
+import * as grpc from "@grpc/grpc-js";
+import * as xds from "@grpc/grpc-js-xds";
+import { createBackendClient, type TaskRequest, type TaskResponse } from "../lib/wire/proto.ts";
+
+xds.register();
+const [service, concurrencyText, header] = Deno.args;
+const client = createBackendClient(`xds:///${service}`);
+const metadata = new grpc.Metadata();
+if (header) metadata.set(header.split("=")[0], header.split("=")[1]);
+
+const BUCKET_MS = 100;
+const startedAt = performance.now();
+let servers: Record<string, number> = {};
+let failed: Record<string, number> = {};
+let stopping = false;
+let sent = 0;
+
+const flush = () => {
+  const t = Math.round(performance.now() - startedAt) / 1_000;
+  console.log(JSON.stringify({ t, servers, failed }));
+  servers = {};
+  failed = {};
+};
+const timer = setInterval(flush, BUCKET_MS);
+
+function processTask(request: TaskRequest): Promise<TaskResponse> {
+  return new Promise((resolve, reject) =>
+    client.ProcessTask(
+      request,
+      metadata,
+      { deadline: Date.now() + 5_000 },
+      (error, response) => error ? reject(error) : resolve(response!),
+    )
+  );
+}
+
+async function worker(): Promise<void> {
+  while (!stopping) {
+    try {
+      const { result } = await processTask({ task_id: `x${sent++}`, task_type: "SIMPLE" });
+      const server = /done by (\S+)/.exec(result)?.[1] ?? "?";
+      servers[server] = (servers[server] ?? 0) + 1;
+    } catch (error) {
+      const code = grpc.status[(error as { code: number }).code] ?? "UNKNOWN";
+      failed[code] = (failed[code] ?? 0) + 1;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+}
+
+const workers = Array.from({ length: Number(concurrencyText) }, worker);
+// Runs until the test closes stdin.
+for await (const _ of Deno.stdin.readable) { /* nothing to read */ }
+stopping = true;
+await Promise.all(workers);
+clearInterval(timer);
+flush();
+client.close();
