@@ -66,3 +66,5 @@ await Promise.all(workers);
 clearInterval(timer);
 flush();
 client.close();
+// grpc-js-xds keeps its process-wide xDS stream open after the last channel closes.
+Deno.exit(0);
