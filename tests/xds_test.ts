@@ -5,6 +5,13 @@
  * never asserted.
  */
 import assert from "node:assert/strict";
+import * as grpc from "@grpc/grpc-js";
+import { createPolicy } from "../policies/mod.ts";
+import { Picker } from "../lib/picking/picker.ts";
+import { ServerSet } from "../lib/picking/server_set.ts";
+import { addAds } from "../lib/xds/ads_server.ts";
+import { serviceResources } from "../lib/xds/xds_resources.ts";
+import { TYPE_URLS } from "../lib/xds/xds_protos.ts";
 import { startSystem } from "./_harness.ts";
 import { waitFor, waitForServers } from "./_system.ts";
 import { startXdsClient, XDS_CLIENT_KINDS } from "./_xds.ts";
@@ -64,5 +71,83 @@ Deno.test("xDS: grpc-js-xds and C-core clients reach every backend, see a join, 
     }
   } finally {
     await Promise.all(clients.map((c) => c.stop()));
+  }
+});
+
+Deno.test("xDS: a Cluster both clients NACK is logged, not sent again, and breaks no call; the next good version is ACKed", async () => {
+  await using sys = await startSystem();
+  const { backends } = await sys.balancerWithBackends({ backends: 2 });
+  // The management server runs here, so the test can make it serve a Cluster no client takes.
+  const set = new ServerSet();
+  for (const b of backends) {
+    set.add(b.address);
+    set.setHealthy(b.address, true);
+  }
+  set.flush();
+  const picker = new Picker(createPolicy("round_robin"), set);
+  let broken = false;
+  const server = new grpc.Server();
+  const ads = addAds(server, {
+    services: [SERVICE],
+    set,
+    picker,
+    clock: () => performance.now(),
+    intervalMs: 50,
+    build: (protos, state) => {
+      const resources = serviceResources(protos, state);
+      if (broken) {
+        const cluster = protos.unpack(resources.cds.get(SERVICE)!);
+        resources.cds.set(SERVICE, protos.pack(TYPE_URLS.cds, { ...cluster, lb_policy: "MAGLEV" }));
+      }
+      return resources;
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(
+      "127.0.0.1:0",
+      grpc.ServerCredentials.createInsecure(),
+      (error, port) => error ? reject(error) : resolve(port),
+    )
+  );
+  const clients = XDS_CLIENT_KINDS.map((kind) =>
+    startXdsClient(kind, `127.0.0.1:${port}`, SERVICE)
+  );
+  try {
+    for (const client of clients) {
+      await waitFor(`${client.kind} to reach both backends`, () => {
+        return backends.every((b) => client.served(b.address) > 0);
+      }, 20_000);
+    }
+
+    broken = true;
+    ads.changed();
+    await waitFor("both clients to NACK the Cluster", () => {
+      return clients.every((c) => ads.stats.nackedBy.includes(c.node));
+    }, 10_000);
+    const brokenAt = performance.now();
+    const responses = ads.stats.responses;
+    console.log(`[xds] NACK as logged: ${JSON.stringify(ads.stats.lastNack)}`);
+    assert.match(ads.stats.lastNack!.message, /\S/, "the NACK carries its error detail");
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    assert.equal(ads.stats.responses, responses, "the rejected version was not sent again");
+    for (const client of clients) {
+      assert.ok(
+        client.buckets.some((b) => b.atMs > brokenAt + 1_000 && Object.keys(b.servers).length > 0),
+        `${client.kind} kept calling on its last good resources`,
+      );
+    }
+
+    broken = false;
+    const acks = ads.stats.acks;
+    ads.changed();
+    await waitFor("both clients to ACK the next version", () => ads.stats.acks >= acks + 2, 10_000);
+    for (const client of clients) {
+      assert.deepEqual(client.failed(), {}, `${client.kind} failed calls`);
+    }
+  } finally {
+    await Promise.all(clients.map((c) => c.stop()));
+    ads.close();
+    picker.close();
+    server.forceShutdown();
   }
 });

@@ -67,6 +67,8 @@ export interface AdsStats {
   responses: number;
   acks: number;
   nacks: number;
+  /** Node ids of the clients that NACKed, each once. */
+  nackedBy: string[];
   /** The last NACK's error detail, with the client's node id and the type. */
   lastNack?: { node: string; typeUrl: string; version: string; message: string };
 }
@@ -86,6 +88,7 @@ export class AdsServer {
   #picker: Picker;
   #clock: () => number;
   #intervalMs: number;
+  #build: typeof serviceResources;
   #streams = new Set<Stream>();
   /** Current resources by kind and name, each kind with its version (bumped when it changes). */
   #resources = new Map<ResourceKind, Map<string, Any>>();
@@ -95,7 +98,7 @@ export class AdsServer {
   #lastSentAt = -Infinity;
   #unsubscribe: () => void;
   #refresh: ReturnType<typeof setInterval>;
-  #stats: AdsStats = { streams: 0, responses: 0, acks: 0, nacks: 0 };
+  #stats: AdsStats = { streams: 0, responses: 0, acks: 0, nacks: 0, nackedBy: [] };
 
   /** Serves `services` (names clients target as `xds:///<name>`) from `set` under `picker`. */
   constructor(options: {
@@ -106,6 +109,8 @@ export class AdsServer {
     clock: () => number;
     /** Shortest time between two pushes of a change. */
     intervalMs: number;
+    /** Builds a service's resources (tests hand in one that can break them). */
+    build?: typeof serviceResources;
   }) {
     this.#protos = options.protos;
     this.#services = options.services;
@@ -113,6 +118,7 @@ export class AdsServer {
     this.#picker = options.picker;
     this.#clock = options.clock;
     this.#intervalMs = options.intervalMs;
+    this.#build = options.build ?? serviceResources;
     this.#rebuild();
     this.#unsubscribe = options.set.onSnapshot(() => this.changed());
     // Weights and the policy change without a new snapshot: look again every second.
@@ -122,7 +128,7 @@ export class AdsServer {
 
   /** Counts so far. */
   get stats(): Readonly<AdsStats> {
-    return { ...this.#stats, streams: this.#streams.size };
+    return { ...this.#stats, streams: this.#streams.size, nackedBy: [...this.#stats.nackedBy] };
   }
 
   /** The current resources of `kind`, by name (for tests and the docs' examples). */
@@ -192,6 +198,7 @@ export class AdsServer {
     if (subscription && request.response_nonce !== "") {
       if (request.error_detail) {
         this.#stats.nacks++;
+        if (!this.#stats.nackedBy.includes(stream.node)) this.#stats.nackedBy.push(stream.node);
         this.#stats.lastNack = {
           node: stream.node,
           typeUrl: request.type_url,
@@ -250,7 +257,7 @@ export class AdsServer {
       (Object.keys(TYPE_URLS) as ResourceKind[]).map((kind) => [kind, new Map()]),
     );
     for (const name of this.#services) {
-      const built = serviceResources(this.#protos, {
+      const built = this.#build(this.#protos, {
         name,
         policy: this.#picker.policyName,
         endpoints,
