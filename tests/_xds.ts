@@ -55,18 +55,20 @@ export function bootstrap(server: string, node: string): string {
 
 /**
  * Starts a `kind` client of `xds:///<service>` with `management` as its xDS server,
- * `concurrency` calls at a time; `header` (`name=value`) goes with each call.
+ * `concurrency` calls of `taskType` at a time (4 `SIMPLE` ones by default); `header`
+ * (`name=value`) goes with each call.
  */
 export function startXdsClient(
   kind: XdsClientKind,
   management: string,
   service: string,
-  options: { concurrency?: number; header?: string } = {},
+  options: { concurrency?: number; taskType?: "SIMPLE" | "CPU_HEAVY"; header?: string } = {},
 ): XdsClient {
   const node = `${kind}-${Math.random().toString(36).slice(2, 8)}`;
   const args = [
     service,
     String(options.concurrency ?? 4),
+    options.taskType ?? "SIMPLE",
     ...options.header ? [options.header] : [],
   ];
   const child = new Deno.Command(

@@ -1,14 +1,14 @@
 """A stock gRPC C-core client (Debian's python3-grpcio), run as its own process by xds_test.ts.
 
 No code of ours picks: the channel targets xds:///<service> and GRPC_XDS_BOOTSTRAP_CONFIG names
-the balancer. It sends SIMPLE ProcessTask calls, <concurrency> at a time, until stdin closes, and
+the balancer. It sends ProcessTask calls, <concurrency> at a time, until stdin closes, and
 prints one JSON line per 100 ms, as _xds_client.ts does: the calls each server answered in it
 (from "done by <address>") and those that failed, by status.
 
 The messages are two string fields each, encoded here by hand: Debian ships grpcio without the
 protobuf compiler.
 
-Usage: _xds_client.py <service> <concurrency> [header=value]
+Usage: _xds_client.py <service> <concurrency> <SIMPLE|CPU_HEAVY> [header=value]
 """
 
 import json
@@ -28,8 +28,8 @@ def string_field(number, text):
     return bytes([number << 3 | 2, len(data)]) + data
 
 
-def task_request(task_id):
-    return string_field(1, task_id) + string_field(2, "SIMPLE")
+def task_request(task_id, task_type):
+    return string_field(1, task_id) + string_field(2, task_type)
 
 
 def result_of(response):
@@ -41,8 +41,8 @@ def result_of(response):
 
 
 def main():
-    service, concurrency = sys.argv[1], int(sys.argv[2])
-    metadata = [tuple(sys.argv[3].split("=", 1))] if len(sys.argv) > 3 else []
+    service, concurrency, task_type = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    metadata = [tuple(sys.argv[4].split("=", 1))] if len(sys.argv) > 4 else []
     channel = grpc.insecure_channel(f"xds:///{service}")
     call = channel.unary_unary(METHOD)
     lock = threading.Lock()
@@ -65,8 +65,9 @@ def main():
         while not stopping.is_set():
             sent += 1
             try:
-                response = call(task_request(f"p{index}-{sent}"), timeout=5, metadata=metadata)
-                match = re.search(r"done by (\S+)", result_of(response))
+                response = call(task_request(f"p{index}-{sent}", task_type), timeout=5, metadata=metadata)
+                # "done by <address>", then ": <work>" for CPU_HEAVY.
+                match = re.search(r"done by (\S+?)(?::? |$)", result_of(response))
                 server = match.group(1) if match else "?"
                 with lock:
                     counts["servers"][server] = counts["servers"].get(server, 0) + 1

@@ -1,19 +1,19 @@
 /**
  * A stock grpc-js client with `@grpc/grpc-js-xds`, run as its own process by `xds_test.ts`: no
  * code of ours picks, only the xDS resolver and the policy the balancer's resources name. It
- * sends `SIMPLE` `ProcessTask` calls to `xds:///<service>` (`GRPC_XDS_BOOTSTRAP_CONFIG` names
+ * sends `ProcessTask` calls to `xds:///<service>` (`GRPC_XDS_BOOTSTRAP_CONFIG` names
  * the balancer), `concurrency` at a time, until stdin closes, and prints one JSON line per
  * 100 ms: the calls each server answered in it (from "done by <address>") and those that failed.
  * The Python client (`_xds_client.py`) prints the same lines.
  *
- * Usage: `_xds_client.ts <service> <concurrency> [header=value]`
+ * Usage: `_xds_client.ts <service> <concurrency> <SIMPLE|CPU_HEAVY> [header=value]`
  */
 import * as grpc from "@grpc/grpc-js";
 import * as xds from "@grpc/grpc-js-xds";
 import { createBackendClient, type TaskRequest, type TaskResponse } from "../lib/wire/proto.ts";
 
 xds.register();
-const [service, concurrencyText, header] = Deno.args;
+const [service, concurrencyText, taskType, header] = Deno.args;
 const client = createBackendClient(`xds:///${service}`);
 const metadata = new grpc.Metadata();
 if (header) metadata.set(header.split("=")[0], header.split("=")[1]);
@@ -47,8 +47,9 @@ function processTask(request: TaskRequest): Promise<TaskResponse> {
 async function worker(): Promise<void> {
   while (!stopping) {
     try {
-      const { result } = await processTask({ task_id: `x${sent++}`, task_type: "SIMPLE" });
-      const server = /done by (\S+)/.exec(result)?.[1] ?? "?";
+      const { result } = await processTask({ task_id: `x${sent++}`, task_type: taskType });
+      // "done by <address>", then ": <work>" for CPU_HEAVY.
+      const server = /done by (\S+?)(?::? |$)/.exec(result)?.[1] ?? "?";
       servers[server] = (servers[server] ?? 0) + 1;
     } catch (error) {
       const code = grpc.status[(error as { code: number }).code] ?? "UNKNOWN";

@@ -13,7 +13,7 @@ import { addAds } from "../lib/xds/ads_server.ts";
 import { serviceResources } from "../lib/xds/xds_resources.ts";
 import { TYPE_URLS } from "../lib/xds/xds_protos.ts";
 import { startSystem } from "./_harness.ts";
-import { waitFor, waitForServers } from "./_system.ts";
+import { listServers, waitFor, waitForServers } from "./_system.ts";
 import { startXdsClient, XDS_CLIENT_KINDS } from "./_xds.ts";
 
 const SERVICE = "tasks";
@@ -149,5 +149,78 @@ Deno.test("xDS: a Cluster both clients NACK is logged, not sent again, and break
     ads.close();
     picker.close();
     server.forceShutdown();
+  }
+});
+
+Deno.test("xDS: under weighted_round_robin both clients give each backend its weight's share (locality weights)", async () => {
+  await using sys = await startSystem();
+  // Emulated backends of capacities 1, 1 and 0.5: weights (qps / busy share) of about 2:2:1.
+  const emulated = ["--service-time", "exp:5ms", "--workers", "2"];
+  const { balancer, backends, lb } = await sys.balancerWithBackends({
+    backends: 0,
+    balancerArgs: ["--policy", "weighted_round_robin", "--xds-service", SERVICE],
+  });
+  backends.push(
+    ...["1", "1", "0.5"].map((capacity) =>
+      sys.backend(["--balancer", balancer.address, ...emulated, "--capacity", capacity])
+    ),
+  );
+  await waitForServers(lb, backends.map((b) => b.address), 15_000, true);
+  const clients = XDS_CLIENT_KINDS.map((kind) =>
+    startXdsClient(kind, balancer.address, SERVICE, { taskType: "CPU_HEAVY", concurrency: 8 })
+  );
+  try {
+    // Weights are used 10 s into a server's reports with traffic (gRFC A58's blackout).
+    const weights = async () => {
+      const { servers } = await listServers(lb);
+      return backends.map((b) => servers.find((s) => s.server_address === b.address)!.weight);
+    };
+    await waitFor(
+      "the balancer to weigh the slow backend about half",
+      async () => {
+        const [a, b, slow] = await weights();
+        return slow * 1.5 < Math.min(a, b);
+      },
+      40_000,
+      500,
+    );
+    // Two seconds for every client to take the weights, then ten to count, the weights (which
+    // move with each second's reports) sampled five times a second meanwhile.
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    const from = performance.now();
+    const samples: number[][] = [];
+    while (performance.now() < from + 10_000) {
+      samples.push(await weights());
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    const to = performance.now();
+    const mean = backends.map((_, i) => samples.reduce((sum, w) => sum + w[i], 0) / samples.length);
+    const expected = mean.map((w) => w / mean.reduce((sum, v) => sum + v, 0));
+    for (const client of clients) {
+      const counts = backends.map((b) =>
+        client.buckets.filter((x) => x.atMs > from && x.atMs <= to)
+          .reduce((n, x) => n + (x.servers[b.address] ?? 0), 0)
+      );
+      const total = counts.reduce((sum, n) => sum + n, 0);
+      const shares = counts.map((n) => n / total);
+      console.log(
+        `[xds] ${client.kind} under weighted_round_robin: shares ${
+          shares.map((s) => (s * 100).toFixed(1)).join("/")
+        } % of ${total} calls against weights ${
+          expected.map((s) => (s * 100).toFixed(1)).join("/")
+        } % (whole run: ${JSON.stringify(backends.map((b) => client.served(b.address)))}, failed ${
+          JSON.stringify(client.failed())
+        }, ${client.buckets.length} lines)`,
+      );
+      shares.forEach((share, i) =>
+        assert.ok(
+          Math.abs(share - expected[i]) <= 0.1 * expected[i],
+          `${client.kind}: backend ${i + 1} got ${share} of the calls, its weight ${expected[i]}`,
+        )
+      );
+      assert.deepEqual(client.failed(), {}, `${client.kind} failed calls`);
+    }
+  } finally {
+    await Promise.all(clients.map((c) => c.stop()));
   }
 });

@@ -8,8 +8,8 @@
  * - `consistent_hash`: `RING_HASH`, hashing the `client-id` header of each call (gRFC A42).
  * - `pick_first`: the `pick_first` policy (gRFC A62) over the endpoints in the order they joined,
  *   `round_robin` for clients without it.
- * - a policy with weights (`weighted_round_robin`): one locality per endpoint, its weight the
- *   policy's, which every xDS client honours (weighted target, gRFC A27).
+ * - `weighted_round_robin`: one locality per endpoint, its weight the policy's (A58 weights from
+ *   the servers' reports), which every xDS client honours (weighted target, gRFC A27).
  * - every other policy: `ROUND_ROBIN`. Their picks follow each request's load as the balancer
  *   sees it, which a client picking for itself cannot.
  *
@@ -39,6 +39,8 @@ export interface XdsServiceState {
 
 /** The header a `consistent_hash` service hashes (gRPC clients send it as call metadata). */
 export const HASH_HEADER = "client-id";
+/** Policies whose weights are served, as locality weights. */
+const WEIGHTED_POLICIES: ReadonlySet<string> = new Set(["weighted_round_robin"]);
 /** Largest locality weight written: weights are scaled so the heaviest endpoint gets it. */
 const MAX_LOCALITY_WEIGHT = 1_000;
 /** Retries of a call that failed UNAVAILABLE (its server died or refused it), per gRFC A44. */
@@ -137,12 +139,12 @@ function typedPolicy(protos: XdsProtos, name: string, typeUrl: string) {
 }
 
 /**
- * The endpoints: in one locality, or one locality each when the weights differ, so that clients
- * running round robin over localities send each endpoint its weight's share.
+ * The endpoints: in one locality, or under a policy with weights one locality each, weighted, so
+ * that clients picking localities by weight send each endpoint its weight's share (always, even
+ * while the weights are equal, so that a change of weights is a change of numbers only).
  */
 export function loadAssignment(state: XdsServiceState): Record<string, unknown> {
-  const weighted = state.policy !== "consistent_hash" && state.policy !== "pick_first" &&
-    state.endpoints.some((e) => e.weight !== state.endpoints[0].weight);
+  const weighted = WEIGHTED_POLICIES.has(state.policy);
   const lbEndpoint = (e: XdsEndpoint, weight?: number) => ({
     endpoint: { address: { socket_address: socketAddress(e.address) } },
     health_status: "HEALTHY",
