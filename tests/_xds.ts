@@ -56,13 +56,18 @@ export function bootstrap(server: string, node: string): string {
 /**
  * Starts a `kind` client of `xds:///<service>` with `management` as its xDS server,
  * `concurrency` calls of `taskType` at a time (4 `SIMPLE` ones by default); `header`
- * (`name=value`) goes with each call.
+ * (`name=value`) goes with each call; `env` adds to its environment.
  */
 export function startXdsClient(
   kind: XdsClientKind,
   management: string,
   service: string,
-  options: { concurrency?: number; taskType?: "SIMPLE" | "CPU_HEAVY"; header?: string } = {},
+  options: {
+    concurrency?: number;
+    taskType?: "SIMPLE" | "CPU_HEAVY";
+    header?: string;
+    env?: Record<string, string>;
+  } = {},
 ): XdsClient {
   const node = `${kind}-${Math.random().toString(36).slice(2, 8)}`;
   const args = [
@@ -88,7 +93,11 @@ export function startXdsClient(
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
-      env: { GRPC_XDS_BOOTSTRAP_CONFIG: bootstrap(management, node), NO_COLOR: "1" },
+      env: {
+        GRPC_XDS_BOOTSTRAP_CONFIG: bootstrap(management, node),
+        NO_COLOR: "1",
+        ...options.env,
+      },
     },
   ).spawn();
   const buckets: Bucket[] = [];
