@@ -5,7 +5,9 @@ import {
   decodeOrcaReport,
   encodeOrcaReport,
   LATENCY_METRIC,
+  orcaLoad,
   prequalSignals,
+  readOrcaLoad,
   RIF_METRIC,
 } from "../lib/wire/orca.ts";
 
@@ -57,6 +59,7 @@ Deno.test("decodeOrcaReport reads protobufjs's encoding, skipping fields it does
     cpuUtilization: 0.25,
     eps: 2,
     namedMetrics: { rif: 9, latency_ms: 12 },
+    applicationUtilization: 0.6,
   });
   assert.deepEqual(prequalSignals(report), { rif: 9, latencyMs: 12 });
 });
@@ -70,4 +73,40 @@ Deno.test("prequalSignals needs a RIF; a report without latency yet says -1", ()
 Deno.test("decodeOrcaReport refuses bytes that end inside a field", () => {
   const bytes = encodeOrcaReport({ namedMetrics: { rif: 1 } });
   assert.throws(() => decodeOrcaReport(bytes.subarray(0, bytes.length - 3)), /ends inside a field/);
+});
+
+Deno.test("encodeOrcaReport writes application_utilization, and decodeOrcaReport reads it back", () => {
+  const bytes = encodeOrcaReport({ cpuUtilization: 0.5, applicationUtilization: 0.3 });
+  assert.deepEqual(OrcaLoadReport.toObject(OrcaLoadReport.decode(bytes)), {
+    cpu_utilization: 0.5,
+    application_utilization: 0.3,
+  });
+  assert.deepEqual(decodeOrcaReport(bytes), { cpuUtilization: 0.5, applicationUtilization: 0.3 });
+});
+
+Deno.test("orcaLoad reads load as gRPC's weighted round robin does: application utilization first, else CPU", () => {
+  assert.deepEqual(
+    orcaLoad({ cpuUtilization: 0.9, applicationUtilization: 0.3, rpsFractional: 12, eps: 1 }),
+    { cpuLoad: 30, inFlight: 0, qps: 12, eps: 1 },
+  );
+  assert.deepEqual(
+    orcaLoad({ cpuUtilization: 0.42, namedMetrics: { [RIF_METRIC]: 3 } }),
+    { cpuLoad: 42, inFlight: 3, qps: 0, eps: 0 },
+  );
+  // No utilization (Prequal's signals only), or nonsense: no load.
+  assert.equal(orcaLoad({ namedMetrics: { [RIF_METRIC]: 3 } }), undefined);
+  assert.equal(orcaLoad({ cpuUtilization: -1 }), undefined);
+  assert.equal(orcaLoad({ cpuUtilization: NaN }), undefined);
+  // A rate that makes no sense counts as none; a utilization past 1 (several cores) as 100 %.
+  assert.deepEqual(orcaLoad({ cpuUtilization: 2, rpsFractional: -5, eps: Infinity }), {
+    cpuLoad: 100,
+    inFlight: 0,
+    qps: 0,
+    eps: 0,
+  });
+  assert.equal(readOrcaLoad("not base64 of a report!"), undefined);
+  assert.deepEqual(
+    readOrcaLoad(encodeOrcaReport({ cpuUtilization: 0.5 }).toString("base64")),
+    { cpuLoad: 50, inFlight: 0, qps: 0, eps: 0 },
+  );
 });

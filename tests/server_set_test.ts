@@ -21,6 +21,32 @@ Deno.test("ServerSet.report() refuses an unknown server and changes nothing", ()
   assert.deepEqual(set.addresses(), ["10.0.0.1:1"]);
 });
 
+Deno.test("ServerSet.reportOrca() records a server's ORCA load unless it sent a report of its own in the last 5 s", () => {
+  let now = 0;
+  const set = new ServerSet(() => now);
+  set.add("10.0.0.1:1");
+  set.add("10.0.0.2:1");
+  const load = (address: string) => {
+    set.flush();
+    return set.snapshot.servers.find((s) => s.address === address)?.load?.cpuLoad;
+  };
+  // Only ORCA (a grpc-go server): every ORCA report is its load.
+  assert.equal(set.reportOrca("10.0.0.2:1", { cpuLoad: 40, inFlight: 0 }), true);
+  now = 1_000;
+  assert.equal(set.reportOrca("10.0.0.2:1", { cpuLoad: 45, inFlight: 0 }), true);
+  assert.equal(load("10.0.0.2:1"), 45);
+  // Both ways (ours): its own reports win while they keep coming.
+  set.report("10.0.0.1:1", { cpuLoad: 10, inFlight: 0 });
+  now = 5_999;
+  assert.equal(set.reportOrca("10.0.0.1:1", { cpuLoad: 99, inFlight: 0 }), false);
+  assert.equal(load("10.0.0.1:1"), 10);
+  // Its own reports stopped: ORCA takes over.
+  now = 6_000;
+  assert.equal(set.reportOrca("10.0.0.1:1", { cpuLoad: 20, inFlight: 0 }), true);
+  assert.equal(load("10.0.0.1:1"), 20);
+  assert.equal(set.reportOrca("10.0.0.9:1", { cpuLoad: 20, inFlight: 0 }), false);
+});
+
 Deno.test("ServerSet keeps ids in the order servers became known, across reports", () => {
   let now = 0;
   const set = new ServerSet(() => now);

@@ -15,7 +15,15 @@ import type { LoadSource } from "./cpu_meter.ts";
 import type { EtcdRegistration } from "../etcd/etcd_registration.ts";
 import { loadEtcd } from "../etcd/etcd_loader.ts";
 import { HealthService } from "../wire/grpc_health.ts";
-import { encodeOrcaReport, LATENCY_METRIC, ORCA_TRAILER, RIF_METRIC } from "../wire/orca.ts";
+import {
+  encodeOrcaReport,
+  LATENCY_METRIC,
+  ORCA_TRAILER,
+  type OrcaReport,
+  RIF_METRIC,
+} from "../wire/orca.ts";
+import { LoadSampler, type TaskCounts } from "./load_sampler.ts";
+import { OrcaReports } from "./orca_reports.ts";
 import { RifLatency } from "./rif_latency.ts";
 import { healthRoute, HttpServer, type Route } from "../ops/http_server.ts";
 import { LoadReporter } from "./load_reporter.ts";
@@ -95,10 +103,12 @@ export class Backend {
   #draining = false;
   /** Tasks in flight and their latency by RIF: what a health check's ORCA trailer reports. */
   #rifLatency = new RifLatency();
+  /** Its load as ORCA reports, out of band and in the trailers of its answers. */
+  #orca: OrcaReports;
   #health = new HealthService(
     ["", BACKEND_SERVICE_NAME],
     "NOT_SERVING",
-    () => orcaTrailer(this.#rifLatency),
+    () => orcaTrailer(this.#orca.latest, this.#rifLatency),
   );
   #http: HttpServer | undefined;
   #httpPort = 0;
@@ -124,6 +134,26 @@ export class Backend {
         workUnits: options.workUnits * options.slowdown,
       };
     this.#metrics = createBackendMetrics(this.#tasks);
+    this.#orca = new OrcaReports({
+      sampler: new LoadSampler({
+        tasks: () => this.#taskCounts(),
+        meter: "slots" in this.#heavy ? new SlotMeter(this.#heavy.slots) : undefined,
+        source: options.loadSource,
+      }),
+      workers: options.workers,
+      emulated: emulation !== undefined,
+      intervalMs: options.reportIntervalMs,
+    });
+  }
+
+  /** Tasks in flight, queued, completed and failed, as load reports count them. */
+  #taskCounts(): TaskCounts {
+    return {
+      inFlight: this.#tasks.inFlight,
+      queueLength: this.#tasks.queueLength,
+      completed: this.#counters.simple + this.#counters.heavy,
+      failed: this.#counters.failed,
+    };
   }
 
   /** Where CPU-heavy tasks run or wait: the worker pool, or the emulated slots. */
@@ -163,9 +193,12 @@ export class Backend {
         counters: this.#counters,
         metrics: this.#metrics,
         rifLatency: this.#rifLatency,
+        trailer: () => orcaTrailer(this.#orca.latest),
       }),
     );
     this.#health.addTo(this.#server);
+    this.#orca.addTo(this.#server);
+    this.#orca.start();
     addReflection(this.#server, ["load_balancer.Backend", "grpc.health.v1.Health"]);
     this.#health.setAll("SERVING");
     if (o.http) {
@@ -236,12 +269,7 @@ export class Backend {
       register: !o.etcd,
       tls: o.tls,
       token: o.token,
-      tasks: () => ({
-        inFlight: this.#tasks.inFlight,
-        queueLength: this.#tasks.queueLength,
-        completed: this.#counters.simple + this.#counters.heavy,
-        failed: this.#counters.failed,
-      }),
+      tasks: () => this.#taskCounts(),
     });
     this.#reporters.set(balancer, reporter);
     reporter.start();
@@ -270,6 +298,7 @@ export class Backend {
     await this.#registration?.stop();
     await this.#balancers?.stop();
     for (const reporter of this.#reporters.values()) reporter.stop();
+    this.#orca.stop();
     this.#reporters.clear();
     this.#draining = true;
     this.#health.close();
@@ -281,13 +310,19 @@ export class Backend {
   }
 }
 
-/** An ORCA load report with Prequal's signals, as trailing metadata of a health check. */
-function orcaTrailer(rifLatency: RifLatency): grpc.Metadata {
+/**
+ * An ORCA load report as trailing metadata: the latest sample of the backend's load and, on a
+ * health check, Prequal's signals.
+ */
+function orcaTrailer(load: Readonly<OrcaReport>, rifLatency?: RifLatency): grpc.Metadata {
   const metadata = new grpc.Metadata();
   metadata.set(
     ORCA_TRAILER,
     encodeOrcaReport({
-      namedMetrics: { [RIF_METRIC]: rifLatency.rif, [LATENCY_METRIC]: rifLatency.estimateMs() },
+      ...load,
+      namedMetrics: rifLatency
+        ? { [RIF_METRIC]: rifLatency.rif, [LATENCY_METRIC]: rifLatency.estimateMs() }
+        : undefined,
     }),
   );
   return metadata;

@@ -52,6 +52,8 @@ export type BackendServiceDeps = HeavyTasks & {
   metrics?: BackendMetrics;
   /** CPU_HEAVY tasks in flight and their latency by RIF, for Prequal's probes; none: not kept. */
   rifLatency?: RifLatency;
+  /** Trailing metadata of every answered task: the backend's ORCA load report; none: none. */
+  trailer?: () => grpc.Metadata;
 };
 
 /**
@@ -95,7 +97,11 @@ export function createBackendHandlers(deps: BackendServiceDeps): grpc.UntypedSer
     }
     if (task_type === "SIMPLE") {
       counters.simple++;
-      return callback(null, { result: `Task ${task_id} (SIMPLE) done by ${deps.address}` });
+      return callback(
+        null,
+        { result: `Task ${task_id} (SIMPLE) done by ${deps.address}` },
+        deps.trailer?.(),
+      );
     }
     // A caller past its deadline, or gone, no longer waits: its queued task is dropped.
     const cancelled = new AbortController();
@@ -108,7 +114,11 @@ export function createBackendHandlers(deps: BackendServiceDeps): grpc.UntypedSer
     runHeavy(cancelled.signal).finally(ended).then(
       (work) => {
         counters.heavy++;
-        callback(null, { result: `Task ${task_id} (CPU_HEAVY) done by ${deps.address}: ${work}` });
+        callback(
+          null,
+          { result: `Task ${task_id} (CPU_HEAVY) done by ${deps.address}: ${work}` },
+          deps.trailer?.(),
+        );
       },
       (error: Error) => {
         if (error instanceof TaskCancelledError) {

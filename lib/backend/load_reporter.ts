@@ -10,7 +10,8 @@ import * as grpc from "@grpc/grpc-js";
 import { getLogger } from "@logtape/logtape";
 import { withToken } from "../wire/auth.ts";
 import { retryDelayMs } from "../wire/backoff.ts";
-import { CpuMeter, loadavgPercent, type LoadMeter, type LoadSource } from "./cpu_meter.ts";
+import type { LoadMeter, LoadSource } from "./cpu_meter.ts";
+import { LoadSampler, type TaskCounts } from "./load_sampler.ts";
 import { createLoadBalancerClient, type LoadBalancerClient, unary } from "../wire/proto.ts";
 import { statusName } from "../wire/status.ts";
 import { channelCredentials, type TlsConfig } from "../wire/tls.ts";
@@ -39,7 +40,7 @@ export interface LoadReporterOptions {
   /** Call `RegisterServer` first and after NOT_FOUND (built-in discovery). */
   register: boolean;
   /** Current in-flight and queued task counts, and tasks completed and failed so far. */
-  tasks: () => { inFlight: number; queueLength: number; completed: number; failed: number };
+  tasks: () => TaskCounts;
   /** TLS to the balancer. @default {plaintext} */
   tls?: TlsConfig;
   /** Control-plane token sent with every report and registration. */
@@ -50,8 +51,7 @@ export interface LoadReporterOptions {
 export class LoadReporter {
   #options: LoadReporterOptions;
   #client: LoadBalancerClient;
-  #meter: LoadMeter;
-  #lastCounts = { completed: 0, failed: 0, atMs: performance.now() };
+  #sampler: LoadSampler;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
   #registered = false;
@@ -63,7 +63,7 @@ export class LoadReporter {
   constructor(options: LoadReporterOptions) {
     this.#options = options;
     this.#intervalMs = options.intervalMs ?? DEFAULT_REPORT_INTERVAL_MS;
-    this.#meter = options.meter ?? new CpuMeter();
+    this.#sampler = new LoadSampler(options);
     // Reports are heartbeats in built-in discovery: after the balancer was down, the channel
     // must not sit in grpc-js's default reconnect backoff (up to 120 s) while the TTL runs out.
     this.#client = createLoadBalancerClient(
@@ -113,22 +113,15 @@ export class LoadReporter {
           balancer: this.#options.balancer,
         });
       }
-      const { inFlight, queueLength, completed, failed } = this.#options.tasks();
-      const loadavg = loadavgPercent();
-      const load = this.#meter.sample();
-      const now = performance.now();
-      const seconds = Math.max(0.001, (now - this.#lastCounts.atMs) / 1_000);
-      const qps = (completed - this.#lastCounts.completed) / seconds;
-      const eps = (failed - this.#lastCounts.failed) / seconds;
-      this.#lastCounts = { completed, failed, atMs: now };
+      const load = this.#sampler.sample();
       await unary(this.#client.ReportLoad, this.#client, {
         server_address: this.#options.address,
-        cpu_load: this.#options.source === "loadavg" && !this.#options.meter ? loadavg : load,
-        in_flight: inFlight,
-        queue_length: queueLength,
-        loadavg_percent: loadavg,
-        qps,
-        eps,
+        cpu_load: load.cpuLoad,
+        in_flight: load.inFlight,
+        queue_length: load.queueLength,
+        loadavg_percent: load.loadavgPercent,
+        qps: load.qps,
+        eps: load.eps,
       }, { deadline });
       if (this.#failing) {
         log.info("Load reports of {address} accepted again by {balancer}", {

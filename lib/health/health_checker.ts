@@ -79,6 +79,8 @@ export interface HealthCheckerOptions {
   tls?: TlsConfig;
   /** Where ejections and readmissions are counted; none: not counted. */
   metrics?: Pick<BalancerMetrics, "healthEjections" | "healthReadmissions">;
+  /** Takes the ORCA load report (base64) a check's answer carried; none: reports are dropped. */
+  onLoadReport?: (address: string, loadReport: string) => void;
 }
 
 /**
@@ -102,7 +104,7 @@ interface Probe {
   checked: Promise<void>;
   onChecked: () => void;
   /** Takes each check's result (one function per probe, not one per check). */
-  onResult: (result: CheckResult) => void;
+  onResult: CheckCallback;
 }
 
 /** Checks every member of a set, ejecting and readmitting them. */
@@ -116,6 +118,7 @@ export class HealthChecker {
   #probes = new Map<string, Probe>();
   #unsubscribe: (() => void) | undefined;
   #metrics: HealthCheckerOptions["metrics"];
+  #onLoadReport: HealthCheckerOptions["onLoadReport"];
   #ticker: ReturnType<typeof setInterval> | undefined;
   /** Times the checks in flight of every probe. */
   #sweeper = new ProbeSweeper();
@@ -129,6 +132,7 @@ export class HealthChecker {
     this.#service = options.service ?? "";
     this.#tls = options.tls;
     this.#metrics = options.metrics;
+    this.#onLoadReport = options.onLoadReport;
   }
 
   /** Follows the set's members: holds new ones out of the picks until their first check. */
@@ -190,7 +194,10 @@ export class HealthChecker {
       closed: false,
       checked,
       onChecked,
-      onResult: (result) => this.#checked(probe, result),
+      onResult: (result, loadReport) => {
+        this.#checked(probe, result);
+        if (loadReport !== undefined && !probe.closed) this.#onLoadReport?.(address, loadReport);
+      },
     };
     this.#probes.set(address, probe);
     this.#run(probe);

@@ -20,6 +20,9 @@ export interface LoadInput {
   queueLength?: number;
 }
 
+/** How long a server's own load report keeps ORCA reports of it from being recorded. */
+export const OWN_REPORT_PRECEDENCE_MS = 5_000;
+
 /** Called with every new snapshot. */
 export type SnapshotListener = (snapshot: Snapshot, previous: Snapshot) => void;
 
@@ -34,6 +37,8 @@ export type MembershipListener = (address: string, joined: boolean) => void;
 export class ServerSet {
   #servers = new Map<string, ServerView>();
   #ejected = new Set<string>();
+  /** When each server last sent a report of its own (`ReportLoad`). */
+  #reportedAtMs = new Map<string, number>();
   #membershipListeners: MembershipListener[] = [];
   #nextId = 0;
   #snapshot: Snapshot = createSnapshot(0, []);
@@ -108,6 +113,7 @@ export class ServerSet {
   remove(address: string): boolean {
     if (!this.#servers.delete(address)) return false;
     this.#ejected.delete(address);
+    this.#reportedAtMs.delete(address);
     this.#markDirty();
     for (const listener of this.#membershipListeners) listener(address, false);
     return true;
@@ -127,6 +133,24 @@ export class ServerSet {
    * nothing, if `address` is not live.
    */
   report(address: string, input: LoadInput, reportedAtMs: number = this.#clock()): boolean {
+    if (!this.#servers.has(address)) return false;
+    this.#reportedAtMs.set(address, reportedAtMs);
+    return this.#store(address, input, reportedAtMs);
+  }
+
+  /**
+   * Records a load report that came as ORCA (in a health check's trailers), unless `address`
+   * sent a report of its own ({@linkcode report}) in the last {@linkcode OWN_REPORT_PRECEDENCE_MS}:
+   * a backend that reports both ways is followed by its own reports, one that speaks only ORCA
+   * (a grpc-go or grpc-java server) by its ORCA. Returns whether it was recorded.
+   */
+  reportOrca(address: string, input: LoadInput, atMs: number = this.#clock()): boolean {
+    const own = this.#reportedAtMs.get(address);
+    if (own !== undefined && atMs - own < OWN_REPORT_PRECEDENCE_MS) return false;
+    return this.#store(address, input, atMs);
+  }
+
+  #store(address: string, input: LoadInput, reportedAtMs: number): boolean {
     const server = this.#servers.get(address);
     if (server === undefined) return false;
     const load = Object.freeze({

@@ -26,12 +26,15 @@ export interface OrcaReport {
   eps?: number;
   /** `named_metrics` (8): free-form metrics by name. */
   namedMetrics?: Record<string, number>;
+  /** `application_utilization` (9): the application's own utilization, 0 to 1. */
+  applicationUtilization?: number;
 }
 
 const CPU_UTILIZATION = 1;
 const RPS_FRACTIONAL = 6;
 const EPS = 7;
 const NAMED_METRICS = 8;
+const APPLICATION_UTILIZATION = 9;
 const FIXED64 = 1;
 const LENGTH_DELIMITED = 2;
 
@@ -45,6 +48,7 @@ export function encodeOrcaReport(report: OrcaReport): Buffer {
   double(CPU_UTILIZATION, report.cpuUtilization);
   double(RPS_FRACTIONAL, report.rpsFractional);
   double(EPS, report.eps);
+  double(APPLICATION_UTILIZATION, report.applicationUtilization);
   for (const [name, value] of Object.entries(report.namedMetrics ?? {})) {
     if (!Number.isFinite(value)) continue;
     const key = [...Buffer.from(name, "utf8")];
@@ -70,7 +74,9 @@ export function decodeOrcaReport(bytes: Uint8Array): OrcaReport {
     if (type === FIXED64 && field === CPU_UTILIZATION) report.cpuUtilization = reader.double();
     else if (type === FIXED64 && field === RPS_FRACTIONAL) report.rpsFractional = reader.double();
     else if (type === FIXED64 && field === EPS) report.eps = reader.double();
-    else if (type === LENGTH_DELIMITED && field === NAMED_METRICS) {
+    else if (type === FIXED64 && field === APPLICATION_UTILIZATION) {
+      report.applicationUtilization = reader.double();
+    } else if (type === LENGTH_DELIMITED && field === NAMED_METRICS) {
       const entry = new Reader(reader.bytes());
       let name = "";
       let value = 0;
@@ -85,6 +91,39 @@ export function decodeOrcaReport(bytes: Uint8Array): OrcaReport {
     } else reader.skip(type);
   }
   return report;
+}
+
+/**
+ * The load an ORCA report tells, as the balancer stores a report, or `undefined` when it tells
+ * no utilization. As gRPC's weighted round robin (gRFC A58) reads it: the application's
+ * utilization when given, else the CPU's; requests in flight from the `rif` named metric.
+ */
+export function orcaLoad(
+  report: OrcaReport,
+): { cpuLoad: number; inFlight: number; qps: number; eps: number } | undefined {
+  const utilization = report.applicationUtilization! > 0
+    ? report.applicationUtilization!
+    : report.cpuUtilization;
+  if (utilization === undefined || !(utilization >= 0) || !Number.isFinite(utilization)) {
+    return undefined;
+  }
+  const rate = (value: number | undefined) => value! >= 0 && Number.isFinite(value) ? value! : 0;
+  const rif = report.namedMetrics?.[RIF_METRIC];
+  return {
+    cpuLoad: Math.min(100, utilization * 100),
+    inFlight: rif! >= 0 && Number.isFinite(rif) ? Math.round(rif!) : 0,
+    qps: rate(report.rpsFractional),
+    eps: rate(report.eps),
+  };
+}
+
+/** {@linkcode orcaLoad} of a base64 report, or `undefined` when it tells none or does not decode. */
+export function readOrcaLoad(base64: string): ReturnType<typeof orcaLoad> {
+  try {
+    return orcaLoad(decodeOrcaReport(Buffer.from(base64, "base64")));
+  } catch {
+    return undefined;
+  }
 }
 
 /** Prequal's signals in an ORCA report, if both are there and sane. */
