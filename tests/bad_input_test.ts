@@ -445,6 +445,13 @@ const BAD_FLAGS: [
   ],
   ["balancer", ["--token-file", "secrets/no-such-file"], /'--token-file' does not exist/],
   ["balancer", ["--protect-get-server"], /'--protect-get-server' needs '--token-file'/],
+  ["balancer", ["--xds-service", "tasks,bad name"], /'--xds-service' takes NAME or NAME=PREFIX/],
+  ["balancer", ["--xds-service", "tasks,tasks"], /'--xds-service' names a service twice/],
+  [
+    "balancer",
+    ["--xds-service", "billing=/billing/"],
+    /'--xds-service billing=\/billing\/' watches an etcd prefix, which needs etcd discovery/,
+  ],
   ["balancer", ["--tls-ca", "secrets/ca.crt"], /'--tls-cert' and '--tls-key' must be given/],
   [
     "backend",

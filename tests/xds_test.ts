@@ -89,9 +89,7 @@ Deno.test("xDS: a Cluster both clients NACK is logged, not sent again, and break
   let broken = false;
   const server = new grpc.Server();
   const ads = addAds(server, {
-    services: [SERVICE],
-    set,
-    picker,
+    services: [{ name: SERVICE, set, picker }],
     clock: () => performance.now(),
     intervalMs: 50,
     build: (protos, state) => {
@@ -276,4 +274,38 @@ Deno.test("xDS: consistent_hash keeps each client-id header on one backend (ring
   // A client can be on the old round robin for its first calls, before the new Cluster.
   assert.ok(pickFirst[0] > 0.9 * pickFirst.reduce((a, b) => a + b), `grpc-js: ${pickFirst}`);
   assert.ok(fallback.every((n) => n > 0), `c-core reached every backend: ${fallback}`);
+});
+
+Deno.test("xDS: a service on an etcd prefix of its own (NAME=PREFIX) serves only the servers under it", async () => {
+  await using sys = await startSystem({ etcd: true });
+  const balancer = await sys.balancer(
+    sys.onEtcd("--xds-service", `${SERVICE},billing=/billing/`),
+  );
+  const lb = sys.lbClient(balancer.address);
+  const tasks = [1, 2].map(() => sys.backend(sys.onEtcd()));
+  const billing = [1, 2].map(() => sys.backend(sys.onEtcd("--etcd-prefix", "/billing/")));
+  await waitForServers(lb, tasks.map((b) => b.address), 15_000);
+  const clients = [
+    { service: SERVICE, own: tasks, other: billing },
+    { service: "billing", own: billing, other: tasks },
+  ].flatMap(({ service, own, other }) =>
+    XDS_CLIENT_KINDS.map((kind) => ({
+      own,
+      other,
+      client: startXdsClient(kind, balancer.address, service),
+    }))
+  );
+  try {
+    for (const { client, own } of clients) {
+      await waitFor(`${client.kind} to reach every backend of its service`, () => {
+        return own.every((b) => client.served(b.address) > 0);
+      }, 20_000);
+    }
+  } finally {
+    await Promise.all(clients.map(({ client }) => client.stop()));
+  }
+  for (const { client, other } of clients) {
+    assert.ok(other.every((b) => client.served(b.address) === 0), `${client.kind} crossed over`);
+    assert.deepEqual(client.failed(), {});
+  }
 });

@@ -148,9 +148,11 @@ export const BALANCER_FLAGS = {
   "tls-mutual": { type: "boolean", help: "require client certificates signed by --tls-ca" },
   "xds-service": {
     type: "string",
-    arg: "NAME[,NAME]",
+    arg: "NAME[=PREFIX],...",
     help: "serve these services over xDS (ADS, on the balancer's port): gRPC clients with an xDS " +
-      "resolver target xds:///NAME with a bootstrap naming this balancer (default: no xDS)",
+      "resolver target xds:///NAME with a bootstrap naming this balancer. NAME serves this " +
+      "balancer's servers; NAME=PREFIX, with etcd discovery, those registered under PREFIX " +
+      "(default: no xDS)",
   },
   "http-port": {
     type: "string",
@@ -236,7 +238,7 @@ export function parseBalancerFlags(args: string[]): BalancerConfig | "help" {
     policy: read.choice("policy", POLICY_NAMES),
     discovery,
     watchIntervalMs: read.int("watch-interval-ms", 0, 60_000),
-    xdsServices: xdsServicesFlag(flags["xds-service"]),
+    xdsServices: xdsServicesFlag(flags["xds-service"], kind === "etcd"),
     healthCheck: {
       intervalMs: read.int("health-interval-ms", 0, 600_000),
       timeoutMs: read.int("health-timeout-ms", 1, 600_000),
@@ -256,22 +258,32 @@ export function parseBalancerFlags(args: string[]): BalancerConfig | "help" {
 /** Characters of an xDS service name (a Listener's name: a DNS name, maybe with a port). */
 const XDS_SERVICE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,252}$/;
 
-/** `--xds-service`: the names, checked; `undefined` when not given. */
-function xdsServicesFlag(value: string | undefined): string[] | undefined {
+/** `--xds-service`: the services, checked; `undefined` when not given. */
+function xdsServicesFlag(
+  value: string | undefined,
+  etcd: boolean,
+): { name: string; prefix?: string }[] | undefined {
   if (value === undefined) return undefined;
-  const names = value.split(",").map((name) => name.trim());
-  for (const name of names) {
-    if (!XDS_SERVICE_PATTERN.test(name)) {
+  const services = value.split(",").map((entry) => {
+    const [name, prefix] = entry.trim().split("=", 2) as [string, string | undefined];
+    if (!XDS_SERVICE_PATTERN.test(name) || prefix === "") {
       throw new UsageError(
-        `Cannot start ${PROGRAM} as '--xds-service' takes names of letters, digits and '.', '_', ` +
-          `':', '-' separated by commas: got '${value}'`,
+        `Cannot start ${PROGRAM} as '--xds-service' takes NAME or NAME=PREFIX, names of ` +
+          `letters, digits and '.', '_', ':', '-', separated by commas: got '${value}'`,
       );
     }
-  }
-  if (new Set(names).size !== names.length) {
+    if (prefix !== undefined && !etcd) {
+      throw new UsageError(
+        `Cannot start ${PROGRAM} as '--xds-service ${name}=${prefix}' watches an etcd prefix, ` +
+          `which needs etcd discovery ('--etcd URL')`,
+      );
+    }
+    return prefix === undefined ? { name } : { name, prefix };
+  });
+  if (new Set(services.map((s) => s.name)).size !== services.length) {
     throw new UsageError(
       `Cannot start ${PROGRAM} as '--xds-service' names a service twice: got '${value}'`,
     );
   }
-  return names;
+  return services;
 }

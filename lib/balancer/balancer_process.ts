@@ -39,6 +39,7 @@ import { ServerSet } from "../picking/server_set.ts";
 import { DEFAULT_POLICY_KEY, SharedPolicy } from "../etcd/shared_policy.ts";
 import { DEFAULT_WATCH_INTERVAL_MS, WatchBroadcast, withEncodedWatch } from "./watch_broadcast.ts";
 import { addAds, type AdsServer } from "../xds/ads_server.ts";
+import { PrefixedService } from "../xds/prefixed_service.ts";
 import { readOrcaLoad } from "../wire/orca.ts";
 import { sleep } from "../wire/backoff.ts";
 import type { TlsConfig } from "../wire/tls.ts";
@@ -76,8 +77,11 @@ export interface BalancerOptions {
   discovery: DiscoveryConfig;
   /** Shortest time between two `WatchServers` messages, and two xDS pushes. @default {100} */
   watchIntervalMs?: number;
-  /** Serve these services over xDS (`lib/xds/`); none when absent. */
-  xdsServices?: string[];
+  /**
+   * Serve these services over xDS (`lib/xds/`): without a prefix, this balancer's set; with
+   * one (etcd discovery), the servers registered under it. None when absent.
+   */
+  xdsServices?: { name: string; prefix?: string }[];
   /**
    * Active health checks of the servers (`grpc.health.v1`); `intervalMs: 0` turns them off, and
    * servers are then in the picks from registration until discovery drops them.
@@ -124,6 +128,8 @@ export class Balancer {
   #port = 0;
   #watch: WatchBroadcast;
   #ads: AdsServer | undefined;
+  /** xDS services on etcd prefixes of their own. */
+  #prefixedServices: PrefixedService[] = [];
   #health = new HealthService(["", BALANCER_SERVICE_NAME]);
   #checker: HealthChecker | undefined;
   /** Sends a probing policy's probes (none without health checks: prequal then picks in turn). */
@@ -166,10 +172,21 @@ export class Balancer {
       }),
     );
     if (options.xdsServices) {
+      this.#prefixedServices = options.xdsServices.flatMap(({ name, prefix }) =>
+        prefix === undefined ? [] : [
+          new PrefixedService({
+            name,
+            prefix,
+            policy: () => this.picker.policyName as PolicyName,
+            healthCheck: { ...options.healthCheck, tls: options.tls },
+          }),
+        ]
+      );
       this.#ads = addAds(this.#server, {
-        services: options.xdsServices,
-        set: this.set,
-        picker: this.picker,
+        services: options.xdsServices.map(({ name }) =>
+          this.#prefixedServices.find((s) => s.name === name) ??
+            { name, set: this.set, picker: this.picker }
+        ),
         clock,
         intervalMs: options.watchIntervalMs ?? DEFAULT_WATCH_INTERVAL_MS,
         token: options.protectGetServer ? options.token : undefined,
@@ -245,6 +262,7 @@ export class Balancer {
       this.#discovery.start().catch((error) => {
         log.error("etcd discovery stopped: {error}", { error });
       });
+      for (const service of this.#prefixedServices) await service.start(this.#etcd);
       const shared = this.#sharedPolicy = new SharedPolicy({
         client: this.#etcd,
         key: discovery.policyKey ?? DEFAULT_POLICY_KEY,
@@ -322,6 +340,7 @@ export class Balancer {
     this.#health.close();
     this.#watch.close();
     this.#ads?.close();
+    await Promise.all(this.#prefixedServices.map((service) => service.stop()));
     await this.#http?.stop();
     await shutdownServer(this.#server, graceMs);
     this.prober?.close();

@@ -80,12 +80,19 @@ const KIND_OF_TYPE_URL = new Map(
   (Object.entries(TYPE_URLS) as [ResourceKind, string][]).map(([kind, url]) => [url, kind]),
 );
 
-/** Serves the ADS stream for `services`, all following one server set. */
+/** A service served over xDS: the name clients target, and the live set and policy it serves. */
+export interface XdsService {
+  /** What clients target as `xds:///<name>`. */
+  name: string;
+  set: ServerSet;
+  /** Its picker: the policy served and its weights. */
+  picker: Picker;
+}
+
+/** Serves the ADS stream for services, each following its server set. */
 export class AdsServer {
   #protos: XdsProtos;
-  #services: readonly string[];
-  #set: ServerSet;
-  #picker: Picker;
+  #services: readonly XdsService[];
   #clock: () => number;
   #intervalMs: number;
   #build: typeof serviceResources;
@@ -100,12 +107,10 @@ export class AdsServer {
   #refresh: ReturnType<typeof setInterval>;
   #stats: AdsStats = { streams: 0, responses: 0, acks: 0, nacks: 0, nackedBy: [] };
 
-  /** Serves `services` (names clients target as `xds:///<name>`) from `set` under `picker`. */
+  /** Serves `services`. */
   constructor(options: {
     protos: XdsProtos;
-    services: readonly string[];
-    set: ServerSet;
-    picker: Picker;
+    services: readonly XdsService[];
     clock: () => number;
     /** Shortest time between two pushes of a change. */
     intervalMs: number;
@@ -114,13 +119,13 @@ export class AdsServer {
   }) {
     this.#protos = options.protos;
     this.#services = options.services;
-    this.#set = options.set;
-    this.#picker = options.picker;
     this.#clock = options.clock;
     this.#intervalMs = options.intervalMs;
     this.#build = options.build ?? serviceResources;
     this.#rebuild();
-    this.#unsubscribe = options.set.onSnapshot(() => this.changed());
+    const sets = new Set(options.services.map((service) => service.set));
+    const unsubscribes = [...sets].map((set) => set.onSnapshot(() => this.changed()));
+    this.#unsubscribe = () => unsubscribes.forEach((unsubscribe) => unsubscribe());
     // Weights and the policy change without a new snapshot: look again every second.
     this.#refresh = setInterval(() => this.changed(), REFRESH_MS);
     Deno.unrefTimer(this.#refresh);
@@ -149,7 +154,7 @@ export class AdsServer {
     call.on("cancelled", remove);
     call.on("close", remove);
     call.on("error", remove);
-    this.#set.flush();
+    for (const service of this.#services) service.set.flush();
   }
 
   /** Notes a change of the set or the policy; clients hear of it within the interval. */
@@ -247,20 +252,18 @@ export class AdsServer {
 
   /** Builds the resources again; returns the kinds that changed. */
   #rebuild(): ResourceKind[] {
-    const snapshot = this.#picker.snapshot;
-    const weights = this.#picker.weights();
-    const endpoints = snapshot.servers.map((server, i) => ({
-      address: server.address,
-      weight: weights[i],
-    }));
     const next = new Map<ResourceKind, Map<string, Any>>(
       (Object.keys(TYPE_URLS) as ResourceKind[]).map((kind) => [kind, new Map()]),
     );
-    for (const name of this.#services) {
+    for (const { name, picker } of this.#services) {
+      const weights = picker.weights();
       const built = this.#build(this.#protos, {
         name,
-        policy: this.#picker.policyName,
-        endpoints,
+        policy: picker.policyName,
+        endpoints: picker.snapshot.servers.map((server, i) => ({
+          address: server.address,
+          weight: weights[i],
+        })),
       });
       for (const kind of next.keys()) {
         for (const [key, any] of built[kind]) next.get(kind)!.set(key, any);
@@ -323,6 +326,8 @@ export function addAds(
       });
     },
   });
-  log.info("Serving xDS for {services}", { services: options.services.join(", ") });
+  log.info("Serving xDS for {services}", {
+    services: options.services.map((service) => service.name).join(", "),
+  });
   return ads;
 }
