@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import protobuf from "protobufjs";
 import {
   decodeOrcaReport,
+  decodeOrcaRequestInterval,
   encodeOrcaReport,
   LATENCY_METRIC,
   orcaLoad,
@@ -109,4 +110,27 @@ Deno.test("orcaLoad reads load as gRPC's weighted round robin does: application 
     readOrcaLoad(encodeOrcaReport({ cpuUtilization: 0.5 }).toString("base64")),
     { cpuLoad: 50, inFlight: 0, qps: 0, eps: 0 },
   );
+});
+
+Deno.test("decodeOrcaRequestInterval reads the report_interval an OrcaLoadReportRequest asks for", () => {
+  const Request = protobuf.parse(
+    `syntax = "proto3";
+    package xds.service.orca.v3;
+    message Duration { int64 seconds = 1; int32 nanos = 2; }
+    message OrcaLoadReportRequest {
+      Duration report_interval = 1;
+      repeated string request_cost_names = 2;
+    }`,
+    { keepCase: true },
+  ).root.lookupType("xds.service.orca.v3.OrcaLoadReportRequest");
+  const encode = (message: Record<string, unknown>) =>
+    Request.encode(Request.fromObject(message)).finish();
+  assert.equal(
+    decodeOrcaRequestInterval(
+      encode({ report_interval: { seconds: 2, nanos: 500_000_000 }, request_cost_names: ["x"] }),
+    ),
+    2_500,
+  );
+  assert.equal(decodeOrcaRequestInterval(encode({})), 0);
+  assert.throws(() => decodeOrcaRequestInterval(new Uint8Array([0x0a, 0x05, 0x08])), RangeError);
 });

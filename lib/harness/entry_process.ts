@@ -52,7 +52,7 @@ export const ENTRY_PERMISSIONS = {
   backend: [
     "--allow-net",
     "--allow-read=node_modules,secrets",
-    "--allow-sys=loadavg,uid",
+    "--allow-sys=loadavg",
     `--allow-env=${ENV_ALLOW}`,
   ],
   client: [

@@ -35,6 +35,7 @@ const RPS_FRACTIONAL = 6;
 const EPS = 7;
 const NAMED_METRICS = 8;
 const APPLICATION_UTILIZATION = 9;
+const VARINT = 0;
 const FIXED64 = 1;
 const LENGTH_DELIMITED = 2;
 
@@ -124,6 +125,32 @@ export function readOrcaLoad(base64: string): ReturnType<typeof orcaLoad> {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The interval an `OrcaLoadReportRequest` (`xds.service.orca.v3`) asks for, in ms: its
+ * `report_interval` (1, a Duration of seconds (1) and nanos (2)); 0 when it asks none. Throws a
+ * `RangeError` when the bytes are not a well-formed message.
+ */
+export function decodeOrcaRequestInterval(bytes: Uint8Array): number {
+  const reader = new Reader(bytes);
+  let intervalMs = 0;
+  while (!reader.done) {
+    const tag = reader.varint();
+    if (tag === ((1 << 3) | LENGTH_DELIMITED)) {
+      const duration = new Reader(reader.bytes());
+      let seconds = 0;
+      let nanos = 0;
+      while (!duration.done) {
+        const durationTag = duration.varint();
+        if (durationTag === ((1 << 3) | VARINT)) seconds = duration.varint();
+        else if (durationTag === ((2 << 3) | VARINT)) nanos = duration.varint();
+        else duration.skip(durationTag & 7);
+      }
+      intervalMs = seconds * 1_000 + nanos / 1e6;
+    } else reader.skip(tag & 7);
+  }
+  return intervalMs;
 }
 
 /** Prequal's signals in an ORCA report, if both are there and sane. */
