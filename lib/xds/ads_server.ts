@@ -144,6 +144,7 @@ export class AdsServer {
   /** The `StreamAggregatedResources` handler. */
   handle(call: AdsCall): void {
     const stream: Stream = { call, node: "", subscriptions: new Map() };
+    if (this.#streams.size === 0) this.#rebuild();
     this.#streams.add(stream);
     const remove = () => this.#streams.delete(stream);
     call.on("data", (request: DiscoveryRequest) => this.#request(stream, request));
@@ -163,6 +164,8 @@ export class AdsServer {
     const wait = Math.max(0, this.#lastSentAt + this.#intervalMs - this.#clock());
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
+      // With no client, nothing is built: a new stream builds what it is sent first.
+      if (this.#streams.size === 0) return;
       this.#lastSentAt = this.#clock();
       for (const kind of this.#rebuild()) {
         for (const stream of this.#streams) {
