@@ -18,6 +18,8 @@ export interface Bucket {
   atMs: number;
   servers: Record<string, number>;
   failed: Record<string, number>;
+  /** Calls the client retried itself (cut after their server answered). */
+  retried: number;
 }
 
 /** A running xDS client process. */
@@ -30,6 +32,8 @@ export interface XdsClient {
   served(address: string): number;
   /** Failed calls by status name, over the whole run. */
   failed(): Record<string, number>;
+  /** Calls the client retried itself, over the whole run. */
+  retried(): number;
   /** End of the first 100 ms with a call answered by `address` after `afterMs`. */
   firstCallTo(address: string, afterMs?: number): number | undefined;
   /** End of the last 100 ms with a call answered by `address`. */
@@ -110,8 +114,8 @@ export function startXdsClient(
       pending = lines.pop()!;
       for (const line of lines) {
         if (!line.startsWith("{")) continue;
-        const { servers, failed } = JSON.parse(line);
-        buckets.push({ atMs: performance.now(), servers, failed });
+        const { servers, failed, retried } = JSON.parse(line);
+        buckets.push({ atMs: performance.now(), servers, failed, retried });
       }
     }
   })();
@@ -131,6 +135,7 @@ export function startXdsClient(
     buckets,
     served: (address) => sum((b) => b.servers)[address] ?? 0,
     failed: () => sum((b) => b.failed),
+    retried: () => buckets.reduce((n, b) => n + b.retried, 0),
     firstCallTo: (address, afterMs = -Infinity) =>
       buckets.find((b) => b.atMs > afterMs && (b.servers[address] ?? 0) > 0)?.atMs,
     lastCallTo: (address) => buckets.findLast((b) => (b.servers[address] ?? 0) > 0)?.atMs,

@@ -3,7 +3,7 @@
 No code of ours picks: the channel targets xds:///<service> and GRPC_XDS_BOOTSTRAP_CONFIG names
 the balancer. It sends ProcessTask calls, <concurrency> at a time, until stdin closes, and
 prints one JSON line per 100 ms, as _xds_client.ts does: the calls each server answered in it
-(from "done by <address>") and those that failed, by status.
+(from "done by <address>"), those that failed, by status, and how many it retried itself.
 
 The messages are two string fields each, encoded here by hand: Debian ships grpcio without the
 protobuf compiler.
@@ -46,14 +46,14 @@ def main():
     channel = grpc.insecure_channel(f"xds:///{service}")
     call = channel.unary_unary(METHOD)
     lock = threading.Lock()
-    counts = {"servers": {}, "failed": {}}
+    counts = {"servers": {}, "failed": {}, "retried": 0}
     stopping = threading.Event()
     started = time.monotonic()
 
     def flush():
         with lock:
             line = {"t": round(time.monotonic() - started, 3), **counts}
-            counts["servers"], counts["failed"] = {}, {}
+            counts["servers"], counts["failed"], counts["retried"] = {}, {}, 0
         print(json.dumps(line), flush=True)
 
     def ticker():
@@ -65,7 +65,17 @@ def main():
         while not stopping.is_set():
             sent += 1
             try:
-                response = call(task_request(f"p{index}-{sent}", task_type), timeout=5, metadata=metadata)
+                request = task_request(f"p{index}-{sent}", task_type)
+                try:
+                    response = call(request, timeout=5, metadata=metadata)
+                except grpc.RpcError as error:
+                    # gRPC's retry policy (the route's) retries a call only until a server
+                    # answered it; one cut after that is retried here once, as callers do.
+                    if error.code() != grpc.StatusCode.UNAVAILABLE:
+                        raise
+                    with lock:
+                        counts["retried"] += 1
+                    response = call(request, timeout=5, metadata=metadata)
                 # "done by <address>", then ": <work>" for CPU_HEAVY.
                 match = re.search(r"done by (\S+?)(?::? |$)", result_of(response))
                 server = match.group(1) if match else "?"

@@ -3,7 +3,8 @@
  * code of ours picks, only the xDS resolver and the policy the balancer's resources name. It
  * sends `ProcessTask` calls to `xds:///<service>` (`GRPC_XDS_BOOTSTRAP_CONFIG` names
  * the balancer), `concurrency` at a time, until stdin closes, and prints one JSON line per
- * 100 ms: the calls each server answered in it (from "done by <address>") and those that failed.
+ * 100 ms: the calls each server answered in it (from "done by <address>"), those that failed, and
+ * how many it retried itself.
  * The Python client (`_xds_client.py`) prints the same lines.
  *
  * Usage: `_xds_client.ts <service> <concurrency> <SIMPLE|CPU_HEAVY> [header=value]`
@@ -24,12 +25,14 @@ let servers: Record<string, number> = {};
 let failed: Record<string, number> = {};
 let stopping = false;
 let sent = 0;
+let retried = 0;
 
 const flush = () => {
   const t = Math.round(performance.now() - startedAt) / 1_000;
-  console.log(JSON.stringify({ t, servers, failed }));
+  console.log(JSON.stringify({ t, servers, failed, retried }));
   servers = {};
   failed = {};
+  retried = 0;
 };
 const timer = setInterval(flush, BUCKET_MS);
 
@@ -47,7 +50,14 @@ function processTask(request: TaskRequest): Promise<TaskResponse> {
 async function worker(): Promise<void> {
   while (!stopping) {
     try {
-      const { result } = await processTask({ task_id: `x${sent++}`, task_type: taskType });
+      const request = { task_id: `x${sent++}`, task_type: taskType };
+      // gRPC's retry policy (the route's) retries a call only until a server answered it; one
+      // cut after that (its server killed mid-answer) is retried here once, as callers do.
+      const { result } = await processTask(request).catch((error) => {
+        if ((error as { code: number }).code !== grpc.status.UNAVAILABLE) throw error;
+        retried++;
+        return processTask(request);
+      });
       // "done by <address>", then ": <work>" for CPU_HEAVY.
       const server = /done by (\S+?)(?::? |$)/.exec(result)?.[1] ?? "?";
       servers[server] = (servers[server] ?? 0) + 1;
