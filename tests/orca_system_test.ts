@@ -13,6 +13,7 @@ import { HEALTH_DEFINITION } from "../lib/wire/grpc_health.ts";
 import { decodeOrcaReport, ORCA_TRAILER, type OrcaReport } from "../lib/wire/orca.ts";
 import { startSystem } from "./_harness.ts";
 import { listServers, waitFor, waitForServers } from "./_system.ts";
+import { bindServer } from "../lib/wire/grpc_server.ts";
 
 /** grpc-js's own copy of the ORCA service definition. */
 function orcaService(): grpc.ServiceClientConstructor {
@@ -104,13 +105,7 @@ Deno.test("a server that tells its load only as ORCA (per call, so in its health
       done(null, { status: "SERVING" });
     },
   });
-  const port = await new Promise<number>((resolve, reject) =>
-    foreign.bindAsync(
-      "127.0.0.1:0",
-      grpc.ServerCredentials.createInsecure(),
-      (e, p) => e ? reject(e) : resolve(p),
-    )
-  );
+  const port = await bindServer(foreign, "127.0.0.1", 0);
   sys.defer(() => foreign.forceShutdown());
   const address = `127.0.0.1:${port}`;
   await sys.etcdClient().put(`${DEFAULT_ETCD_PREFIX}${address}`).value(address);

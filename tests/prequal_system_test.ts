@@ -11,6 +11,7 @@ import { loadContract, type TaskRequest, unary } from "../lib/wire/proto.ts";
 import { describe } from "./_load.ts";
 import { startSystem, type TestSystem } from "./_harness.ts";
 import { listServers, waitFor, waitForServers } from "./_system.ts";
+import { bindServer } from "../lib/wire/grpc_server.ts";
 
 /** Two slots each, 20 ms a task at full speed. */
 const EMULATED = ["--service-time", "exp:20ms", "--workers", "2"];
@@ -86,13 +87,7 @@ Deno.test("prequal picks a backend that answers no probe (an original one) by co
       done: grpc.sendUnaryData<unknown>,
     ) => done(null, { result: `done ${call.request.task_id}` }),
   });
-  const port = await new Promise<number>((resolve, reject) =>
-    original.bindAsync(
-      "127.0.0.1:0",
-      grpc.ServerCredentials.createInsecure(),
-      (e, p) => e ? reject(e) : resolve(p),
-    )
-  );
+  const port = await bindServer(original, "127.0.0.1", 0);
   sys.defer(() => original.forceShutdown());
   const originalAddress = `127.0.0.1:${port}`;
   await sys.etcdClient().put(`${DEFAULT_ETCD_PREFIX}${originalAddress}`).value(originalAddress);

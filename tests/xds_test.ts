@@ -16,6 +16,7 @@ import { startSystem } from "./_harness.ts";
 import { listServers, waitFor, waitForServers } from "./_system.ts";
 import { unary } from "../lib/wire/proto.ts";
 import { startXdsClient, XDS_CLIENT_KINDS } from "./_xds.ts";
+import { bindServer } from "../lib/wire/grpc_server.ts";
 
 const SERVICE = "tasks";
 
@@ -103,13 +104,7 @@ Deno.test("xDS: a Cluster both clients NACK is logged, not sent again, and break
       return resources;
     },
   });
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(
-      "127.0.0.1:0",
-      grpc.ServerCredentials.createInsecure(),
-      (error, port) => error ? reject(error) : resolve(port),
-    )
-  );
+  const port = await bindServer(server, "127.0.0.1", 0);
   const clients = XDS_CLIENT_KINDS.map((kind) =>
     startXdsClient(kind, `127.0.0.1:${port}`, SERVICE)
   );

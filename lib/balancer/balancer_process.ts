@@ -40,7 +40,6 @@ import { DEFAULT_POLICY_KEY, SharedPolicy } from "../etcd/shared_policy.ts";
 import { DEFAULT_WATCH_INTERVAL_MS, WatchBroadcast, withEncodedWatch } from "./watch_broadcast.ts";
 import { addAds, type AdsServer } from "../xds/ads_server.ts";
 import { PrefixedService } from "../xds/prefixed_service.ts";
-import { readOrcaLoad } from "../wire/orca.ts";
 import { sleep } from "../wire/backoff.ts";
 import type { TlsConfig } from "../wire/tls.ts";
 
@@ -205,12 +204,6 @@ export class Balancer {
         ...options.healthCheck,
         tls: options.tls,
         metrics: this.#metrics,
-        // A server's load as ORCA tells it: how a server that does not call ReportLoad (a
-        // grpc-go or grpc-java one) reports.
-        onLoadReport: (address, base64) => {
-          const load = readOrcaLoad(base64);
-          if (load) this.set.reportOrca(address, load);
-        },
       });
       this.prober = new LoadProber({ picker: this.picker, transport: this.#checker });
     }

@@ -36,6 +36,7 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { getLogger } from "@logtape/logtape";
+import { readOrcaLoad } from "../wire/orca.ts";
 import { type CheckCallback, type CheckResult, HealthProbe } from "./health_probe.ts";
 import { ProbeSweeper } from "./probe_sweeper.ts";
 import type { BalancerMetrics } from "../ops/metrics.ts";
@@ -79,8 +80,6 @@ export interface HealthCheckerOptions {
   tls?: TlsConfig;
   /** Where ejections and readmissions are counted; none: not counted. */
   metrics?: Pick<BalancerMetrics, "healthEjections" | "healthReadmissions">;
-  /** Takes the ORCA load report (base64) a check's answer carried; none: reports are dropped. */
-  onLoadReport?: (address: string, loadReport: string) => void;
 }
 
 /**
@@ -118,7 +117,6 @@ export class HealthChecker {
   #probes = new Map<string, Probe>();
   #unsubscribe: (() => void) | undefined;
   #metrics: HealthCheckerOptions["metrics"];
-  #onLoadReport: HealthCheckerOptions["onLoadReport"];
   #ticker: ReturnType<typeof setInterval> | undefined;
   /** Times the checks in flight of every probe. */
   #sweeper = new ProbeSweeper();
@@ -132,7 +130,6 @@ export class HealthChecker {
     this.#service = options.service ?? "";
     this.#tls = options.tls;
     this.#metrics = options.metrics;
-    this.#onLoadReport = options.onLoadReport;
   }
 
   /** Follows the set's members: holds new ones out of the picks until their first check. */
@@ -196,7 +193,7 @@ export class HealthChecker {
       onChecked,
       onResult: (result, loadReport) => {
         this.#checked(probe, result);
-        if (loadReport !== undefined && !probe.closed) this.#onLoadReport?.(address, loadReport);
+        if (loadReport !== undefined && !probe.closed) this.#recordLoad(address, loadReport);
       },
     };
     this.#probes.set(address, probe);
@@ -252,6 +249,15 @@ export class HealthChecker {
     probe.onChecked();
     probe.nextAt = performance.now() +
       checkIntervalMs(this.#probes.size, this.#intervalMs, this.#maxChecksPerS);
+  }
+
+  /**
+   * Records the ORCA load (base64) a check's answer carried: how a server that sends no
+   * `ReportLoad` (a grpc-go or grpc-java one) reports; the set prefers a server's own reports.
+   */
+  #recordLoad(address: string, loadReport: string): void {
+    const load = readOrcaLoad(loadReport);
+    if (load) this.#set.reportOrca(address, load);
   }
 
   #record(probe: Probe, healthy: boolean, reason: string): void {

@@ -51,8 +51,6 @@ interface Subscription {
   sentVersion: string;
   /** Nonce of the last response. */
   nonce: string;
-  /** Version the client last ACKed. */
-  ackedVersion: string;
 }
 
 interface Stream {
@@ -219,14 +217,13 @@ export class AdsServer {
         );
       } else {
         this.#stats.acks++;
-        subscription.ackedVersion = request.version_info;
       }
     }
     const names = request.resource_names.length === 0 && (kind === "lds" || kind === "cds")
       ? undefined
       : new Set(request.resource_names);
     if (subscription && sameNames(subscription.names, names)) return;
-    subscription ??= { names, sentVersion: "", nonce: "", ackedVersion: "" };
+    subscription ??= { names, sentVersion: "", nonce: "" };
     subscription.names = names;
     stream.subscriptions.set(kind, subscription);
     this.#send(stream, kind, subscription);

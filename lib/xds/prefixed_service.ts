@@ -13,7 +13,6 @@ import { loadEtcd } from "../etcd/etcd_loader.ts";
 import { HealthChecker, type HealthCheckerOptions } from "../health/health_checker.ts";
 import { Picker } from "../picking/picker.ts";
 import { ServerSet } from "../picking/server_set.ts";
-import { readOrcaLoad } from "../wire/orca.ts";
 import type { XdsService } from "./ads_server.ts";
 
 const log = getLogger(["lb", "xds"]);
@@ -40,21 +39,14 @@ export class PrefixedService implements XdsService {
     name: string;
     prefix: string;
     policy: () => PolicyName;
-    healthCheck?: Omit<HealthCheckerOptions, "set" | "onLoadReport">;
+    healthCheck?: Omit<HealthCheckerOptions, "set">;
   }) {
     this.name = options.name;
     this.prefix = options.prefix;
     this.#policy = options.policy;
     this.picker = new Picker(createPolicy(options.policy()), this.set);
     if ((options.healthCheck?.intervalMs ?? 1) > 0) {
-      this.#checker = new HealthChecker({
-        ...options.healthCheck,
-        set: this.set,
-        onLoadReport: (address, base64) => {
-          const load = readOrcaLoad(base64);
-          if (load) this.set.reportOrca(address, load);
-        },
-      });
+      this.#checker = new HealthChecker({ ...options.healthCheck, set: this.set });
     }
   }
 
