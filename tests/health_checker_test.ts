@@ -43,11 +43,40 @@ Deno.test("by default a hung server is ejected within 1 s up to 250 servers, and
 
 /** A grpc-js server with the health service at `status`, counting the `Check` calls it gets. */
 async function healthServer(
-  options: { port?: number; status?: ServingStatus; health?: boolean } = {},
+  options: {
+    port?: number;
+    status?: ServingStatus;
+    health?: boolean;
+    /** With grpc-js's own out-of-band ORCA service, reporting this CPU utilization. */
+    orcaCpu?: number;
+  } = {},
 ) {
   const server = createServer();
+  const recorder = new grpc.ServerMetricRecorder();
+  const counted = { checks: 0, orcaStreams: 0 };
+  if (options.orcaCpu !== undefined) {
+    recorder.setCpuUtilizationMetric(options.orcaCpu);
+    recorder.addToServer(server);
+  } else {
+    // No ORCA: asked for it, answers UNIMPLEMENTED as a server without it does, and counts.
+    server.addService({
+      StreamCoreMetrics: {
+        path: "/xds.service.orca.v3.OpenRcaService/StreamCoreMetrics",
+        requestStream: false,
+        responseStream: true,
+        requestSerialize: (b: Uint8Array) => b,
+        requestDeserialize: (b: Uint8Array) => b,
+        responseSerialize: (b: Uint8Array) => b,
+        responseDeserialize: (b: Uint8Array) => b,
+      },
+    } as unknown as grpc.ServiceDefinition, {
+      StreamCoreMetrics: (call: grpc.ServerWritableStream<unknown, unknown>) => {
+        counted.orcaStreams++;
+        call.emit("error", { code: grpc.status.UNIMPLEMENTED, details: "no ORCA here" });
+      },
+    });
+  }
   const health = new HealthService([""], options.status ?? "SERVING");
-  const counted = { checks: 0 };
   if (options.health ?? true) {
     // The service's own handlers, each Check counted on its way in.
     health.addTo({
@@ -71,8 +100,11 @@ async function healthServer(
     address: `127.0.0.1:${port}`,
     port,
     health,
+    recorder,
     /** `Check` calls received so far. */
     checks: () => counted.checks,
+    /** Out-of-band ORCA streams asked for so far (without `orcaCpu`). */
+    orcaStreams: () => counted.orcaStreams,
     async stop() {
       health.close();
       await shutdownServer(server, 1_000);
@@ -175,6 +207,12 @@ function checkerOf(set = new ServerSet()) {
   const metrics = {
     healthEjections: new Counter({ name: "ejections", help: "ejections", registers }),
     healthReadmissions: new Counter({ name: "readmissions", help: "readmissions", registers }),
+    orcaReports: new Counter({
+      name: "orca",
+      help: "orca",
+      labelNames: ["source"] as const,
+      registers,
+    }),
   };
   const checker = new HealthChecker({ set, intervalMs: 50, timeoutMs: 1_000, metrics });
   return { set, checker, metrics };
@@ -215,6 +253,35 @@ Deno.test("HealthChecker holds a new member out of the picks until its first che
   } finally {
     checker.stop();
     await Promise.all([serving.stop(), bare.stop(), failing.stop()]);
+  }
+});
+
+Deno.test("HealthChecker takes the load of a server that tells it only out of band (grpc-js's OpenRcaService), and asks one without it once per connection", async () => {
+  const orca = await healthServer({ orcaCpu: 0.42 });
+  const plain = await healthServer();
+  const { set, checker, metrics } = checkerOf();
+  checker.start();
+  const loadOf = (address: string) =>
+    set.snapshot.servers.find((s) => s.address === address)?.load?.cpuLoad;
+  try {
+    set.add(orca.address);
+    set.add(plain.address);
+    await waitFor("the ORCA server's load", () => loadOf(orca.address) === 42);
+    orca.recorder.setCpuUtilizationMetric(0.9);
+    await waitFor("its next report", () => loadOf(orca.address) === 90);
+    const counts = await metrics.orcaReports.get();
+    assert.ok(
+      counts.values.some((v) => v.labels.source === "out_of_band" && v.value >= 2),
+      JSON.stringify(counts.values),
+    );
+    // The server without ORCA was asked once; its checks go on, and it is not asked again.
+    await checkedMore(plain, 5);
+    assert.equal(plain.orcaStreams(), 1);
+    assert.equal(loadOf(plain.address), undefined);
+    assert.equal(set.isHealthy(plain.address), true);
+  } finally {
+    checker.stop();
+    await Promise.all([orca.stop(), plain.stop()]);
   }
 });
 

@@ -5,7 +5,9 @@
  */
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
+import { Buffer } from "node:buffer";
 import { HealthService } from "../lib/wire/grpc_health.ts";
+import { decodeOrcaReport } from "../lib/wire/orca.ts";
 import {
   type CheckResult,
   HealthProbe,
@@ -251,6 +253,92 @@ Deno.test("a closed probe fails its checks and opens no connection", async () =>
   } finally {
     health.close();
     await shutdownServer(server, 1_000);
+  }
+});
+
+Deno.test("a probe streams out-of-band ORCA from grpc-js's own OpenRcaService beside its checks, and gets UNIMPLEMENTED from a server without it", async () => {
+  const { address, server, health } = await healthServer();
+  const recorder = new grpc.ServerMetricRecorder();
+  recorder.setCpuUtilizationMetric(0.3);
+  recorder.setQpsMetric(7);
+  recorder.addToServer(server);
+  const bare = await healthServer();
+  const probe = new HealthProbe(address);
+  const bareProbe = new HealthProbe(bare.address);
+  const reports: number[] = [];
+  const ends: CheckResult[] = [];
+  try {
+    probe.streamLoad(
+      50,
+      (bytes) => reports.push(decodeOrcaReport(bytes).cpuUtilization!),
+      (r) => ends.push(r),
+    );
+    await waitFor("three reports", () => reports.length >= 3);
+    assert.deepEqual(reports.slice(0, 3), [0.3, 0.3, 0.3]);
+    // Checks share the connection with the stream.
+    assert.deepEqual(await probe.check("", 2_000), { status: "SERVING" });
+    recorder.setCpuUtilizationMetric(0.6);
+    await waitFor("a report of the new load", () => reports.at(-1) === 0.6);
+    assert.equal(ends.length, 0);
+
+    const bareEnds: CheckResult[] = [];
+    bareProbe.streamLoad(
+      50,
+      () => assert.fail("a report from a server without ORCA"),
+      (r) => bareEnds.push(r),
+    );
+    await waitFor("the stream's end", () => bareEnds.length === 1);
+    assert.equal(code(bareEnds[0]), "UNIMPLEMENTED");
+    assert.deepEqual(await bareProbe.check("", 2_000), { status: "SERVING" });
+  } finally {
+    probe.close();
+    bareProbe.close();
+    health.close();
+    bare.health.close();
+    await Promise.all([shutdownServer(server, 1_000), shutdownServer(bare.server, 1_000)]);
+  }
+  // Closing the probe ended its stream, once.
+  assert.equal(ends.length, 1);
+  assert.equal(code(ends[0]), "UNAVAILABLE");
+});
+
+Deno.test("a streamed call outlives its first flow-control window, and a server's GOAWAY ends it so the server can shut down", async () => {
+  const { address, server, health } = await healthServer();
+  const MESSAGES = 1_000; // 200 KB: three times a stream's initial window
+  server.addService({
+    StreamCoreMetrics: {
+      path: "/xds.service.orca.v3.OpenRcaService/StreamCoreMetrics",
+      requestStream: false,
+      responseStream: true,
+      requestSerialize: (b: Buffer) => b,
+      requestDeserialize: (b: Buffer) => b,
+      responseSerialize: (b: Buffer) => b,
+      responseDeserialize: (b: Buffer) => b,
+    },
+  }, {
+    StreamCoreMetrics: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
+      for (let i = 0; i < MESSAGES; i++) call.write(Buffer.alloc(200, i % 256));
+      // and stays open, as a report stream does
+    },
+  });
+  const probe = new HealthProbe(address);
+  const sizes: number[] = [];
+  const ends: CheckResult[] = [];
+  try {
+    probe.streamLoad(1_000, (bytes) => sizes.push(bytes.length), (r) => ends.push(r));
+    await waitFor(`${MESSAGES} messages`, () => sizes.length === MESSAGES);
+    assert.ok(sizes.every((n) => n === 200));
+    assert.equal(ends.length, 0);
+    let shutDown = false;
+    health.close();
+    server.tryShutdown(() => shutDown = true);
+    await waitFor("the server's graceful shutdown to finish", () => shutDown, 5_000);
+    assert.equal(ends.length, 1);
+    assert.equal(code(ends[0]), "UNAVAILABLE");
+    assert.match("details" in ends[0] ? ends[0].details : "", /GOAWAY/);
+  } finally {
+    probe.close();
+    server.forceShutdown();
   }
 });
 

@@ -1,8 +1,8 @@
 /**
  * Load as gRPC's own backend metrics (ORCA, gRFC A51) tell it, between real processes: our
- * backends publish it per call and out of band, and the balancer takes it from a server that
- * reports no other way (a stock grpc-js server with per-call metrics, as a grpc-go or grpc-java
- * server with ORCA would send them).
+ * backends publish it per call and out of band, and the balancer takes it from servers that
+ * report no other way (stock grpc-js servers, per call and out of band, as grpc-go and grpc-java
+ * servers with ORCA send it).
  */
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
@@ -86,17 +86,17 @@ Deno.test("our backend tells its load as ORCA: in the trailers of its answers, a
   assert.ok(typeof reports[1].rps_fractional === "number");
 });
 
-Deno.test("a server that tells its load only as ORCA (per call, so in its health checks' answers) is listed with that load", async () => {
+Deno.test("servers that tell their load only as ORCA, per call (in their health checks' answers) or out of band, are listed with that load", async () => {
   await using sys = await startSystem({ etcd: true });
   const balancer = await sys.balancer(sys.onEtcd("--health-interval-ms", "200"));
   const lb = sys.lbClient(balancer.address);
-
-  // Not ours: grpc-js with per-call backend metrics, recording its load into every call.
-  const foreign = new grpc.Server({ "grpc.server_call_metric_recording": 1 });
   const Health = (grpc.loadPackageDefinition(HEALTH_DEFINITION) as unknown as {
     grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } };
   }).grpc.health.v1.Health;
-  foreign.addService(Health.service, {
+
+  // Not ours: grpc-js with per-call backend metrics, recording its load into every call.
+  const perCall = new grpc.Server({ "grpc.server_call_metric_recording": 1 });
+  perCall.addService(Health.service, {
     Check: (call: grpc.ServerUnaryCall<unknown, unknown>, done: grpc.sendUnaryData<unknown>) => {
       const metrics = call.getMetricsRecorder();
       metrics.recordCPUUtilizationMetric(0.42);
@@ -105,17 +105,37 @@ Deno.test("a server that tells its load only as ORCA (per call, so in its health
       done(null, { status: "SERVING" });
     },
   });
-  const port = await bindServer(foreign, "127.0.0.1", 0);
-  sys.defer(() => foreign.forceShutdown());
-  const address = `127.0.0.1:${port}`;
-  await sys.etcdClient().put(`${DEFAULT_ETCD_PREFIX}${address}`).value(address);
-  await waitForServers(lb, [address], 15_000);
+  // Not ours either: grpc-js's own out-of-band service, as grpc-go's `orca.Register` or
+  // grpc-java's `OrcaServiceImpl` serve it, and a health service that tells no load.
+  const outOfBand = new grpc.Server();
+  outOfBand.addService(Health.service, {
+    Check: (_call: unknown, done: grpc.sendUnaryData<unknown>) => done(null, { status: "SERVING" }),
+  });
+  const recorder = new grpc.ServerMetricRecorder();
+  recorder.setApplicationUtilizationMetric(0.25);
+  recorder.setQpsMetric(3);
+  recorder.addToServer(outOfBand);
 
-  const listed = await waitFor("the balancer to list its ORCA load", async () => {
-    const server = (await listServers(lb)).servers.find((s) => s.server_address === address);
-    return server?.has_load ? server : undefined;
-  }, 10_000);
-  console.log(`[orca] foreign server as listed: ${JSON.stringify(listed)}`);
-  assert.ok(Math.abs(listed!.cpu_load - 42) < 0.01, `cpu_load ${listed!.cpu_load}`);
-  assert.ok(Math.abs(listed!.qps - 12.5) < 0.01, `qps ${listed!.qps}`);
+  const addresses: string[] = [];
+  for (const server of [perCall, outOfBand]) {
+    const port = await bindServer(server, "127.0.0.1", 0);
+    sys.defer(() => server.forceShutdown());
+    const address = `127.0.0.1:${port}`;
+    addresses.push(address);
+    await sys.etcdClient().put(`${DEFAULT_ETCD_PREFIX}${address}`).value(address);
+  }
+  await waitForServers(lb, addresses, 15_000);
+
+  const listed = async (address: string) =>
+    await waitFor(`the balancer to list ${address}'s ORCA load`, async () => {
+      const server = (await listServers(lb)).servers.find((s) => s.server_address === address);
+      return server?.has_load ? server : undefined;
+    }, 10_000);
+  const [a, b] = [await listed(addresses[0]), await listed(addresses[1])];
+  console.log(`[orca] per-call server as listed: ${JSON.stringify(a)}`);
+  console.log(`[orca] out-of-band server as listed: ${JSON.stringify(b)}`);
+  assert.ok(Math.abs(a!.cpu_load - 42) < 0.01, `cpu_load ${a!.cpu_load}`);
+  assert.ok(Math.abs(a!.qps - 12.5) < 0.01, `qps ${a!.qps}`);
+  assert.ok(Math.abs(b!.cpu_load - 25) < 0.01, `cpu_load ${b!.cpu_load}`);
+  assert.ok(Math.abs(b!.qps - 3) < 0.01, `qps ${b!.qps}`);
 });

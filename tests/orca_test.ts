@@ -5,6 +5,7 @@ import {
   decodeOrcaReport,
   decodeOrcaRequestInterval,
   encodeOrcaReport,
+  encodeOrcaRequest,
   LATENCY_METRIC,
   orcaLoad,
   prequalSignals,
@@ -106,6 +107,12 @@ Deno.test("orcaLoad reads load as gRPC's weighted round robin does: application 
     eps: 0,
   });
   assert.equal(readOrcaLoad("not base64 of a report!"), undefined);
+  assert.deepEqual(readOrcaLoad(encodeOrcaReport({ applicationUtilization: 0.25 })), {
+    cpuLoad: 25,
+    inFlight: 0,
+    qps: 0,
+    eps: 0,
+  });
   assert.deepEqual(
     readOrcaLoad(encodeOrcaReport({ cpuUtilization: 0.5 }).toString("base64")),
     { cpuLoad: 50, inFlight: 0, qps: 0, eps: 0 },
@@ -133,4 +140,12 @@ Deno.test("decodeOrcaRequestInterval reads the report_interval an OrcaLoadReport
   );
   assert.equal(decodeOrcaRequestInterval(encode({})), 0);
   assert.throws(() => decodeOrcaRequestInterval(new Uint8Array([0x0a, 0x05, 0x08])), RangeError);
+
+  // What the balancer asks a server for, as protobufjs reads it.
+  for (const [ms, seconds, nanos] of [[1_000, 1, 0], [2_500, 2, 500_000_000], [250, 0, 250e6]]) {
+    const asked = Request.toObject(Request.decode(encodeOrcaRequest(ms)), { longs: Number });
+    const expected = { ...(seconds ? { seconds } : {}), ...(nanos ? { nanos } : {}) };
+    assert.deepEqual(asked.report_interval, expected);
+    assert.equal(decodeOrcaRequestInterval(encodeOrcaRequest(ms)), ms);
+  }
 });

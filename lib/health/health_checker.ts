@@ -32,11 +32,17 @@
  * The deadlines of the checks in flight are timed by one {@linkcode ProbeSweeper} that the
  * checker makes, shares with its probes and stops with them.
  *
+ * The checks also carry load, as gRPC's ORCA (gRFC A51) tells it: a check's answer may hold a
+ * per-call report (ours do), and a server whose answers hold none is asked once per connection
+ * for out-of-band reports on the same connection (`OpenRcaService`, as grpc-go and grpc-java
+ * serve it). Either goes into the set as the server's load, below its own `ReportLoad`.
+ *
  * @module
  */
 import * as grpc from "@grpc/grpc-js";
 import { getLogger } from "@logtape/logtape";
 import { readOrcaLoad } from "../wire/orca.ts";
+import type { Buffer } from "node:buffer";
 import { type CheckCallback, type CheckResult, HealthProbe } from "./health_probe.ts";
 import { ProbeSweeper } from "./probe_sweeper.ts";
 import type { BalancerMetrics } from "../ops/metrics.ts";
@@ -52,6 +58,11 @@ export const DEFAULT_HEALTH_INTERVAL_MS = 250;
 export const DEFAULT_HEALTH_TIMEOUT_MS = 500;
 /** Default cap on the checks per second over the whole set. */
 export const DEFAULT_MAX_CHECKS_PER_S = 1_000;
+/**
+ * Interval of the out-of-band ORCA reports asked of a server whose check answers carry none: a
+ * second, as our backends serve at most (grpc-go and grpc-java take any).
+ */
+export const ORCA_OOB_INTERVAL_MS = 1_000;
 
 /**
  * Time between two checks of one server while `servers` are checked: `intervalMs`, stretched
@@ -78,8 +89,8 @@ export interface HealthCheckerOptions {
   service?: string;
   /** TLS of the servers' ports. @default {plaintext} */
   tls?: TlsConfig;
-  /** Where ejections and readmissions are counted; none: not counted. */
-  metrics?: Pick<BalancerMetrics, "healthEjections" | "healthReadmissions">;
+  /** Where ejections, readmissions and ORCA reports are counted; none: not counted. */
+  metrics?: Pick<BalancerMetrics, "healthEjections" | "healthReadmissions" | "orcaReports">;
 }
 
 /**
@@ -104,6 +115,16 @@ interface Probe {
   onChecked: () => void;
   /** Takes each check's result (one function per probe, not one per check). */
   onResult: CheckCallback;
+  /**
+   * The server's out-of-band ORCA stream: `none` (opened after the next passing check that
+   * carried no load report), `open`, or `unsupported` (it answered UNIMPLEMENTED; asked again
+   * on a new connection, which may be a new server).
+   */
+  oob: "none" | "open" | "unsupported";
+  /** Takes each out-of-band report. */
+  onOrca: (report: Buffer) => void;
+  /** Takes the end of the out-of-band stream. */
+  onOrcaEnd: (result: CheckResult) => void;
 }
 
 /** Checks every member of a set, ejecting and readmitting them. */
@@ -183,7 +204,10 @@ export class HealthChecker {
         sweeper: this.#sweeper,
         // A lost connection is checked at once: a dead server fails that check (refused), a
         // restarted one passes it on a new connection.
-        onDisconnect: () => this.#checkNow(probe),
+        onDisconnect: () => {
+          if (probe.oob === "unsupported") probe.oob = "none";
+          this.#checkNow(probe);
+        },
       }),
       nextAt: Infinity,
       running: false,
@@ -192,8 +216,24 @@ export class HealthChecker {
       checked,
       onChecked,
       onResult: (result, loadReport) => {
-        this.#checked(probe, result);
-        if (loadReport !== undefined && !probe.closed) this.#recordLoad(address, loadReport);
+        const healthy = this.#checked(probe, result);
+        if (probe.closed) return;
+        if (loadReport !== undefined) this.#recordLoad(address, loadReport, "health_check");
+        else if (healthy && probe.oob === "none") this.#streamOrca(probe);
+      },
+      oob: "none",
+      onOrca: (report) => {
+        if (!probe.closed) this.#recordLoad(address, report, "out_of_band");
+      },
+      onOrcaEnd: (result) => {
+        if (probe.closed) return;
+        probe.oob = "code" in result && result.code === grpc.status.UNIMPLEMENTED
+          ? "unsupported"
+          : "none";
+        log.debug("Server {address} ended its ORCA stream: {details}", {
+          address,
+          details: "code" in result ? `${statusName(result.code)}: ${result.details}` : "",
+        });
       },
     };
     this.#probes.set(address, probe);
@@ -235,7 +275,8 @@ export class HealthChecker {
     probe.connection.checkThen(this.#service, this.#timeoutMs, probe.onResult);
   }
 
-  #checked(probe: Probe, result: CheckResult): void {
+  /** Takes a check's result; returns whether it passed. */
+  #checked(probe: Probe, result: CheckResult): boolean {
     probe.running = false;
     let reason = "";
     if ("status" in result) {
@@ -244,20 +285,37 @@ export class HealthChecker {
       // UNIMPLEMENTED (no health service, an original backend): it answered, so it is alive.
       reason = `${statusName(result.code)}: ${result.details}`;
     }
-    if (probe.closed) return;
+    if (probe.closed) return false;
     this.#record(probe, reason === "", reason);
     probe.onChecked();
     probe.nextAt = performance.now() +
       checkIntervalMs(this.#probes.size, this.#intervalMs, this.#maxChecksPerS);
+    return reason === "";
   }
 
   /**
-   * Records the ORCA load (base64) a check's answer carried: how a server that sends no
+   * Asks a server whose check answers carry no load report for its reports out of band, on the
+   * probe's connection: how a grpc-go or grpc-java server with ORCA (`orca.Register`,
+   * `OrcaServiceImpl`) tells its load, with no per-call report on its health service.
+   */
+  #streamOrca(probe: Probe): void {
+    probe.oob = "open";
+    probe.connection.streamLoad(ORCA_OOB_INTERVAL_MS, probe.onOrca, probe.onOrcaEnd);
+  }
+
+  /**
+   * Records an ORCA load report (the bytes, or base64 from a trailer): how a server that sends no
    * `ReportLoad` (a grpc-go or grpc-java one) reports; the set prefers a server's own reports.
    */
-  #recordLoad(address: string, loadReport: string): void {
-    const load = readOrcaLoad(loadReport);
-    if (load) this.#set.reportOrca(address, load);
+  #recordLoad(
+    address: string,
+    report: string | Buffer,
+    source: "health_check" | "out_of_band",
+  ): void {
+    const load = readOrcaLoad(report);
+    if (load === undefined) return;
+    this.#set.reportOrca(address, load);
+    this.#metrics?.orcaReports.inc({ source });
   }
 
   #record(probe: Probe, healthy: boolean, reason: string): void {

@@ -59,7 +59,7 @@ import {
   type ServingStatus,
 } from "../wire/grpc_health.ts";
 import { encodeField, HpackDecoder, HpackError } from "./hpack.ts";
-import { ORCA_TRAILER } from "../wire/orca.ts";
+import { encodeOrcaRequest, ORCA_TRAILER } from "../wire/orca.ts";
 import { statusName } from "../wire/status.ts";
 import { http2TlsOptions, type TlsConfig } from "../wire/tls.ts";
 import { ProbeSweeper, type SweptCheck } from "./probe_sweeper.ts";
@@ -71,6 +71,7 @@ export const CONNECT_TIMEOUT_MS = 20_000;
 const PROBE_BACKOFF = { initialMs: 1_000, multiplier: 1.6, jitter: 0.2, maxMs: 5_000 };
 
 const CHECK_PATH = "/grpc.health.v1.Health/Check";
+const ORCA_STREAM_PATH = "/xds.service.orca.v3.OpenRcaService/StreamCoreMetrics";
 
 const checkMethod = (HEALTH_DEFINITION["grpc.health.v1.Health"] as grpc.ServiceDefinition).Check;
 
@@ -130,7 +131,10 @@ const SETTINGS_ACK = frame(SETTINGS, ACK, 0, new Uint8Array(0));
 /** The answer to one check: the server's status, or why there is none. */
 export type CheckResult =
   | { status: ServingStatus }
-  /** A gRPC status other than OK (`code`), from the server or made up here (no answer). */
+  /**
+   * A gRPC status (`code`), from the server or made up here (no answer): other than OK, except
+   * at the end of a streaming call.
+   */
   | { code: grpc.status; details: string };
 
 /** Options of {@linkcode HealthProbe}. */
@@ -223,6 +227,39 @@ export class HealthProbe {
     connection.open(stream, this.#requestFor(service, timeoutMs));
   }
 
+  /**
+   * Opens `xds.service.orca.v3.OpenRcaService/StreamCoreMetrics` (out-of-band ORCA, gRFC A51)
+   * on the probe's connection, asking for a report every `intervalMs`: `onReport` gets each
+   * report's bytes, and `onEnd` the stream's end, once (UNIMPLEMENTED from a server without the
+   * service, UNAVAILABLE when the connection goes). It has no deadline: it lasts as long as the
+   * connection, which a GOAWAY ends for it (so a draining connection is not held open).
+   */
+  streamLoad(
+    intervalMs: number,
+    onReport: (report: Buffer) => void,
+    onEnd: (result: CheckResult) => void,
+  ): void {
+    const connection = this.#connect();
+    if (connection === undefined) {
+      const result = { code: grpc.status.UNAVAILABLE, details: this.#lastError };
+      queueMicrotask(() => onEnd(result));
+      return;
+    }
+    const stream: StreamState = { ...BLANK_STREAM, connection, onResult: onEnd };
+    stream.onMessage = onReport;
+    connection.open(
+      stream,
+      buildRequest(
+        this.#tls ? "https" : "http",
+        this.#authority,
+        ORCA_STREAM_PATH,
+        undefined,
+        framed(encodeOrcaRequest(intervalMs)),
+      ),
+      false,
+    );
+  }
+
   /** The request for `service`, built once (a probe asks about the same one each time). */
   #requestFor(service: string, timeoutMs: number): Request {
     if (
@@ -234,6 +271,7 @@ export class HealthProbe {
       this.#request = buildRequest(
         this.#tls ? "https" : "http",
         this.#authority,
+        CHECK_PATH,
         `${Math.max(1, Math.ceil(timeoutMs))}m`,
         framed(checkMethod.requestSerialize({ service })),
       );
@@ -296,7 +334,7 @@ export class HealthProbe {
   }
 }
 
-/** A check's request: HEADERS then DATA (END_STREAM), stream ids to fill in per check. */
+/** A request: HEADERS then DATA (END_STREAM), stream ids to fill in per call. */
 interface Request {
   bytes: Buffer;
   /** Offset of the DATA frame (its stream id is at +5). */
@@ -305,18 +343,25 @@ interface Request {
   dataBytes: number;
 }
 
-function buildRequest(scheme: string, authority: string, timeout: string, body: Buffer): Request {
+/** A unary or server-streaming call's request to `path`; no `timeout`: no deadline. */
+function buildRequest(
+  scheme: string,
+  authority: string,
+  path: string,
+  timeout: string | undefined,
+  body: Buffer,
+): Request {
   const block = Uint8Array.from([
     ...encodeField(":method", "POST"),
     ...encodeField(":scheme", scheme),
-    ...encodeField(":path", CHECK_PATH),
+    ...encodeField(":path", path),
     ...encodeField(":authority", authority),
     ...encodeField("content-type", "application/grpc"),
     ...encodeField("te", "trailers"),
-    ...encodeField("grpc-timeout", timeout),
+    ...(timeout === undefined ? [] : encodeField("grpc-timeout", timeout)),
   ]);
   if (block.length > MAX_FRAME_BYTES || body.length > MAX_FRAME_BYTES) {
-    throw new RangeError("A health check request larger than one HTTP/2 frame");
+    throw new RangeError("A probe's request larger than one HTTP/2 frame");
   }
   const headers = frame(HEADERS, END_HEADERS, 0, block);
   const data = frame(DATA, END_STREAM, 0, body);
@@ -348,6 +393,13 @@ interface StreamState extends SweptCheck {
    * uses the state (a probe reuses it then).
    */
   onResult: CheckCallback;
+  /**
+   * A server-streaming call's (out-of-band ORCA): takes each message as it is whole, and the
+   * stream has no deadline; undefined for a check.
+   */
+  onMessage: ((message: Buffer) => void) | undefined;
+  /** Bytes of DATA read on a streaming call since its window was last given back. */
+  unacknowledged: number;
 }
 
 /** Takes a check's result, and the ORCA load report (base64) its answer carried, if any. */
@@ -372,6 +424,8 @@ const BLANK_STREAM: Readonly<StreamState> = {
   readsAtOpen: 0,
   slot: -1,
   onResult: NO_RESULT,
+  onMessage: undefined,
+  unacknowledged: 0,
   expire: expireStream,
 };
 
@@ -481,10 +535,10 @@ class ProbeConnection {
   }
 
   /**
-   * Sends `request` on a new stream for `stream`, timed by the sweeper; false when it could not
-   * (then `stream`'s check ends with why).
+   * Sends `request` on a new stream for `stream`, timed by the sweeper unless not `timed`; false
+   * when it could not (then `stream`'s check ends with why).
    */
-  open(stream: StreamState, request: Request): boolean {
+  open(stream: StreamState, request: Request, timed = true): boolean {
     let why = "";
     if (this.#destroyed || this.#draining) why = "the connection is closing";
     else if (this.#streams.length >= this.#maxStreams) {
@@ -511,7 +565,7 @@ class ProbeConnection {
     bytes.writeUInt32BE(id, request.dataAt + 5);
     this.#socket.write(bytes);
     if (this.#nextStreamId > MAX_STREAM_ID) this.#goingAway("the connection ran out of stream ids");
-    this.#sweeper.track(stream);
+    if (timed) this.#sweeper.track(stream);
     return true;
   }
 
@@ -565,6 +619,12 @@ class ProbeConnection {
     if (this.#draining) return;
     this.#draining = true;
     this.#events.onGone(reason, this.#up, false);
+    // A streaming call would hold the connection open: it ends now, and opens on the next one.
+    for (const stream of [...this.#streams]) {
+      if (stream.onMessage !== undefined) {
+        this.cancel(stream, { code: grpc.status.UNAVAILABLE, details: reason });
+      }
+    }
     if (this.#streams.length === 0) this.destroy(reason);
   }
 
@@ -665,6 +725,7 @@ class ProbeConnection {
     if (data === undefined) return this.#fail(PROTOCOL_ERROR, "DATA with invalid padding");
     const stream = this.#stream(streamId);
     if (stream === undefined) return; // reset by us already, or not ours: ignored
+    if (stream.onMessage !== undefined) return this.#streamData(stream, flags, payload, data);
     if (stream.bodyBytes + data.length > MAX_ANSWER_BYTES) {
       return this.cancel(stream, {
         code: grpc.status.RESOURCE_EXHAUSTED,
@@ -683,6 +744,41 @@ class ProbeConnection {
       }
       stream.bodyBytes += data.length;
     }
+    if (flags & END_STREAM) this.#finish(stream, answer(stream));
+  }
+
+  /**
+   * DATA of a streaming call: each whole message goes to its `onMessage`, and the stream's
+   * receive window is given back as the connection's is (it outlives the initial 64 KiB).
+   */
+  #streamData(stream: StreamState, flags: number, payload: Buffer, data: Buffer): void {
+    stream.unacknowledged += payload.length;
+    if (stream.unacknowledged >= MAX_FRAME_BYTES && (flags & END_STREAM) === 0) {
+      this.#socket.write(windowUpdate(stream.id, stream.unacknowledged));
+      stream.unacknowledged = 0;
+    }
+    let body = stream.body === undefined ? data : Buffer.concat([stream.body, data]);
+    while (body.length >= 5) {
+      const length = body.readUInt32BE(1);
+      if (body[0] !== 0) {
+        return this.cancel(stream, {
+          code: grpc.status.INTERNAL,
+          details: "a compressed message, and none was asked for",
+        });
+      }
+      if (length > MAX_ANSWER_BYTES) {
+        return this.cancel(stream, {
+          code: grpc.status.RESOURCE_EXHAUSTED,
+          details: `a message over ${MAX_ANSWER_BYTES} bytes`,
+        });
+      }
+      if (body.length < 5 + length) break;
+      stream.onMessage!(Buffer.from(body.subarray(5, 5 + length)));
+      body = body.subarray(5 + length);
+      // The listener may have ended the stream (its state is blank again then).
+      if (stream.onMessage === undefined) return;
+    }
+    stream.body = body.length > 0 ? Buffer.from(body) : undefined;
     if (flags & END_STREAM) this.#finish(stream, answer(stream));
   }
 
@@ -851,9 +947,15 @@ function framed(message: Buffer): Buffer {
   return bytes;
 }
 
-/** The result of a finished Check stream: trailers (or a trailers-only answer), then body. */
+/**
+ * The result of a finished stream: trailers (or a trailers-only answer), then a Check's body; a
+ * streaming call that ended with OK is `{ code: OK }`.
+ */
 function answer(stream: StreamState): CheckResult {
   const code = stream.grpcStatus;
+  if (code === "0" && stream.onMessage !== undefined) {
+    return { code: grpc.status.OK, details: "the server ended the stream" };
+  }
   if (code === undefined) {
     const httpStatus = stream.httpStatus;
     return {

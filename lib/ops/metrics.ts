@@ -72,6 +72,8 @@ export interface BalancerMetrics {
   readonly healthEjections: Counter;
   /** Counted by the health checker. */
   readonly healthReadmissions: Counter;
+  /** Counted by the health checker, by `source`: `health_check` (per call) or `out_of_band`. */
+  readonly orcaReports: Counter<"source">;
   /** Fed by {@linkcode monitorEventLoop} while the balancer runs. */
   readonly eventLoopLag: Histogram;
 }
@@ -179,6 +181,13 @@ export function createBalancerMetrics(sources: BalancerMetricSources): BalancerM
     healthReadmissions: new Counter({
       name: "lb_health_readmissions_total",
       help: "Ejected servers put back in the picks by a passing health check",
+      registers,
+    }),
+    orcaReports: new Counter({
+      name: "lb_orca_reports_total",
+      help: "ORCA load reports taken from servers, by source: health_check (in a check's " +
+        "trailers) or out_of_band (OpenRcaService)",
+      labelNames: ["source"],
       registers,
     }),
     eventLoopLag: new Histogram({

@@ -118,10 +118,15 @@ export function orcaLoad(
   };
 }
 
-/** {@linkcode orcaLoad} of a base64 report, or `undefined` when it tells none or does not decode. */
-export function readOrcaLoad(base64: string): ReturnType<typeof orcaLoad> {
+/**
+ * {@linkcode orcaLoad} of a report (its bytes, or base64 as a trailer carries it), or `undefined`
+ * when it tells none or does not decode.
+ */
+export function readOrcaLoad(report: string | Uint8Array): ReturnType<typeof orcaLoad> {
   try {
-    return orcaLoad(decodeOrcaReport(Buffer.from(base64, "base64")));
+    return orcaLoad(
+      decodeOrcaReport(typeof report === "string" ? Buffer.from(report, "base64") : report),
+    );
   } catch {
     return undefined;
   }
@@ -151,6 +156,17 @@ export function decodeOrcaRequestInterval(bytes: Uint8Array): number {
     } else reader.skip(tag & 7);
   }
   return intervalMs;
+}
+
+/** Encodes an `OrcaLoadReportRequest` asking for a report every `intervalMs`. */
+export function encodeOrcaRequest(intervalMs: number): Buffer {
+  const seconds = Math.floor(intervalMs / 1_000);
+  const nanos = Math.round((intervalMs - seconds * 1_000) * 1e6);
+  const duration = [
+    ...(seconds > 0 ? [(1 << 3) | VARINT, ...varint(seconds)] : []),
+    ...(nanos > 0 ? [(2 << 3) | VARINT, ...varint(nanos)] : []),
+  ];
+  return Buffer.from([(1 << 3) | LENGTH_DELIMITED, ...varint(duration.length), ...duration]);
 }
 
 /** Prequal's signals in an ORCA report, if both are there and sane. */
