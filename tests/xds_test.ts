@@ -275,14 +275,19 @@ Deno.test("xDS: consistent_hash keeps each client-id header on one backend (ring
   assert.ok(fallback.every((n) => n > 0), `c-core reached every backend: ${fallback}`);
 });
 
-Deno.test("xDS: a service on an etcd prefix of its own (NAME=PREFIX) serves only the servers under it", async () => {
+Deno.test("xDS: a service on an etcd prefix of its own (NAME=PREFIX) serves only the servers under it, one registered by name served at its IP", async () => {
   await using sys = await startSystem({ etcd: true });
   const balancer = await sys.balancer(
     sys.onEtcd("--xds-service", `${SERVICE},billing=/billing/`),
   );
   const lb = sys.lbClient(balancer.address);
   const tasks = [1, 2].map(() => sys.backend(sys.onEtcd()));
-  const billing = [1, 2].map(() => sys.backend(sys.onEtcd("--etcd-prefix", "/billing/")));
+  // One billing backend registered by name: clients need its IP, which the balancer resolves.
+  const byName = sys.backend(sys.onEtcd("--etcd-prefix", "/billing/", "--advertise", "localhost"));
+  const billing = [
+    sys.backend(sys.onEtcd("--etcd-prefix", "/billing/")),
+    { address: `localhost:${byName.port}` },
+  ];
   await waitForServers(lb, tasks.map((b) => b.address), 15_000);
   const clients = [
     { service: SERVICE, own: tasks, other: billing },

@@ -19,7 +19,8 @@ import { checkToken } from "../wire/auth.ts";
 import type { Picker } from "../picking/picker.ts";
 import type { ServerSet } from "../picking/server_set.ts";
 import { type Any, type ResourceKind, TYPE_URLS, type XdsProtos, xdsProtos } from "./xds_protos.ts";
-import { serviceResources } from "./xds_resources.ts";
+import { serviceResources, type XdsEndpoint } from "./xds_resources.ts";
+import { EndpointNames, type LookupHost } from "./endpoint_names.ts";
 
 const log = getLogger(["lb", "xds"]);
 
@@ -104,6 +105,8 @@ export class AdsServer {
   #unsubscribe: () => void;
   #refresh: ReturnType<typeof setInterval>;
   #stats: AdsStats = { streams: 0, responses: 0, acks: 0, nacks: 0, nackedBy: [] };
+  /** The IPs of endpoints registered by name. */
+  #names: EndpointNames;
 
   /** Serves `services`. */
   constructor(options: {
@@ -114,12 +117,15 @@ export class AdsServer {
     intervalMs: number;
     /** Builds a service's resources (tests hand in one that can break them). */
     build?: typeof serviceResources;
+    /** Resolves endpoints registered by name. @default {the system's resolver} */
+    lookup?: LookupHost;
   }) {
     this.#protos = options.protos;
     this.#services = options.services;
     this.#clock = options.clock;
     this.#intervalMs = options.intervalMs;
     this.#build = options.build ?? serviceResources;
+    this.#names = new EndpointNames({ onChange: () => this.changed(), lookup: options.lookup });
     this.#rebuild();
     const sets = new Set(options.services.map((service) => service.set));
     const unsubscribes = [...sets].map((set) => set.onSnapshot(() => this.changed()));
@@ -180,6 +186,7 @@ export class AdsServer {
   close(): void {
     clearTimeout(this.#timer);
     clearInterval(this.#refresh);
+    this.#names.close();
     this.#unsubscribe();
     for (const stream of this.#streams) stream.call.end();
     this.#streams.clear();
@@ -257,18 +264,22 @@ export class AdsServer {
     );
     for (const { name, picker } of this.#services) {
       const weights = picker.weights();
-      const built = this.#build(this.#protos, {
-        name,
-        policy: picker.policyName,
-        endpoints: picker.snapshot.servers.map((server, i) => ({
-          address: server.address,
-          weight: weights[i],
-        })),
+      // At IP addresses, as clients need them: a name not resolved yet is left out, and one
+      // server registered twice (by name and by IP) is served once.
+      const endpoints: XdsEndpoint[] = [];
+      const served = new Set<string>();
+      picker.snapshot.servers.forEach((server, i) => {
+        const address = this.#names.resolve(server.address);
+        if (address === undefined || served.has(address)) return;
+        served.add(address);
+        endpoints.push({ address, weight: weights[i] });
       });
+      const built = this.#build(this.#protos, { name, policy: picker.policyName, endpoints });
       for (const kind of next.keys()) {
         for (const [key, any] of built[kind]) next.get(kind)!.set(key, any);
       }
     }
+    this.#names.sweep();
     const changed: ResourceKind[] = [];
     for (const [kind, resources] of next) {
       if (!sameResources(this.#resources.get(kind), resources)) {
