@@ -32,6 +32,8 @@ export interface XdsClient {
   served(address: string): number;
   /** Failed calls by status name, over the whole run. */
   failed(): Record<string, number>;
+  /** What the client wrote to stderr so far (the first failure of each code, with its details). */
+  log(): string;
   /** Calls the client retried itself, over the whole run. */
   retried(): number;
   /** End of the first 100 ms with a call answered by `address` after `afterMs`. */
@@ -135,6 +137,7 @@ export function startXdsClient(
     buckets,
     served: (address) => sum((b) => b.servers)[address] ?? 0,
     failed: () => sum((b) => b.failed),
+    log: () => log,
     retried: () => buckets.reduce((n, b) => n + b.retried, 0),
     firstCallTo: (address, afterMs = -Infinity) =>
       buckets.find((b) => b.atMs > afterMs && (b.servers[address] ?? 0) > 0)?.atMs,

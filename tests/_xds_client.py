@@ -47,6 +47,7 @@ def main():
     call = channel.unary_unary(METHOD)
     lock = threading.Lock()
     counts = {"servers": {}, "failed": {}, "retried": 0}
+    told = set()
     stopping = threading.Event()
     started = time.monotonic()
 
@@ -84,6 +85,9 @@ def main():
             except grpc.RpcError as error:
                 code = error.code().name
                 with lock:
+                    if code not in told:  # the first of each code, for the test's message
+                        told.add(code)
+                        print(f"failed {code}: {error.details()}", file=sys.stderr, flush=True)
                     counts["failed"][code] = counts["failed"].get(code, 0) + 1
                 time.sleep(0.01)
 

@@ -12,6 +12,7 @@
 import * as grpc from "@grpc/grpc-js";
 import * as xds from "@grpc/grpc-js-xds";
 import { createBackendClient, type TaskRequest, type TaskResponse } from "../lib/wire/proto.ts";
+import { isTransportFailure } from "../lib/client/task_client.ts";
 
 xds.register();
 const [service, concurrencyText, taskType, header] = Deno.args;
@@ -47,14 +48,18 @@ function processTask(request: TaskRequest): Promise<TaskResponse> {
   );
 }
 
+const told = new Set<string>();
+
 async function worker(): Promise<void> {
   while (!stopping) {
     try {
       const request = { task_id: `x${sent++}`, task_type: taskType };
       // gRPC's retry policy (the route's) retries a call only until a server answered it; one
-      // cut after that (its server killed mid-answer) is retried here once, as callers do.
+      // cut after that (its server killed mid-answer) is retried here once, as our client does.
+      // So is the INTERNAL grpc-js makes up when its write to a dead server's socket fails (EPIPE
+      // under Deno, where Node gives ECONNRESET, which grpc-js reports UNAVAILABLE).
       const { result } = await processTask(request).catch((error) => {
-        if ((error as { code: number }).code !== grpc.status.UNAVAILABLE) throw error;
+        if (!isTransportFailure(error as grpc.ServiceError)) throw error;
         retried++;
         return processTask(request);
       });
@@ -63,6 +68,10 @@ async function worker(): Promise<void> {
       servers[server] = (servers[server] ?? 0) + 1;
     } catch (error) {
       const code = grpc.status[(error as { code: number }).code] ?? "UNKNOWN";
+      if (!told.has(code)) {
+        told.add(code); // the first of each code, for the test's message
+        console.error(`failed ${code}: ${(error as Error).message}`);
+      }
       failed[code] = (failed[code] ?? 0) + 1;
       await new Promise((resolve) => setTimeout(resolve, 10));
     }

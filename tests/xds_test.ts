@@ -17,12 +17,16 @@ import { listServers, waitFor, waitForServers } from "./_system.ts";
 import { unary } from "../lib/wire/proto.ts";
 import { startXdsClient, XDS_CLIENT_KINDS } from "./_xds.ts";
 import { bindServer } from "../lib/wire/grpc_server.ts";
+import { freePort } from "../lib/harness/ports.ts";
 
 const SERVICE = "tasks";
 
 Deno.test("xDS: grpc-js-xds and C-core clients reach every backend, see a join, and lose a SIGKILLed backend with no failed call", async () => {
   await using sys = await startSystem({ etcd: true });
-  const balancer = await sys.balancer(sys.onEtcd("--xds-service", SERVICE));
+  const http = freePort();
+  const balancer = await sys.balancer(
+    sys.onEtcd("--xds-service", SERVICE, "--http-port", String(http)),
+  );
   const lb = sys.lbClient(balancer.address);
   const backends = [1, 2, 3].map(() => sys.backend(sys.onEtcd()));
   await waitForServers(lb, backends.map((b) => b.address), 15_000, true);
@@ -35,6 +39,13 @@ Deno.test("xDS: grpc-js-xds and C-core clients reach every backend, see a join, 
         return backends.every((b) => client.served(b.address) > 0);
       }, 20_000);
     }
+    // The balancer's /metrics show both clients, each having ACKed the four resource types.
+    const metric = (text: string, name: string) =>
+      Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1]);
+    const scraped = await (await fetch(`http://127.0.0.1:${http}/metrics`)).text();
+    assert.equal(metric(scraped, "lb_xds_streams"), clients.length);
+    assert.ok(metric(scraped, "lb_xds_acks_total") >= 4 * clients.length, scraped);
+    assert.equal(metric(scraped, "lb_xds_nacks_total"), 0);
 
     // A join: from the balancer listing it healthy to each client's first call to it.
     const joined = sys.backend(sys.onEtcd());
@@ -71,7 +82,7 @@ Deno.test("xDS: grpc-js-xds and C-core clients reach every backend, see a join, 
         client.buckets.some((b) => b.atMs > killedAt + 1_000 && Object.keys(b.servers).length > 0),
         `${client.kind} kept calling after the kill`,
       );
-      assert.deepEqual(client.failed(), {}, `${client.kind} failed calls`);
+      assert.deepEqual(client.failed(), {}, `${client.kind} failed calls: ${client.log()}`);
     }
   } finally {
     await Promise.all(clients.map((c) => c.stop()));
@@ -138,7 +149,7 @@ Deno.test("xDS: a Cluster both clients NACK is logged, not sent again, and break
     ads.changed();
     await waitFor("both clients to ACK the next version", () => ads.stats.acks >= acks + 2, 10_000);
     for (const client of clients) {
-      assert.deepEqual(client.failed(), {}, `${client.kind} failed calls`);
+      assert.deepEqual(client.failed(), {}, `${client.kind} failed calls: ${client.log()}`);
     }
   } finally {
     await Promise.all(clients.map((c) => c.stop()));
@@ -216,7 +227,7 @@ Deno.test("xDS: under weighted_round_robin both clients give each backend its we
           `${client.kind}: backend ${i + 1} got ${share} of the calls, its weight ${expected[i]}`,
         )
       );
-      assert.deepEqual(client.failed(), {}, `${client.kind} failed calls`);
+      assert.deepEqual(client.failed(), {}, `${client.kind} failed calls: ${client.log()}`);
     }
   } finally {
     await Promise.all(clients.map((c) => c.stop()));

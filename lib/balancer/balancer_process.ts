@@ -152,6 +152,7 @@ export class Balancer {
       set: this.set,
       picker: this.picker,
       watchers: () => this.#watch.subscribers,
+      xds: () => this.#ads?.stats,
     });
     this.#server.addService(
       withEncodedWatch(contract.LoadBalancer.service),

@@ -13,6 +13,7 @@ import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Route } from "./http_server.ts";
 import type { Picker } from "../picking/picker.ts";
 import type { ServerSet } from "../picking/server_set.ts";
+import type { AdsStats } from "../xds/ads_server.ts";
 
 /**
  * Buckets of `lb_get_server_duration_seconds`, from 1 µs to 10 ms: the handler answers from
@@ -57,6 +58,8 @@ export interface BalancerMetricSources {
   picker: Picker;
   /** Current `WatchServers` subscribers. */
   watchers: () => number;
+  /** What xDS clients have done so far; undefined (all 0) when the balancer serves no xDS. */
+  xds?: () => Readonly<AdsStats> | undefined;
 }
 
 /** The balancer's registry, and the instruments counted where things happen. */
@@ -97,6 +100,17 @@ function addMemoryMetrics(registers: Registry[]): void {
     },
   });
 }
+
+/** The counters of {@linkcode AdsStats}, by its field. */
+const XDS_COUNTERS = [
+  ["responses", "lb_xds_responses_total", "xDS responses sent (each a version of one type)"],
+  ["acks", "lb_xds_acks_total", "xDS responses clients accepted (ACK)"],
+  [
+    "nacks",
+    "lb_xds_nacks_total",
+    "xDS responses clients rejected (NACK; the balancer's log has the error detail)",
+  ],
+] as const;
 
 /** Creates the balancer's metrics in a registry of their own. */
 export function createBalancerMetrics(sources: BalancerMetricSources): BalancerMetrics {
@@ -144,6 +158,25 @@ export function createBalancerMetrics(sources: BalancerMetricSources): BalancerM
       this.set(sources.watchers());
     },
   });
+  new Gauge({
+    name: "lb_xds_streams",
+    help: "xDS clients connected (ADS streams open)",
+    registers,
+    collect() {
+      this.set(sources.xds?.()?.streams ?? 0);
+    },
+  });
+  for (const [key, name, help] of XDS_COUNTERS) {
+    new Counter({
+      name,
+      help,
+      registers,
+      collect() {
+        this.reset();
+        this.inc(sources.xds?.()?.[key] ?? 0);
+      },
+    });
+  }
   new Gauge({
     name: "lb_policy_info",
     help: "The active policy (1 for it, no series for the others)",
