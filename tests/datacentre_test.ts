@@ -393,7 +393,7 @@ Deno.test({
       },
     );
   } finally {
-    if (failed) dc.printLogs(/^balancer@/, 60);
+    if (failed) dc.printLogs(/^(balancer|backend)@/, 60);
     await dc.close();
   }
 });

@@ -178,6 +178,30 @@ Deno.test(
 );
 
 Deno.test(
+  "EtcdRegistration.stop() of an old process leaves the key a restarted one at the same address wrote under its own lease",
+  withEtcd(async ({ admin, client }) => {
+    const key = "/servers/127.0.0.1:50054";
+    const options = { prefix: PREFIX, address: "127.0.0.1:50054", ttlS: 5, value: "x" };
+    const old = new EtcdRegistration({ ...options, client: client() });
+    const restarted = new EtcdRegistration({ ...options, client: client() });
+    try {
+      await old.start();
+      await restarted.start();
+      // The old one's stop comes late (its delete was held up while etcd was out of reach).
+      await old.stop();
+      const stored = await keyOf(admin, key);
+      assert.ok(stored !== null, "the restarted process's key was deleted");
+      assert.equal(stored.lease, restarted.leaseId);
+      await restarted.stop();
+      assert.equal(await keyOf(admin, key), null);
+    } finally {
+      await old.stop();
+      await restarted.stop();
+    }
+  }),
+);
+
+Deno.test(
   "EtcdRegistration registers again under a new lease when its lease is revoked",
   withEtcd(async ({ admin, client, logs }) => {
     const key = "/servers/127.0.0.1:50052";

@@ -61,6 +61,8 @@ export class EtcdRegistration {
   #reRegistrations = 0;
   /** Set when a lease was lost, so the next successful write counts as a re-registration. */
   #lostPending = false;
+  /** The lost lease's ID while its key may still be there (until it expires). */
+  #lostLeaseId: string | undefined;
   #stopping = new AbortController();
   #loop: Promise<void> | undefined;
 
@@ -120,6 +122,10 @@ export class EtcdRegistration {
    * Stops retrying, deletes the key and revokes the lease. Best effort: each step is bounded by
    * `stopTimeoutMs`, so it returns even while etcd is down (the lease then expires on its own).
    * A pending {@linkcode start} rejects with {@linkcode RegistrationStoppedError}.
+   *
+   * The key is deleted only while it is still under this registration's lease: a delete that
+   * times out here may still be applied once etcd is reachable again, and by then a restarted
+   * backend at the same address may have written the key under a lease of its own.
    */
   async stop(): Promise<void> {
     if (this.#stopping.signal.aborted) return;
@@ -127,13 +133,16 @@ export class EtcdRegistration {
     await this.#loop;
     const lease = this.#lease;
     // After a lost lease the old key may still be there until its lease expires.
-    const written = lease !== undefined || this.#lostPending;
+    const leaseId = this.#leaseId ?? (this.#lostPending ? this.#lostLeaseId : undefined);
     this.#lease = undefined;
     this.#registered = false;
     this.#leaseId = undefined;
-    if (!written) return;
+    if (leaseId === undefined) return;
     try {
-      await this.#client.delete().key(this.#key).options({ deadline: this.#deadline() });
+      await this.#client.if(this.#key, "Lease", "==", leaseId)
+        .then(this.#client.delete().key(this.#key))
+        .options({ deadline: this.#deadline() })
+        .commit();
     } catch (error) {
       log.warn("Could not delete etcd key {key} on stop: {error}", { ...this.#logFields(), error });
     }
@@ -230,6 +239,7 @@ export class EtcdRegistration {
   #onLost(lease: Lease, error: unknown): void {
     if (lease !== this.#lease || this.#stopping.signal.aborted) return;
     this.#lease = undefined;
+    this.#lostLeaseId = this.#leaseId;
     this.#leaseId = undefined;
     this.#registered = false;
     this.#lostPending = true;
