@@ -14,6 +14,7 @@ import assert from "node:assert/strict";
 import { dashboardSystem, pacedLoad } from "./_dashboard.ts";
 import { launchChromium, waitForRows } from "./_dashboard_page.ts";
 import { startSystem } from "./_harness.ts";
+import { startXdsClient } from "./_xds.ts";
 import { testSecrets } from "./_secrets.ts";
 import { listServers } from "./_system.ts";
 
@@ -26,7 +27,7 @@ async function main(): Promise<void> {
   const token = { file: await secrets.write("token", TOKEN), value: TOKEN };
   await using sys = await startSystem();
   const system = await dashboardSystem(sys, {
-    balancerArgs: ["--policy", "round_robin"],
+    balancerArgs: ["--policy", "round_robin", "--xds-service", "tasks"],
     backends: 3,
     token,
   });
@@ -47,6 +48,16 @@ async function main(): Promise<void> {
   assert.equal(await page.textContent("#policy"), "round_robin");
   assert.equal(await page.locator("#chart canvas").count(), 1, "the chart is drawn");
   assert.equal(await page.textContent("#connection"), "live");
+  // It serves xDS: the summary counts a stock xDS client once it connects.
+  assert.equal(await page.isVisible("#xds-summary"), true);
+  const xdsClient = startXdsClient("grpc-js", system.balancer.address, "tasks", {
+    concurrency: 1,
+  });
+  try {
+    await page.locator("#xds:text-is('1 · 0 NACKs')").waitFor({ timeout: PAGE_WAIT_MS });
+  } finally {
+    await xdsClient.stop();
+  }
 
   const [killed, ...kept] = system.backends;
   killed.process.signal("SIGKILL");

@@ -231,6 +231,7 @@ export class Balancer {
         stopping: () => this.#http!.stopping,
         sharedPolicy: () => this.#sharedPolicy,
         prober: () => this.prober,
+        xds: () => this.#ads?.stats,
       }),
       "/health": healthRoute(() => this.#health.status() === "SERVING"),
       "/metrics": metricsRoute(this.#metrics.registry),

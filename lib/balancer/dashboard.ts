@@ -22,6 +22,7 @@ import type { Picker } from "../picking/picker.ts";
 import type { ServerSet } from "../picking/server_set.ts";
 import type { SharedPolicy } from "../etcd/shared_policy.ts";
 import type { WatchBroadcast } from "./watch_broadcast.ts";
+import type { AdsStats } from "../xds/ads_server.ts";
 
 /** Period of the pick-share samples and of the messages on `/events`. */
 export const DASHBOARD_INTERVAL_MS = 1_000;
@@ -66,6 +67,13 @@ export interface DashboardState {
   /** The last interval of picks (`null` until one has passed): its end and length, in ms. */
   window: { end: number; ms: number; picks: number } | null;
   servers: DashboardServer[];
+  /** xDS clients (`--xds-service`): streams open, ACKs, NACKs and the last NACK; `null`: none served. */
+  xds: {
+    streams: number;
+    acks: number;
+    nacks: number;
+    lastNack: NonNullable<AdsStats["lastNack"]> | null;
+  } | null;
 }
 
 /** What the dashboard works on. */
@@ -84,6 +92,8 @@ export interface DashboardDeps {
   sharedPolicy?: () => SharedPolicy | undefined;
   /** Who probes for `prequal`, for each server's last answer; none: no probe columns filled. */
   prober?: () => LoadProber | undefined;
+  /** What xDS clients have done; none (or undefined): the balancer serves no xDS. */
+  xds?: () => Readonly<AdsStats> | undefined;
 }
 
 /** The dashboard's routes: the page, its assets, `/events` and `POST /policy`. */
@@ -329,6 +339,7 @@ class DashboardFeed {
         share: last && last.total > 0 ? picks / last.total : null,
       };
     };
+    const xds = this.#deps.xds?.();
     return {
       time: Date.now(),
       policy: picker.policyName,
@@ -340,6 +351,9 @@ class DashboardFeed {
         ...picker.snapshot.servers.map((s, i) => row(s, true, weighted ? weights[i] : null)),
         ...set.ejected().map((s) => row(s, false, null)),
       ],
+      xds: xds
+        ? { streams: xds.streams, acks: xds.acks, nacks: xds.nacks, lastNack: xds.lastNack ?? null }
+        : null,
     };
   }
 }

@@ -166,6 +166,18 @@
     byId("rate").textContent = state.window
       ? (state.window.picks / (state.window.ms / 1000)).toFixed(1)
       : "…";
+    // xDS clients, when the balancer serves xDS; the last rejected update is the tooltip.
+    byId("xds-summary").hidden = state.xds === null;
+    if (state.xds !== null) {
+      const { streams, nacks, lastNack } = state.xds;
+      const xds = byId("xds");
+      xds.textContent = `${streams} · ${nacks} NACK${nacks === 1 ? "" : "s"}`;
+      xds.className = nacks > 0 ? "warn" : "";
+      xds.title = lastNack
+        ? `Last NACK, from ${lastNack.node} (${lastNack.typeUrl} version ${lastNack.version}): ` +
+          lastNack.message
+        : "";
+    }
     const select = byId("policy-select");
     if (select.options.length !== state.policies.length) {
       select.replaceChildren(...state.policies.map((name) => new Option(name, name)));
