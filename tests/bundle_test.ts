@@ -56,6 +56,16 @@ Deno.test("bundled balancer, backend and client run together from an empty folde
     ], { script: balancerJs, cwd: dir });
     assert.equal((await etcdMode.status).code, 1);
     assert.match(etcdMode.log(), /etcd discovery is not available in a bundle/);
+
+    // Nor can xDS (the Envoy definitions come from @grpc/grpc-js-xds's npm folder).
+    const xdsMode = sys.spawn("balancer", [
+      "--port",
+      String(freePort()),
+      "--xds-service",
+      "tasks",
+    ], { script: balancerJs, cwd: dir });
+    assert.equal((await xdsMode.status).code, 1);
+    assert.match(xdsMode.log(), /^error: xDS is not available here: .*'--xds-service'$/m);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

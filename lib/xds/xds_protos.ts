@@ -69,12 +69,29 @@ export interface Any {
 
 let loaded: XdsProtos | undefined;
 
+/** Whether `dir` is there and may be read. */
+function readable(dir: string): boolean {
+  try {
+    return existsSync(dir);
+  } catch {
+    return false; // Deno refuses the read outside --allow-read
+  }
+}
+
 /** The xDS definitions, loaded on first call (a few hundred milliseconds). */
 export function xdsProtos(): XdsProtos {
   return loaded ??= load();
 }
 
 function load(): XdsProtos {
+  if (!INCLUDE_DIRS.every(readable)) {
+    // A `deno bundle` file has no node_modules beside it (nor read access where it would be).
+    throw new Error(
+      "xDS is not available here: the Envoy definitions are read from @grpc/grpc-js-xds in " +
+        "node_modules at run time, which a bundle does not have. Run the balancer with " +
+        "'deno task balancer', or leave out '--xds-service'",
+    );
+  }
   const root = new protobuf.Root();
   root.resolvePath = (_origin, target) => {
     for (const dir of INCLUDE_DIRS) {
