@@ -20,6 +20,7 @@ import { HealthService, type ServingStatus } from "../lib/wire/grpc_health.ts";
 import { ServerSet } from "../lib/picking/server_set.ts";
 import { bindServer, createServer, shutdownServer } from "../lib/wire/grpc_server.ts";
 import { waitFor } from "../lib/harness/wait.ts";
+import { RAW_OPEN_RCA_SERVICE } from "./_orca.ts";
 
 Deno.test("checkIntervalMs keeps the interval for small sets and caps the total rate for large ones", () => {
   assert.equal(checkIntervalMs(1, 250, 2_500), 250);
@@ -59,17 +60,7 @@ async function healthServer(
     recorder.addToServer(server);
   } else {
     // No ORCA: asked for it, answers UNIMPLEMENTED as a server without it does, and counts.
-    server.addService({
-      StreamCoreMetrics: {
-        path: "/xds.service.orca.v3.OpenRcaService/StreamCoreMetrics",
-        requestStream: false,
-        responseStream: true,
-        requestSerialize: (b: Uint8Array) => b,
-        requestDeserialize: (b: Uint8Array) => b,
-        responseSerialize: (b: Uint8Array) => b,
-        responseDeserialize: (b: Uint8Array) => b,
-      },
-    } as unknown as grpc.ServiceDefinition, {
+    server.addService(RAW_OPEN_RCA_SERVICE, {
       StreamCoreMetrics: (call: grpc.ServerWritableStream<unknown, unknown>) => {
         counted.orcaStreams++;
         call.emit("error", { code: grpc.status.UNIMPLEMENTED, details: "no ORCA here" });

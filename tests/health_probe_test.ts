@@ -18,6 +18,7 @@ import { freePort } from "../lib/harness/ports.ts";
 import { bindServer, createServer, shutdownServer } from "../lib/wire/grpc_server.ts";
 import type { TlsConfig } from "../lib/wire/tls.ts";
 import { waitFor } from "../lib/harness/wait.ts";
+import { RAW_OPEN_RCA_SERVICE } from "./_orca.ts";
 
 const read = (name: string) =>
   Deno.readTextFileSync(new URL(`fixtures/tls/${name}`, import.meta.url));
@@ -305,17 +306,7 @@ Deno.test("a probe streams out-of-band ORCA from grpc-js's own OpenRcaService be
 Deno.test("a streamed call outlives its first flow-control window, and a server's GOAWAY ends it so the server can shut down", async () => {
   const { address, server, health } = await healthServer();
   const MESSAGES = 1_000; // 200 KB: three times a stream's initial window
-  server.addService({
-    StreamCoreMetrics: {
-      path: "/xds.service.orca.v3.OpenRcaService/StreamCoreMetrics",
-      requestStream: false,
-      responseStream: true,
-      requestSerialize: (b: Buffer) => b,
-      requestDeserialize: (b: Buffer) => b,
-      responseSerialize: (b: Buffer) => b,
-      responseDeserialize: (b: Buffer) => b,
-    },
-  }, {
+  server.addService(RAW_OPEN_RCA_SERVICE, {
     StreamCoreMetrics: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
       for (let i = 0; i < MESSAGES; i++) call.write(Buffer.alloc(200, i % 256));
       // and stays open, as a report stream does
