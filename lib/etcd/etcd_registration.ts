@@ -59,9 +59,10 @@ export class EtcdRegistration {
   #leaseId: string | undefined;
   #registered = false;
   #reRegistrations = 0;
-  /** Set when a lease was lost, so the next successful write counts as a re-registration. */
-  #lostPending = false;
-  /** The lost lease's ID while its key may still be there (until it expires). */
+  /**
+   * The lost lease's ID until the key is written again (its key may still be there until it
+   * expires); set, the next successful write counts as a re-registration.
+   */
   #lostLeaseId: string | undefined;
   #stopping = new AbortController();
   #loop: Promise<void> | undefined;
@@ -133,7 +134,7 @@ export class EtcdRegistration {
     await this.#loop;
     const lease = this.#lease;
     // After a lost lease the old key may still be there until its lease expires.
-    const leaseId = this.#leaseId ?? (this.#lostPending ? this.#lostLeaseId : undefined);
+    const leaseId = this.#leaseId ?? this.#lostLeaseId;
     this.#lease = undefined;
     this.#registered = false;
     this.#leaseId = undefined;
@@ -200,8 +201,8 @@ export class EtcdRegistration {
   }
 
   #adopt(lease: Lease, leaseId: string): void {
-    const again = this.#lostPending;
-    this.#lostPending = false;
+    const again = this.#lostLeaseId !== undefined;
+    this.#lostLeaseId = undefined;
     this.#lease = lease;
     this.#leaseId = leaseId;
     this.#registered = true;
@@ -242,7 +243,6 @@ export class EtcdRegistration {
     this.#lostLeaseId = this.#leaseId;
     this.#leaseId = undefined;
     this.#registered = false;
-    this.#lostPending = true;
     log.warn("Lost the lease of etcd key {key}, registering again: {error}", {
       ...this.#logFields(),
       error,
